@@ -1,0 +1,33 @@
+"""The hub core: channels, history, subscriptions, outboxes and the bus.
+
+Plain Python on gevent primitives. It imports no door and no framework: doors
+(HTTP, websocket, socket.io, TCP, AMQP, ZMQ, G3, loom) adapt their protocol to
+these classes. See ``hub.py`` for how a door uses it.
+"""
+
+from .bus import Bus, LocalBus
+from .channel import Channel, ChannelConfig
+from .filters import Decimation, Filter
+from .hub import Hub, HubConfig
+from .message import DATA, STICKY, Message
+from .outbox import REASON_OVERFLOW, REASON_SHUTDOWN, Outbox
+from .subscription import Start, Subscription
+
+__all__ = [
+    "Bus",
+    "Channel",
+    "ChannelConfig",
+    "DATA",
+    "Decimation",
+    "Filter",
+    "Hub",
+    "HubConfig",
+    "LocalBus",
+    "Message",
+    "Outbox",
+    "REASON_OVERFLOW",
+    "REASON_SHUTDOWN",
+    "STICKY",
+    "Start",
+    "Subscription",
+]

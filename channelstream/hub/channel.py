@@ -1,0 +1,252 @@
+"""Channels: sequencing, history, sticky state and fan-out.
+
+A channel stamps each message it receives with the next offset, its epoch and
+a receive time (UTC ms, never decreasing), stores it in its history, records
+it as the latest of its type if it is sticky, and offers it to every
+subscription. Publishing and subscribing never yield to another greenlet, so
+a new subscription that replays history and then goes live can neither miss
+nor repeat a message published concurrently.
+
+The epoch is a random string chosen when the channel is created. A channel
+re-created after collection or a restart has a new epoch, which is how a
+resuming client learns that the offsets it holds mean nothing here.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .filters import Decimation, Filter
+from .history import History
+from .message import Message
+from .outbox import Outbox
+from .subscription import AFTER, LIVE, MS_AGO, OLDEST, Start, Subscription
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    """How a channel keeps its past.
+
+    :param history_size: messages kept for resume and replay (0 = none).
+    :param history_seconds: age limit of the history (0 = none).
+    :param persistent: never collected when idle (e.g. the packet channel,
+        whose history is its point).
+    """
+
+    history_size: int = 100
+    history_seconds: float = 0.0
+    persistent: bool = False
+
+    def __post_init__(self) -> None:
+        if self.history_size < 0:
+            raise ValueError("history_size must be >= 0")
+        if self.history_seconds < 0:
+            raise ValueError("history_seconds must be >= 0")
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
+class Channel:
+    """One named stream of messages. Created by the hub on first use.
+
+    :param clock_ms: returns the current UTC time in ms.
+    :param monotonic: returns a monotonic time in seconds (for idleness).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: ChannelConfig,
+        *,
+        clock_ms: Callable[[], int],
+        monotonic: Callable[[], float],
+    ) -> None:
+        self.name = name
+        self.epoch = new_epoch()
+        self.config = config
+        self.history = History(config.history_size, int(config.history_seconds * 1000))
+        self.last_offset = 0
+        self.last_time_ms = 0
+        self.published = 0
+        self.delivered = 0
+        self.dropped = 0
+        self._sticky: dict[str, Message] = {}
+        self._subs: list[Subscription] = []
+        # Copy-on-write snapshot iterated by fan-out, so a subscription that is
+        # cancelled during fan-out (its outbox overflowed) cannot upset the loop.
+        self._snapshot: tuple[Subscription, ...] | None = ()
+        self._clock_ms = clock_ms
+        self._monotonic = monotonic
+        self.last_active = monotonic()
+
+    # -- configuration --------------------------------------------------------
+
+    def reconfigure(self, config: ChannelConfig) -> None:
+        """Apply new history bounds; messages over them are dropped now."""
+        self.config = config
+        self.history.size = config.history_size
+        self.history.max_age_ms = int(config.history_seconds * 1000)
+        self.history.trim(self._clock_ms())
+
+    # -- publishing -------------------------------------------------------------
+
+    def publish(self, message: Message) -> Message:
+        """Sequence ``message``, keep it, and offer it to every subscription."""
+        if message.sequenced:
+            raise ValueError(f"{message!r} was already published")
+        now = self._clock_ms()
+        if now < self.last_time_ms:
+            now = self.last_time_ms  # the wall clock stepped back: keep order
+        self.last_offset += 1
+        message.offset = self.last_offset
+        message.epoch = self.epoch
+        message.time_ms = self.last_time_ms = now
+        self.published += 1
+        self.last_active = self._monotonic()
+        self.history.append(message, now)
+        if message.sticky:
+            self._sticky[message.type] = message  # type: ignore[index]
+        subs = self._snapshot
+        if subs is None:
+            subs = self._snapshot = tuple(self._subs)
+        private = message.audience is not None or message.excluded is not None
+        delivered = 0
+        for sub in subs:
+            if private or sub.filter is not None or sub.decimation is not None:
+                if not sub.accepts(message):
+                    continue
+            sub.delivered += 1
+            sub.outbox.put(message)
+            delivered += 1
+        self.delivered += delivered
+        return message
+
+    def replace(self, message: Message) -> bool:
+        """Swap a stored message for an edited copy (``Message.replaced``)."""
+        if message.channel != self.name or message.epoch != self.epoch:
+            return False
+        current = self._sticky.get(message.type) if message.sticky else None  # type: ignore[arg-type]
+        if current is not None and current.offset == message.offset:
+            self._sticky[message.type] = message  # type: ignore[index]
+        return self.history.replace(message)
+
+    # -- subscribing ------------------------------------------------------------
+
+    def subscribe(
+        self,
+        outbox: Outbox,
+        *,
+        start: Start | None = None,
+        filter: Filter | None = None,
+        decimation: Decimation | None = None,
+        principal: str | None = None,
+    ) -> Subscription:
+        """Replay what ``start`` asks for into ``outbox``, then go live.
+
+        :raises ValueError: if ``outbox`` is closed or already subscribed here.
+        """
+        if outbox.closed:
+            raise ValueError("cannot subscribe a closed outbox")
+        if self.name in outbox.subscriptions:
+            raise ValueError(f"outbox is already subscribed to {self.name!r}")
+        start = start or Start.live()
+        sub = Subscription(
+            self, outbox, filter=filter, decimation=decimation, principal=principal
+        )
+        replay = self._replay_for(sub, start)
+        if replay:
+            accepted = [m for m in replay if sub.accepts(m)]
+            sub.delivered += len(accepted)
+            outbox.put_replay(accepted)
+        outbox.subscriptions[self.name] = sub
+        self._subs.append(sub)
+        self._snapshot = None
+        self.last_active = self._monotonic()
+        return sub
+
+    def _replay_for(self, sub: Subscription, start: Start) -> list[Message]:
+        now = self._clock_ms()
+        self.history.trim(now)
+        if start.mode == LIVE:
+            return self._sticky_before(None)
+        if start.mode == AFTER:
+            error = self._resume_error(start)
+            if error is not None:
+                sub.resume_error = error
+                return self._sticky_before(None)
+            # The client saw everything up to its offset, stickies included.
+            return self.history.after(start.offset)
+        if start.mode == MS_AGO:
+            past = self.history.since(now - start.ms)
+        elif start.mode == OLDEST:
+            past = self.history.all()
+        else:  # pragma: no cover - Start's constructors prevent it
+            raise ValueError(f"unknown start mode {start.mode!r}")
+        first = past[0].offset if past else None
+        return self._sticky_before(first) + past
+
+    def _resume_error(self, start: Start) -> str | None:
+        if start.epoch != self.epoch:
+            return "channel epoch changed: its history was lost"
+        if start.offset > self.last_offset:
+            return f"offset {start.offset} is ahead of the channel ({self.last_offset})"
+        if start.offset == self.last_offset:
+            return None
+        first = self.history.first_offset
+        if first is None or start.offset + 1 < first:
+            oldest = "nothing" if first is None else f"offset {first}"
+            return (
+                f"history no longer reaches back to offset {start.offset + 1}"
+                f" (oldest kept: {oldest})"
+            )
+        return None
+
+    def _sticky_before(self, offset: int | None) -> list[Message]:
+        """Latest sticky message of each type, in first-seen type order.
+
+        With ``offset``, only those older than it: newer ones are part of the
+        replayed history already.
+        """
+        if offset is None:
+            return list(self._sticky.values())
+        return [m for m in self._sticky.values() if m.offset < offset]
+
+    def remove(self, sub: Subscription) -> None:
+        try:
+            self._subs.remove(sub)
+        except ValueError:
+            return
+        self._snapshot = None
+        self.last_active = self._monotonic()
+
+    # -- introspection ---------------------------------------------------------
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subs)
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        return tuple(self._subs)
+
+    def sticky_messages(self) -> list[Message]:
+        return list(self._sticky.values())
+
+    def idle_for(self, now: float) -> float:
+        return now - self.last_active
+
+    def stats(self) -> dict:
+        return {
+            "name": self.name,
+            "epoch": self.epoch,
+            "last_offset": self.last_offset,
+            "history": len(self.history),
+            "subscribers": len(self._subs),
+            "published": self.published,
+            "delivered": self.delivered,
+            "dropped": self.dropped,
+        }

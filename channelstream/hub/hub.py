@@ -1,0 +1,271 @@
+"""The hub: channels by name, outboxes, the bus, and channel collection.
+
+Doors talk to the hub only:
+
+* a door that receives messages builds a ``Message`` and calls ``publish``;
+* a door that serves a connection calls ``open_outbox`` once, ``subscribe``
+  per channel, and runs one writer greenlet that loops on ``outbox.wait()`` /
+  ``outbox.drain()`` and writes each batch to its socket.
+
+The hub lives in one OS thread; every method is called from greenlets of that
+thread and none of them yields, so each call is atomic for the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import gevent
+
+from .bus import Bus, LocalBus
+from .channel import Channel, ChannelConfig
+from .filters import Decimation, Filter
+from .message import Message
+from .outbox import REASON_SHUTDOWN, Outbox
+from .subscription import Start, Subscription
+
+log = logging.getLogger(__name__)
+
+MAX_CHANNEL_NAME = 1024
+
+
+def _clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    """Hub-wide defaults.
+
+    :param default_channel: config of channels not configured by name.
+    :param outbox_size: soft bound of an outbox (drop oldest droppable).
+    :param outbox_hard_limit: outbox length past which it is closed.
+    :param channel_idle_after: seconds after which a channel with no
+        subscriber and no publish is collected (0 = never).
+    :param gc_interval: seconds between collection passes.
+    """
+
+    default_channel: ChannelConfig = field(default_factory=ChannelConfig)
+    outbox_size: int = 1000
+    outbox_hard_limit: int = 10000
+    channel_idle_after: float = 3600.0
+    gc_interval: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.outbox_size < 1:
+            raise ValueError("outbox_size must be >= 1")
+        if self.outbox_hard_limit < self.outbox_size:
+            raise ValueError("outbox_hard_limit must be >= outbox_size")
+        if self.channel_idle_after < 0 or self.gc_interval <= 0:
+            raise ValueError("channel_idle_after must be >= 0 and gc_interval > 0")
+
+
+class Hub:
+    """Channels, outboxes and the bus of one process.
+
+    :param bus: defaults to a ``LocalBus``.
+    :param clock_ms: UTC time in ms (tests may pass a fake clock).
+    :param monotonic: monotonic seconds, for channel idleness.
+    """
+
+    def __init__(
+        self,
+        config: HubConfig | None = None,
+        bus: Bus | None = None,
+        *,
+        clock_ms: Callable[[], int] = _clock_ms,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config or HubConfig()
+        self.bus = bus or LocalBus()
+        self.bus.attach(self._receive)
+        self._clock_ms = clock_ms
+        self._monotonic = monotonic
+        self._channels: dict[str, Channel] = {}
+        self._configs: dict[str, ChannelConfig] = {}
+        self._outboxes: set[Outbox] = set()
+        self._collected = {"channels": 0, "published": 0, "delivered": 0, "dropped": 0}
+        self._gc: gevent.Greenlet | None = None
+        self.running = False
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the bus and the collection greenlet. Idempotent."""
+        if self.running:
+            return
+        self.running = True
+        self.bus.start()
+        self._gc = gevent.spawn(self._gc_loop)
+
+    def stop(self) -> None:
+        """Close every outbox (``server shutting down``), stop GC and bus.
+
+        Writers may still flush what their outbox holds. Idempotent.
+        """
+        if not self.running:
+            return
+        self.running = False
+        for outbox in list(self._outboxes):
+            outbox.close(REASON_SHUTDOWN)
+        if self._gc is not None:
+            self._gc.kill()
+            self._gc = None
+        self.bus.stop()
+
+    # -- channels -------------------------------------------------------------
+
+    def channel(self, name: str, *, create: bool = False) -> Channel | None:
+        """The channel called ``name``; created if ``create``, else None."""
+        channel = self._channels.get(name)
+        if channel is None and create:
+            if not isinstance(name, str) or not name or len(name) > MAX_CHANNEL_NAME:
+                raise ValueError(
+                    "channel name must be a non-empty string of at most "
+                    f"{MAX_CHANNEL_NAME} characters"
+                )
+            channel = Channel(
+                name,
+                self._configs.get(name, self.config.default_channel),
+                clock_ms=self._clock_ms,
+                monotonic=self._monotonic,
+            )
+            self._channels[name] = channel
+            self.bus.watch(name)
+        return channel
+
+    def channels(self) -> list[Channel]:
+        return list(self._channels.values())
+
+    def configure_channel(self, name: str, config: ChannelConfig) -> None:
+        """Set the config of ``name``, now and whenever it is (re)created."""
+        self._configs[name] = config
+        channel = self._channels.get(name)
+        if channel is not None:
+            channel.reconfigure(config)
+
+    def channel_config(self, name: str) -> ChannelConfig:
+        return self._configs.get(name, self.config.default_channel)
+
+    # -- publishing -------------------------------------------------------------
+
+    def publish(self, message: Message) -> Message | None:
+        """Publish through the bus; never blocks on a subscriber.
+
+        :returns: the sequenced message when the bus delivered it locally at
+            once (the local bus always does), else None.
+        """
+        return self.bus.publish(message)
+
+    def _receive(self, message: Message) -> Message:
+        channel = self.channel(message.channel, create=True)
+        return channel.publish(message)  # type: ignore[union-attr]
+
+    # -- subscribing --------------------------------------------------------------
+
+    def open_outbox(
+        self,
+        *,
+        max_queue: int | None = None,
+        hard_limit: int | None = None,
+        max_bytes: int = 0,
+        hard_bytes: int = 0,
+        name: str = "",
+    ) -> Outbox:
+        """A new outbox with the hub's default bounds, closed by ``stop``."""
+        max_queue = max_queue or self.config.outbox_size
+        hard_limit = hard_limit or max(self.config.outbox_hard_limit, max_queue)
+        outbox = Outbox(
+            max_queue, hard_limit, max_bytes=max_bytes, hard_bytes=hard_bytes, name=name
+        )
+        self._outboxes.add(outbox)
+        outbox.on_close(self._outboxes.discard)
+        return outbox
+
+    def subscribe(
+        self,
+        outbox: Outbox,
+        channel: str,
+        *,
+        start: Start | None = None,
+        filter: Filter | dict | None = None,
+        decimation: Decimation | None = None,
+        principal: str | None = None,
+    ) -> Subscription:
+        """Subscribe ``outbox`` to ``channel`` (created if need be).
+
+        History asked for by ``start`` is queued first, then live messages,
+        with no gap and no duplicate. If a resume cannot be honoured the
+        subscription starts live and says why in ``resume_error``.
+
+        :raises ValueError: bad channel name, bad filter, closed outbox, or an
+            outbox already subscribed to that channel.
+        """
+        if isinstance(filter, dict):
+            filter = Filter(filter)
+        target = self.channel(channel, create=True)
+        return target.subscribe(  # type: ignore[union-attr]
+            outbox, start=start, filter=filter, decimation=decimation, principal=principal
+        )
+
+    # -- collection -----------------------------------------------------------------
+
+    def collect(self) -> int:
+        """Collect channels idle and without subscribers; trim aged history.
+
+        :returns: the number of channels collected.
+        """
+        idle_after = self.config.channel_idle_after
+        now = self._monotonic()
+        now_ms = self._clock_ms()
+        collected = 0
+        for name, channel in list(self._channels.items()):
+            channel.history.trim(now_ms)
+            if (
+                idle_after
+                and not channel.config.persistent
+                and channel.subscriber_count == 0
+                and channel.idle_for(now) >= idle_after
+            ):
+                del self._channels[name]
+                self.bus.unwatch(name)
+                totals = self._collected
+                totals["channels"] += 1
+                totals["published"] += channel.published
+                totals["delivered"] += channel.delivered
+                totals["dropped"] += channel.dropped
+                collected += 1
+        if collected:
+            log.debug("collected %d idle channels", collected)
+        return collected
+
+    def _gc_loop(self) -> None:
+        while True:
+            gevent.sleep(self.config.gc_interval)
+            try:
+                self.collect()
+            except Exception:
+                log.exception("channel collection failed; retrying next interval")
+
+    # -- stats ------------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        """JSON-able counters of the hub (totals include collected channels)."""
+        totals = dict(self._collected)
+        for channel in self._channels.values():
+            totals["published"] += channel.published
+            totals["delivered"] += channel.delivered
+            totals["dropped"] += channel.dropped
+        return {
+            "running": self.running,
+            "bus": self.bus.status(),
+            "channels": len(self._channels),
+            "channels_collected": totals["channels"],
+            "outboxes": len(self._outboxes),
+            "published": totals["published"],
+            "delivered": totals["delivered"],
+            "dropped": totals["dropped"],
+        }
