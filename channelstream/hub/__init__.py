@@ -12,6 +12,7 @@ from .hub import Hub, HubConfig
 from .message import DATA, STICKY, Message
 from .outbox import REASON_OVERFLOW, REASON_SHUTDOWN, Outbox
 from .subscription import Start, Subscription
+from .writer import run_writer
 
 __all__ = [
     "Bus",
@@ -30,4 +31,5 @@ __all__ = [
     "STICKY",
     "Start",
     "Subscription",
+    "run_writer",
 ]
