@@ -113,7 +113,9 @@ class Outbox:
         #: messages dropped because the queue was full
         self.dropped = 0
         self._live: deque[Message] = deque()
-        self._replay: deque[Message] = deque()
+        # Created on first replay: most outboxes never replay, and an empty
+        # deque costs ~600 bytes per connection.
+        self._replay: deque[Message] | None = None
         self._bytes = 0
         self._writer = None  # the greenlet blocked in wait(), if any
         self._wake_pending = False
@@ -143,6 +145,8 @@ class Outbox:
         """Queue history to be drained before any live message."""
         if self.closed:
             return
+        if self._replay is None:
+            self._replay = deque()
         before = len(self._replay)
         self._replay.extend(messages)
         added = len(self._replay) - before
@@ -180,7 +184,7 @@ class Outbox:
     # -- consumer side (the door's writer greenlet) -------------------------
 
     def __len__(self) -> int:
-        return len(self._live) + len(self._replay)
+        return len(self._live) + (len(self._replay) if self._replay else 0)
 
     @property
     def queued_bytes(self) -> int:
@@ -244,7 +248,7 @@ class Outbox:
                 batch = [replay.popleft() for _ in range(limit)]
             else:
                 batch = list(replay)
-                replay.clear()
+                self._replay = None
         live = self._live
         room = limit - len(batch) if limit else len(live)
         if live and room > 0:
@@ -281,7 +285,7 @@ class Outbox:
         self.close_reason = reason
         if discard:
             self._live.clear()
-            self._replay.clear()
+            self._replay = None
             self._bytes = 0
         for sub in list(self.subscriptions.values()):
             sub.cancel()
