@@ -1,0 +1,60 @@
+"""Distribution of the channelstream streaming hub and its doors.
+
+One distribution, two import packages: ``channelstream`` (the hub core, the
+process layer and every door) and ``loom`` (the byte-stream door).
+"""
+
+import os
+
+from setuptools import find_packages, setup
+
+HERE = os.path.abspath(os.path.dirname(__file__))
+
+
+def read_version() -> str:
+    """Return ``__version__`` from channelstream/__init__.py without importing it."""
+    with open(os.path.join(HERE, "channelstream", "__init__.py"), encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("__version__"):
+                return line.split("=", 1)[1].strip().strip("\"'")
+    raise RuntimeError("channelstream/__init__.py has no __version__")
+
+
+setup(
+    name="channelstream",
+    version=read_version(),
+    description="One gevent process that serves real-time streams: "
+    "channels, packets, byte streams, ZMQ and G3 frames",
+    packages=find_packages(include=["channelstream", "channelstream.*", "loom", "loom.*"]),
+    include_package_data=True,
+    zip_safe=False,
+    python_requires=">=3.10",
+    install_requires=[
+        "pyramid",
+        "gevent",
+        "gevent-websocket",
+        "python-socketio",
+        "gunicorn",
+        "pika",
+        "pyzmq",
+        "plaster-pastedeploy",
+        "prometheus-client",
+        # pyramid 2.1 imports pkg_resources, which newer setuptools drops.
+        "setuptools<81",
+    ],
+    extras_require={
+        "test": [
+            "pytest",
+            "pytest-timeout",
+            "hypothesis",
+            "websocket-client",
+            "requests",
+            "ruff",
+        ],
+        "bench": ["psutil"],
+    },
+    entry_points={
+        "paste.app_factory": ["main = channelstream.wsgi_app:make_app"],
+        "paste.server_runner": ["main = channelstream.server:serve"],
+    },
+)
