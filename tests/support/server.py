@@ -1,0 +1,215 @@
+"""Run the real server as a subprocess for tests: :class:`RunningServer`.
+
+A test copies an ini file (``development.ini``, ``production.ini``...) into
+a temporary folder with its own port and any overridden keys, starts
+``pserve`` (or another command) on it, waits until ``/healthz`` answers, talks
+to it over loopback, and stops it with SIGTERM::
+
+    with RunningServer(REPO / "development.ini", tmp_path) as server:
+        requests.get(server.url + "/healthz")
+    assert server.returncode == 0
+
+If the server does not come up, :meth:`RunningServer.start` raises
+:class:`ServerFailed` whose message holds the server's stderr. Door tests of
+later changes reuse this helper: pass ``app={...}`` to set door keys.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+#: Hides pyramid's pkg_resources deprecation notice so stderr shows only ours.
+QUIET_WARNINGS = "ignore:pkg_resources is deprecated:UserWarning"
+
+#: [app:main] keys that swap in the test-only probe app (tests/support/testapp.py).
+PROBE_APP = {"use": None, "paste.app_factory": "tests.support.testapp:make_app"}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that was free on ``host`` a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class ServerFailed(AssertionError):
+    """The server did not come up (or did not stop); the message holds its stderr."""
+
+
+def write_ini(
+    source: Path,
+    target: Path,
+    *,
+    app: Mapping[str, str | None] | None = None,
+    server: Mapping[str, str | None] | None = None,
+) -> Path:
+    """Copy ``source`` to ``target`` with keys of [app:main]/[server:main] replaced.
+
+    A value of ``None`` removes the key. Values are written raw (``%(here)s``
+    is left for PasteDeploy, and then means the target's folder).
+    """
+    parser = configparser.RawConfigParser()
+    parser.optionxform = str  # keep keys as written
+    parser.read(source, encoding="utf-8")
+    for section, changes in (("app:main", app or {}), ("server:main", server or {})):
+        for key, value in changes.items():
+            if value is None:
+                parser.remove_option(section, key)
+            else:
+                parser.set(section, key, value)
+    with open(target, "w", encoding="utf-8") as f:
+        parser.write(f)
+    return target
+
+
+class RunningServer:
+    """One server subprocess on a free loopback port.
+
+    :param ini: the ini file to copy (its [server:main] host/port are replaced).
+    :param tmp_dir: where the copy, stdout and stderr files go.
+    :param app: [app:main] keys to set (``None`` removes a key).
+    :param server: [server:main] keys to set.
+    :param env: environment variables for the server (``None`` removes one).
+    :param command: argv before the ini path; default ``pserve``. Use
+        ``"{ini}"``/``"{port}"`` placeholders to place them yourself.
+    :param ready_path: the path polled until it answers 200.
+    """
+
+    def __init__(
+        self,
+        ini: Path | str,
+        tmp_dir: Path,
+        *,
+        app: Mapping[str, str | None] | None = None,
+        server: Mapping[str, str | None] | None = None,
+        env: Mapping[str, str | None] | None = None,
+        command: Sequence[str] | None = None,
+        ready_path: str = "/healthz",
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.tmp_dir = Path(tmp_dir)
+        source = Path(ini)
+        server_keys = {"host": "127.0.0.1", "port": str(self.port), **(server or {})}
+        self.ini = write_ini(source, self.tmp_dir / source.name, app=app, server=server_keys)
+        self.command = list(command) if command is not None else [str(BIN / "pserve"), "{ini}"]
+        self.env = dict(env or {})
+        self.ready_path = ready_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.stdout_path = self.tmp_dir / f"{source.stem}.stdout"
+        self.stderr_path = self.tmp_dir / f"{source.stem}.stderr"
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def spawn(self) -> RunningServer:
+        """Start the subprocess without waiting for it to be ready."""
+        env = {**os.environ, "PYTHONWARNINGS": QUIET_WARNINGS, **self.env}
+        env = {key: value for key, value in env.items() if value is not None}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        argv = [arg.format(ini=self.ini, port=self.port) for arg in self.command]
+        if not any("{ini}" in arg for arg in self.command):
+            argv.append(str(self.ini))
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.process = subprocess.Popen(
+                argv, cwd=self.tmp_dir, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL
+            )
+        return self
+
+    def start(self, timeout: float = 30.0) -> RunningServer:
+        """Spawn and wait until ``ready_path`` answers 200; raise :class:`ServerFailed`."""
+        self.spawn()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerFailed(f"server exited with {self.process.returncode}\n{self.stderr}")
+            try:
+                if requests.get(self.url + self.ready_path, timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise ServerFailed(f"server not ready within {timeout}s\n{self.stderr}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Send ``sig`` and wait for the exit; return the exit status."""
+        if self.process is None:
+            raise ServerFailed("server was never started")
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 20.0) -> int:
+        """Wait for the process to exit; kill it and raise :class:`ServerFailed` on timeout."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise ServerFailed(f"server did not exit within {timeout}s\n{self.stderr}") from None
+
+    def kill(self) -> None:
+        """Kill the process (cleanup path only)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def __enter__(self) -> RunningServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.stop()
+
+    # -- what it said ---------------------------------------------------------
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status, or None while it runs."""
+        return None if self.process is None else self.process.poll()
+
+    @property
+    def stderr(self) -> str:
+        """Everything the server wrote to stderr so far."""
+        try:
+            return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    @property
+    def stdout(self) -> str:
+        """Everything the server wrote to stdout so far."""
+        try:
+            return self.stdout_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def get(self, path: str, **kwargs: object) -> requests.Response:
+        """GET ``path`` on the server (a fresh connection each time)."""
+        kwargs.setdefault("timeout", 10)
+        return requests.get(self.url + path, **kwargs)
+
+
+def run_to_exit(
+    ini: Path,
+    tmp_dir: Path,
+    *,
+    timeout: float = 30.0,
+    **options: object,
+) -> RunningServer:
+    """Run a server that is expected to exit by itself (e.g. on a bad setting)."""
+    server = RunningServer(ini, tmp_dir, **options).spawn()
+    server.wait(timeout)
+    return server

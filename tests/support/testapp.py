@@ -1,0 +1,98 @@
+"""A test-only app: the real channelstream app plus a few probe views.
+
+Used from an ini with ``paste.app_factory = tests.support.testapp:make_app``
+(the test server helper puts the repository on PYTHONPATH). Never shipped.
+
+Probe views, under ``/test/``:
+
+- ``ws-echo``: echoes websocket frames (proves upgrades through the runner);
+- ``stream``: a long-lived chunked response that ends when the runtime stops
+  (``?ignore_stop=1``: one that never ends by itself);
+- ``crash`` / ``client-error``: an internal error and a client error;
+- ``socketio-settings``: the socket.io settings in force.
+
+The ini key ``test.crashing_door = true`` adds a door that always crashes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gevent
+from pyramid.config import Configurator
+from pyramid.request import Request
+from pyramid.response import Response
+
+from channelstream.doors import LoopDoor
+from channelstream.errors import BadRequest
+from channelstream.parsers import as_bool
+from channelstream.wsgi_app import build_app, get_runtime, load_settings
+
+
+class CrashingDoor(LoopDoor):
+    """A door whose loop raises at once, every time."""
+
+    backoff_initial = 0.2
+    backoff_max = 0.4
+
+    def run(self) -> None:
+        raise RuntimeError("boom: the probe door crashed")
+
+
+def ws_echo(request: Request) -> Response:
+    ws = request.environ.get("wsgi.websocket")
+    if ws is None:
+        raise BadRequest("this endpoint needs a websocket upgrade")
+    while True:
+        message = ws.receive()
+        if message is None:
+            break
+        ws.send(message)
+    return Response()
+
+
+def stream(request: Request) -> Response:
+    stopping = get_runtime(request.registry).stopping
+    ignore_stop = request.GET.get("ignore_stop") == "1"
+
+    def chunks():
+        yield b"start\n"
+        while ignore_stop or not stopping.is_set():
+            gevent.sleep(0.05)
+            yield b"tick\n"
+        yield b"bye\n"
+
+    return Response(app_iter=chunks(), content_type="text/plain")
+
+
+def crash(request: Request) -> Response:
+    raise RuntimeError("a bug in a view")
+
+
+def client_error(request: Request) -> Response:
+    raise BadRequest("count must be a number", field="count")
+
+
+def socketio_settings(request: Request) -> Response:
+    settings = get_runtime(request.registry).settings.socketio
+    return Response(json_body=dataclasses.asdict(settings))
+
+
+def includeme(config: Configurator) -> None:
+    for name, view in (
+        ("ws-echo", ws_echo),
+        ("stream", stream),
+        ("crash", crash),
+        ("client-error", client_error),
+        ("socketio-settings", socketio_settings),
+    ):
+        config.add_route(f"test-{name}", f"/test/{name}")
+        config.add_view(view, route_name=f"test-{name}")
+
+
+def make_app(global_config, **settings):
+    crashing = as_bool(settings.pop("test.crashing_door", "false"))
+    app = build_app(load_settings(global_config, settings), includes=["tests.support.testapp"])
+    if crashing:
+        get_runtime(app.registry).doors.add(CrashingDoor("probe"))
+    return app
