@@ -130,6 +130,17 @@ class WSGIServer(pywsgi.WSGIServer):
         #: Set by :meth:`drain`: finished requests close their connection.
         self.draining = False
 
+    def close(self) -> None:
+        """Stop accepting and close idle keep-alive connections at once.
+
+        Requests in progress go on; their connection closes after the
+        response. gunicorn's worker calls this when told to exit, so idle
+        clients do not hold it up for the whole graceful timeout.
+        """
+        self.draining = True
+        super().close()
+        self._close_idle()
+
     def drain(self, timeout: float, force: Event | None = None) -> int:
         """Stop accepting, let requests in progress finish, end everything else.
 
@@ -139,13 +150,10 @@ class WSGIServer(pywsgi.WSGIServer):
         still in progress when killed. Call from a greenlet other than a
         handler's.
         """
-        self.draining = True
         self.close()
         deadline = time.monotonic() + timeout
         while True:
-            for handler in list(self.handlers):
-                if not handler.busy and handler.greenlet is not None:
-                    handler.greenlet.kill(block=False)
+            self._close_idle()
             busy = [h for h in self.handlers if h.busy]
             remaining = deadline - time.monotonic()
             if not busy or remaining <= 0 or (force is not None and force.is_set()):
@@ -154,3 +162,9 @@ class WSGIServer(pywsgi.WSGIServer):
         killed = sum(1 for h in self.handlers if h.busy)
         self.stop(timeout=0)
         return killed
+
+    def _close_idle(self) -> None:
+        current = gevent.getcurrent()
+        for handler in list(self.handlers):
+            if not handler.busy and handler.greenlet not in (None, current):
+                handler.greenlet.kill(block=False)
