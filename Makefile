@@ -1,0 +1,52 @@
+# channelstream: the few commands a developer (and CI) needs.
+#
+#   make serve   run the development server (pserve development.ini)
+#   make test    lint, then run the whole test suite
+#   make lint    ruff only
+#   make bench   run every benchmark script under bench/
+#
+# Each target creates .venv if it is missing and installs the project
+# (editable) with the extras it needs; a stamp file per extra makes that
+# happen again only when setup.py changes.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+# pyramid 2.1 imports pkg_resources, which warns on every start; hide only that.
+export PYTHONWARNINGS ?= ignore:pkg_resources is deprecated:UserWarning
+
+.PHONY: serve test lint bench clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.stamp-base: setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.stamp-test: setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(VENV)/.stamp-bench: setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
+serve: $(VENV)/.stamp-base
+	$(BIN)/pserve development.ini
+
+lint: $(VENV)/.stamp-test
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(VENV)/.stamp-bench
+	@set -e; for script in bench/*.py; do \
+		echo "== $$script"; \
+		$(BIN)/python "$$script"; \
+	done
+
+clean-venv:
+	rm -rf $(VENV)
