@@ -32,6 +32,7 @@ import enum
 import logging
 import socket as _stdlib_socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import gevent
@@ -251,7 +252,7 @@ class DoorRegistry:
         """Return the door called ``name`` (KeyError if there is none)."""
         return self._doors[name]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Door]:
         return iter(list(self._doors.values()))
 
     def __len__(self) -> int:
@@ -263,6 +264,8 @@ class DoorRegistry:
         If one fails, the doors already started are stopped (in reverse,
         ``cleanup_timeout`` each) and :class:`DoorStartError` is raised.
         """
+        if self._sealed:
+            raise RuntimeError("the doors were already started")
         self._sealed = True
         for door in self._doors.values():
             try:
@@ -283,7 +286,8 @@ class DoorRegistry:
         while self._started:
             door = self._started.pop()
             try:
-                with gevent.Timeout(timeout + 1.0):
+                # LoopDoor.stop may take timeout + 1 s (join, then kill): allow for it.
+                with gevent.Timeout(timeout + 2.0):
                     door.stop(timeout)
             except gevent.Timeout:
                 log.error("door %r did not stop within %.1fs", door.name, timeout)

@@ -126,9 +126,9 @@ def test_a_long_run_resets_the_backoff():
     wait_until(lambda: len(door.calls) >= 5, timeout=10)
     door.stop(1.0)
     gaps = [b - a for a, b in zip(door.calls, door.calls[1:], strict=False)]
-    # 0.05, then 0.1, then a 0.2 s run plus the reset 0.05, then 0.1 again
-    assert gaps[2] == pytest.approx(0.25, abs=0.05)
-    assert gaps[3] == pytest.approx(0.1, abs=0.05)
+    # with the reset: 0.05, 0.1, a 0.2 s run + 0.05, 0.1; without: ..., 0.2 + 0.2, 0.4
+    assert 0.24 <= gaps[2] < 0.37, gaps
+    assert 0.09 <= gaps[3] < 0.3, gaps
 
 
 def test_run_returning_early_counts_as_a_crash():
@@ -235,6 +235,8 @@ def test_registry_refuses_duplicates_and_late_doors():
     registry.start_all()
     with pytest.raises(RuntimeError, match="already started"):
         registry.add(Recorder("b", []))
+    with pytest.raises(RuntimeError, match="already started"):
+        registry.start_all()
     registry.stop_all(1.0)
 
 
@@ -246,7 +248,7 @@ def test_a_hanging_stop_is_bounded():
     registry.start_all()
     began = time.monotonic()
     registry.stop_all(0.2)
-    assert time.monotonic() - began < 2.0
+    assert time.monotonic() - began < 3.0  # timeout + 2 s at most
     assert journal[-1] == ("stop", "first")  # the others are still stopped
 
 
