@@ -44,7 +44,7 @@ from gevent.event import Event
 
 from .doors import DoorStartError, listen_socket
 from .httpserver import WSGIServer
-from .parsers import as_list, duration, integer, non_empty
+from .parsers import Parser, as_list, duration, integer, non_empty
 from .runtime import Runtime
 from .settings import SettingsError, parse_value
 from .wsgi_app import find_runtime
@@ -108,7 +108,7 @@ def parse_server_options(kw: Mapping[str, str]) -> ServerOptions:
     return ServerOptions(host=host, port=port, shutdown_timeout=grace, socketio=socketio)
 
 
-def _parse(key: str, parser: Any, text: str) -> Any:
+def _parse(key: str, parser: Parser, text: str) -> Any:
     try:
         return parser(text)
     except ValueError as err:

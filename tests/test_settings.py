@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -382,3 +384,13 @@ def test_the_seeds_app_section_loads_verbatim(tmp_path):
     assert settings.port == 8000
     assert settings.allow_posting_from == ("127.0.0.1", "192.168.1.1")
     assert settings.loom.storage_dir == tmp_path / "var" / "loom"
+
+
+def test_the_reference_printer_lists_every_key():
+    out = subprocess.run(
+        [sys.executable, "-m", "channelstream.settings"],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    ).stdout
+    for info in iter_settings():
+        assert f"\n{info.key} =" in "\n" + out, info.key
+        assert info.env in out
