@@ -78,7 +78,8 @@ def write_ini(
 class RunningServer:
     """One server subprocess on a free loopback port.
 
-    :param ini: the ini file to copy (its [server:main] host/port are replaced).
+    :param ini: the ini file to copy; its [server:main] host/port and its
+        ``tcp_streamer.listen`` are replaced by free loopback ports.
     :param tmp_dir: where the copy, stdout and stderr files go.
     :param app: [app:main] keys to set (``None`` removes a key).
     :param server: [server:main] keys to set.
@@ -101,10 +102,13 @@ class RunningServer:
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        #: The GATD TCP streamer's port: a free one too, so servers never collide.
+        self.tcp_streamer_port = free_port()
         self.tmp_dir = Path(tmp_dir)
         source = Path(ini)
         server_keys = {"host": "127.0.0.1", "port": str(self.port), **(server or {})}
-        self.ini = write_ini(source, self.tmp_dir / source.name, app=app, server=server_keys)
+        app_keys = {"tcp_streamer.listen": f"127.0.0.1:{self.tcp_streamer_port}", **(app or {})}
+        self.ini = write_ini(source, self.tmp_dir / source.name, app=app_keys, server=server_keys)
         self.command = list(command) if command is not None else [str(BIN / "pserve"), "{ini}"]
         self.env = dict(env or {})
         self.ready_path = ready_path
