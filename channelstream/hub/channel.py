@@ -15,6 +15,7 @@ resuming client learns that the offsets it holds mean nothing here.
 from __future__ import annotations
 
 import secrets
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -79,6 +80,11 @@ class Channel:
         # Copy-on-write snapshot iterated by fan-out, so a subscription that is
         # cancelled during fan-out (its outbox overflowed) cannot upset the loop.
         self._snapshot: tuple[Subscription, ...] | None = ()
+        # Messages published while a fan-out is running (by an outbox's
+        # on_close callback, say) wait for it to end, so that every outbox
+        # still receives the channel's messages in offset order.
+        self._fanning_out = False
+        self._deferred: deque[Message] = deque()
         self._clock_ms = clock_ms
         self._monotonic = monotonic
         self.last_active = monotonic()
@@ -110,12 +116,29 @@ class Channel:
         self.history.append(message, now)
         if message.sticky:
             self._sticky[message.type] = message  # type: ignore[index]
+        if self._fanning_out:
+            self._deferred.append(message)
+            return message
+        self._fanning_out = True
+        try:
+            self._fan_out(message)
+            while self._deferred:
+                self._fan_out(self._deferred.popleft(), deferred=True)
+        finally:
+            self._fanning_out = False
+        return message
+
+    def _fan_out(self, message: Message, deferred: bool = False) -> None:
         subs = self._snapshot
         if subs is None:
             subs = self._snapshot = tuple(self._subs)
         private = message.audience is not None or message.excluded is not None
         delivered = 0
         for sub in subs:
+            # A subscription made after a deferred message was sequenced has
+            # had it through its replay (or started after it) already.
+            if deferred and message.offset <= sub.since:
+                continue
             if private or sub.filter is not None or sub.decimation is not None:
                 if not sub.accepts(message):
                     continue
@@ -123,7 +146,6 @@ class Channel:
             sub.outbox.put(message)
             delivered += 1
         self.delivered += delivered
-        return message
 
     def replace(self, message: Message) -> bool:
         """Swap a stored message for an edited copy (``Message.replaced``)."""
@@ -161,6 +183,7 @@ class Channel:
         if replay:
             accepted = [m for m in replay if sub.accepts(m)]
             sub.delivered += len(accepted)
+            self.delivered += len(accepted)
             outbox.put_replay(accepted)
         outbox.subscriptions[self.name] = sub
         self._subs.append(sub)
@@ -181,7 +204,14 @@ class Channel:
             # The client saw everything up to its offset, stickies included.
             return self.history.after(start.offset)
         if start.mode == MS_AGO:
-            past = self.history.since(now - start.ms)
+            since_ms = now - start.ms
+            past = self.history.since(since_ms)
+            lost = self.history.last_trimmed_ms
+            if lost is not None and lost >= since_ms:
+                sub.resume_error = (
+                    f"history no longer reaches back {start.ms} ms: "
+                    f"messages up to {now - lost} ms ago were dropped"
+                )
         elif start.mode == OLDEST:
             past = self.history.all()
         else:  # pragma: no cover - Start's constructors prevent it

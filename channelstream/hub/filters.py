@@ -89,6 +89,10 @@ class Decimation:
     def __bool__(self) -> bool:
         return self.every > 1 or bool(self.per_type)
 
+    def fresh(self) -> Decimation:
+        """The same decimation with its counts at zero."""
+        return Decimation(self.every, self.per_type)
+
     def keep(self, message: Message) -> bool:
         """Count ``message`` and say whether to keep it. Stateful."""
         n = self.per_type.get(message.type) if message.type is not None else None

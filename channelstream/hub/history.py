@@ -7,7 +7,8 @@ is compacted when more than half of it is dead, which keeps appends and trims
 amortised O(1) without a deque's O(n) middle access.
 
 Bounds: ``size`` messages at most, and (if ``max_age_ms``) nothing older than
-that, trimmed on every append and every read.
+that, trimmed on every append and by ``trim`` (the channel trims before it
+replays history, and the hub's collector trims idle channels).
 """
 
 from __future__ import annotations
@@ -30,13 +31,16 @@ class History:
     :param max_age_ms: maximum age in ms (0 = no age limit).
     """
 
-    __slots__ = ("size", "max_age_ms", "_items", "_head")
+    __slots__ = ("size", "max_age_ms", "last_trimmed_ms", "_items", "_head")
 
     def __init__(self, size: int, max_age_ms: int = 0) -> None:
         if size < 0 or max_age_ms < 0:
             raise ValueError("history size and age must be >= 0")
         self.size = size
         self.max_age_ms = max_age_ms
+        #: receive time of the newest message trimmed away (None: none yet);
+        #: tells a time query that part of its window is gone.
+        self.last_trimmed_ms: int | None = None
         self._items: list[Message] = []
         self._head = 0
 
@@ -56,6 +60,7 @@ class History:
 
     def append(self, message: Message, now_ms: int) -> None:
         if self.size == 0:
+            self.last_trimmed_ms = message.time_ms  # kept for no time at all
             return
         self._items.append(message)
         self.trim(now_ms)
@@ -74,6 +79,7 @@ class History:
                     items, oldest_allowed, lo=head, key=_time_of
                 )
         if head != self._head:
+            self.last_trimmed_ms = items[head - 1].time_ms
             # Release references at once so dropped messages can be freed.
             if head >= _COMPACT_MIN and head * 2 >= len(items):
                 del items[:head]

@@ -90,11 +90,14 @@ class Hub:
         self._collected = {"channels": 0, "published": 0, "delivered": 0, "dropped": 0}
         self._gc: gevent.Greenlet | None = None
         self.running = False
+        self._stopped = False
 
     # -- lifecycle ------------------------------------------------------------
 
     def start(self) -> None:
         """Start the bus and the collection greenlet. Idempotent."""
+        if self._stopped:
+            raise RuntimeError("a stopped hub cannot start again")
         if self.running:
             return
         self.running = True
@@ -104,17 +107,20 @@ class Hub:
     def stop(self) -> None:
         """Close every outbox (``server shutting down``), stop GC and bus.
 
-        Writers may still flush what their outbox holds. Idempotent.
+        Writers may still flush what their outbox holds. Idempotent, and
+        valid before ``start``.
         """
-        if not self.running:
+        if self._stopped:
             return
-        self.running = False
+        self._stopped = True
+        was_running, self.running = self.running, False
         for outbox in list(self._outboxes):
             outbox.close(REASON_SHUTDOWN)
         if self._gc is not None:
             self._gc.kill()
             self._gc = None
-        self.bus.stop()
+        if was_running:
+            self.bus.stop()
 
     # -- channels -------------------------------------------------------------
 
@@ -160,6 +166,13 @@ class Hub:
         """
         return self.bus.publish(message)
 
+    def _count_drop(self, message: Message) -> None:
+        channel = self._channels.get(message.channel)
+        if channel is not None and channel.epoch == message.epoch:
+            channel.dropped += 1
+        else:  # its channel was collected meanwhile
+            self._collected["dropped"] += 1
+
     def _receive(self, message: Message) -> Message:
         channel = self.channel(message.channel, create=True)
         return channel.publish(message)  # type: ignore[union-attr]
@@ -179,7 +192,12 @@ class Hub:
         max_queue = max_queue or self.config.outbox_size
         hard_limit = hard_limit or max(self.config.outbox_hard_limit, max_queue)
         outbox = Outbox(
-            max_queue, hard_limit, max_bytes=max_bytes, hard_bytes=hard_bytes, name=name
+            max_queue,
+            hard_limit,
+            max_bytes=max_bytes,
+            hard_bytes=hard_bytes,
+            name=name,
+            on_drop=self._count_drop,
         )
         self._outboxes.add(outbox)
         outbox.on_close(self._outboxes.discard)

@@ -78,6 +78,9 @@ class Message:
             raise ValueError(f"kind must be {DATA!r} or {STICKY!r}, not {kind!r}")
         if kind == STICKY and not type:
             raise ValueError("a sticky message needs a type")
+        if kind == STICKY and (audience is not None or excluded is not None):
+            # Sticky messages are the channel's state, replayed to everyone.
+            raise ValueError("a sticky message cannot be private")
         self.channel = channel
         self.body = body
         self.fields = fields if fields is not None else _EMPTY

@@ -26,6 +26,7 @@ atomic with respect to other greenlets.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -36,6 +37,8 @@ from .message import Message
 
 if TYPE_CHECKING:
     from .subscription import Subscription
+
+log = logging.getLogger(__name__)
 
 #: Reasons given to ``Outbox.close``.
 REASON_OVERFLOW = "outbox over its hard limit"
@@ -81,6 +84,8 @@ class Outbox:
     :param max_bytes: soft bound on queued bytes (``Message.size``), 0 = none.
     :param hard_bytes: queued bytes past which the outbox closes, 0 = none.
     :param name: for logs and stats.
+    :param on_drop: called with each message dropped or discarded (the hub
+        counts it against its channel).
     """
 
     def __init__(
@@ -91,6 +96,7 @@ class Outbox:
         max_bytes: int = 0,
         hard_bytes: int = 0,
         name: str = "",
+        on_drop: Callable[[Message], None] | None = None,
     ) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be >= 1")
@@ -110,9 +116,14 @@ class Outbox:
         self.delivered = 0
         #: messages handed to the writer by ``drain``
         self.sent = 0
-        #: messages dropped because the queue was full
+        #: messages dropped because the queue was full, or discarded by close
         self.dropped = 0
+        self._on_drop = on_drop
         self._live: deque[Message] = deque()
+        # Length of the run of undroppable messages at the head of _live that
+        # a drop has already scanned past: each message is scanned once, so a
+        # backlog of undroppable messages does not make every put O(n).
+        self._kept = 0
         # Created on first replay: most outboxes never replay, and an empty
         # deque costs ~600 bytes per connection.
         self._replay: deque[Message] | None = None
@@ -135,7 +146,9 @@ class Outbox:
             self._wake()
         if message.size:
             self._bytes += message.size
-            if self.max_bytes and self._bytes > self.max_bytes:
+            if (self.max_bytes and self._bytes > self.max_bytes) or (
+                self.hard_bytes and self._bytes > self.hard_bytes
+            ):
                 self._overflow()
                 return
         if n > self.max_queue:
@@ -164,22 +177,25 @@ class Outbox:
 
     def _drop_oldest_droppable(self) -> bool:
         live = self._live
-        if live[0].droppable:
-            victim = live.popleft()
-        else:
-            for index, candidate in enumerate(live):
-                if candidate.droppable:
-                    victim = candidate
-                    del live[index]
-                    break
-            else:
-                return False
+        index, end = self._kept, len(live)
+        while index < end and not live[index].droppable:
+            index += 1
+        self._kept = index
+        if index == end:
+            return False
+        victim = live[index]
+        del live[index]
+        self._count_drop(victim)
+        return True
+
+    def _count_drop(self, victim: Message) -> None:
         self._bytes -= victim.size
         self.dropped += 1
         sub = self.subscriptions.get(victim.channel)
-        if sub is not None:
-            sub.count_drop()
-        return True
+        if sub is not None and sub.owns(victim):
+            sub.dropped += 1
+        if self._on_drop is not None:
+            self._on_drop(victim)
 
     # -- consumer side (the door's writer greenlet) -------------------------
 
@@ -225,7 +241,9 @@ class Outbox:
     def _deliver_wake(self) -> None:
         self._wake_pending = False
         writer = self._writer
-        if writer is not None:
+        # The wait this wake was meant for may have timed out in the same loop
+        # iteration and a new wait begun: wake that one only if there is news.
+        if writer is not None and (self._live or self._replay or self.closed):
             self._writer = None
             writer.switch(True)
 
@@ -256,11 +274,13 @@ class Outbox:
                 batch.extend(live)
                 live.clear()
                 self._bytes = 0
+                self._kept = 0
             else:
                 for _ in range(room):
                     message = live.popleft()
                     self._bytes -= message.size
                     batch.append(message)
+                self._kept = max(0, self._kept - room)
         self.sent += len(batch)
         return batch
 
@@ -284,15 +304,24 @@ class Outbox:
         self.closed = True
         self.close_reason = reason
         if discard:
+            # Counted while the subscriptions still say whose messages these are.
+            for message in self._live:
+                self._count_drop(message)
+            for message in self._replay or ():
+                self._count_drop(message)
             self._live.clear()
             self._replay = None
             self._bytes = 0
+            self._kept = 0
         for sub in list(self.subscriptions.values()):
             sub.cancel()
         self._wake()
         callbacks, self._close_callbacks = self._close_callbacks, []
         for callback in callbacks:
-            callback(self)
+            try:
+                callback(self)
+            except Exception:
+                log.exception("on_close callback of outbox %r failed", self.name)
 
     def stats(self) -> dict:
         return {

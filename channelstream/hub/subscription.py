@@ -65,9 +65,11 @@ class Start:
 class Subscription:
     """An outbox subscribed to a channel. Created by ``Hub.subscribe``.
 
-    ``resume_error`` is set when a ``Start.after`` could not be honoured (the
-    epoch changed or history no longer reaches back); the subscription then
-    started live and the door tells its client so.
+    ``resume_error`` is set when the start could not be honoured: for
+    ``Start.after``, the epoch changed or history no longer reaches back (the
+    subscription then started live); for ``Start.ms_ago``, history had
+    already lost part of the window (what is left of it was replayed). The
+    door tells its client so.
     """
 
     __slots__ = (
@@ -80,6 +82,7 @@ class Subscription:
         "dropped",
         "active",
         "resume_error",
+        "since",
     )
 
     def __init__(
@@ -94,12 +97,16 @@ class Subscription:
         self.channel = channel
         self.outbox = outbox
         self.filter = filter if filter else None
-        self.decimation = decimation if decimation else None
+        # Decimation counts messages: each subscription needs its own counters.
+        self.decimation = decimation.fresh() if decimation else None
         self.principal = principal
         self.delivered = 0
         self.dropped = 0
         self.active = True
         self.resume_error: str | None = None
+        #: the channel's last offset when the subscription began: live
+        #: messages are those after it.
+        self.since = channel.last_offset
 
     @property
     def plain(self) -> bool:
@@ -118,9 +125,9 @@ class Subscription:
             return False
         return True
 
-    def count_drop(self) -> None:
-        self.dropped += 1
-        self.channel.dropped += 1
+    def owns(self, message: Message) -> bool:
+        """Whether ``message`` reached the outbox through this subscription."""
+        return message.epoch == self.channel.epoch and message.offset > self.since
 
     def cancel(self) -> None:
         """Stop receiving. Idempotent; queued messages stay in the outbox."""

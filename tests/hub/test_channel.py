@@ -256,3 +256,32 @@ def test_reconfigure_trims_history_now(hub):
     assert [m.body for m in hub.channel("c").history] == [3, 4]
     assert hub.channel_config("c").history_size == 2
     assert hub.channel_config("other").history_size == 5
+
+
+def test_ms_ago_says_when_history_lost_part_of_the_window(hub, clock):
+    for i in range(10):  # history keeps 5
+        publish(hub, i)
+        clock.advance(1000)
+    outbox = hub.open_outbox()
+    cut = hub.subscribe(outbox, "c", start=Start.ms_ago(8000))
+    assert "no longer reaches back 8000 ms" in cut.resume_error
+    assert bodies(outbox) == [5, 6, 7, 8, 9]
+    whole = hub.subscribe(hub.open_outbox(), "c", start=Start.ms_ago(4000))
+    assert whole.resume_error is None
+
+
+def test_sticky_messages_cannot_be_private():
+    with pytest.raises(ValueError, match="cannot be private"):
+        Message("c", "state", kind=STICKY, type="state", audience=frozenset({"ann"}))
+
+
+def test_each_subscription_counts_its_own_decimation(hub):
+    shared = Decimation(every=2)
+    first, second = hub.open_outbox(), hub.open_outbox()
+    hub.subscribe(first, "c", decimation=shared)
+    publish(hub, 0)
+    hub.subscribe(second, "c", decimation=shared)
+    publish(hub, 1)
+    publish(hub, 2)
+    assert bodies(first) == [0, 2]
+    assert bodies(second) == [1]

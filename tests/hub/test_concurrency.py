@@ -5,14 +5,14 @@ Writers here are what a door runs: a greenlet per outbox that loops on
 ``gevent.sleep(0)`` stands for the socket write that yields). Every test is
 bounded in greenlets and messages and runs well under a few seconds.
 
-Tests named ``test_BUG_...`` show contract violations; they are marked
-``xfail(strict=True)`` and must be un-marked once fixed.
+Tests asserting on wall-clock speed have no place here: "a slow subscriber
+does not slow publishing" is proven by publish never yielding, and by the
+work a publish does staying bounded whatever a stalled outbox holds.
 """
 
 from __future__ import annotations
 
 import random
-import statistics
 import time
 
 import gevent
@@ -78,15 +78,11 @@ class SwitchWatch:
             self._previous(event, args)
 
 
-def median_us(samples: list[float]) -> float:
-    return statistics.median(samples) * 1e6
-
-
 # -- (a) a stalled subscriber ----------------------------------------------------
 
 
 @pytest.mark.parametrize("droppable", [True, False], ids=["droppable", "undroppable"])
-def test_a_stalled_subscriber_neither_starves_nor_slows_the_fifty_others(droppable):
+def test_a_stalled_subscriber_neither_starves_nor_blocks_the_fifty_others(droppable):
     n_messages, max_queue, hard_limit = 400, 20, 40
     hub = Hub(HubConfig(default_channel=ChannelConfig(history_size=0)))
     readers = []
@@ -99,14 +95,11 @@ def test_a_stalled_subscriber_neither_starves_nor_slows_the_fifty_others(droppab
     stalled_sub = hub.subscribe(stalled, "c")
     gevent.sleep(0)  # every writer is now waiting
 
-    latencies = []
     with SwitchWatch() as watch:
         for i in range(n_messages):
             message = Message("c", i, droppable=droppable)
             watch.active = True
-            started = time.perf_counter()
             hub.publish(message)
-            latencies.append(time.perf_counter() - started)
             watch.active = False
             assert len(stalled) <= (max_queue if droppable else hard_limit)
             if i % 3 == 0:
@@ -129,35 +122,46 @@ def test_a_stalled_subscriber_neither_starves_nor_slows_the_fifty_others(droppab
         assert [m.offset for m in kept] == list(range(n_messages - max_queue + 1, n_messages + 1))
     else:
         assert stalled.closed and stalled.close_reason == REASON_OVERFLOW
-        assert stalled.drain() == [] and stalled.dropped == 0
+        # what the close discarded is counted as dropped
+        assert stalled.drain() == [] and stalled.dropped == hard_limit + 1
         assert not stalled_sub.active and stalled_sub.delivered == hard_limit + 1
 
-    # Publishing while the stalled outbox is full (and dropping, or gone) costs
-    # what publishing cost while it was empty.
-    early, late = latencies[1:max_queue], latencies[-100:]
-    assert median_us(late) <= 3 * median_us(early) + 20, (median_us(early), median_us(late))
+
+class CountingMessage(Message):
+    """A message that counts how often an outbox asks whether it may be dropped."""
+
+    __slots__ = ("_droppable",)
+    inspections = 0
+
+    @property
+    def droppable(self):
+        CountingMessage.inspections += 1
+        return self._droppable
+
+    @droppable.setter
+    def droppable(self, value):
+        self._droppable = value
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: publish cost grows with a stalled undroppable backlog")
-def test_BUG_publish_cost_grows_with_a_stalled_subscribers_undroppable_backlog():
-    """Between ``max_queue`` and ``hard_limit``, every put to an outbox that
-    holds only undroppable messages scans the whole queue for a droppable one
-    (``Outbox._drop_oldest_droppable``): O(queue) per publish per stalled
-    subscriber. With the defaults (1000/10000) a publish to one stalled
-    channelstream client costs ~350 us instead of ~2 us near the hard limit,
-    so a few stalled clients slow every publisher of the process."""
+def test_a_backlog_of_undroppable_messages_is_scanned_once_not_on_every_publish():
+    """Between ``max_queue`` and ``hard_limit`` an outbox holding only
+    undroppable messages must not rescan its whole queue on every put (that
+    made a publish to one stalled channelstream client cost O(queue))."""
     hub = Hub()
-    stalled = hub.open_outbox(max_queue=1000, hard_limit=10_000)
+    stalled = hub.open_outbox(max_queue=100, hard_limit=10_000)
     hub.subscribe(stalled, "c")
-    latencies = []
-    for i in range(9_000):
-        message = Message("c", i, droppable=False)
-        started = time.perf_counter()
-        hub.publish(message)
-        latencies.append(time.perf_counter() - started)
-    assert not stalled.closed and len(stalled) == 9_000
-    early, late = median_us(latencies[:500]), median_us(latencies[-500:])
-    assert late <= 5 * early + 20, f"{early:.1f} us when empty, {late:.1f} us near the limit"
+    CountingMessage.inspections = 0
+    for i in range(5_000):
+        hub.publish(CountingMessage("c", i, droppable=False))
+    assert not stalled.closed and len(stalled) == 5_000
+    # A rescan per put would be ~12 million inspections.
+    assert CountingMessage.inspections < 3 * 5_000
+    # A droppable message behind the backlog is found without a rescan too.
+    CountingMessage.inspections = 0
+    for i in range(100):
+        hub.publish(CountingMessage("c", i, droppable=True))
+    assert len(stalled) == 5_000 and stalled.dropped == 100
+    assert CountingMessage.inspections < 3 * 100 + 10
 
 
 # -- (b) the history-to-live boundary under concurrent publishing ------------------
@@ -317,14 +321,11 @@ def test_a_writer_killed_with_a_wake_up_pending_does_not_swallow_the_next_one():
     assert replacement.get(timeout=1) is True
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a stale wake-up makes a later wait() return early")
-def test_BUG_a_wake_up_that_loses_the_race_with_a_timeout_ends_the_next_wait_early():
+def test_a_wake_up_that_loses_the_race_with_a_timeout_does_not_end_the_next_wait():
     """A put schedules a batched wake-up; if the writer's timeout fires in the
-    same loop iteration first, ``wait`` returns False (fine), but the pending
-    wake-up is still delivered later, to the writer's *next* ``wait``, which
-    then returns True at once with nothing queued and the outbox open (its
-    contract: "block until messages are queued or the outbox is closed").
-    A writer that sends heartbeats on False never gets its next timeout."""
+    same loop iteration first, ``wait`` returns False, and the stale wake-up
+    must not end the writer's *next* ``wait`` with nothing queued (a writer
+    that sends heartbeats on False would never get its next timeout)."""
     outbox = Outbox()
 
     def producer():
@@ -340,7 +341,7 @@ def test_BUG_a_wake_up_that_loses_the_race_with_a_timeout_ends_the_next_wait_ear
     waiting = gevent.spawn(writer)
     gevent.sleep(0)
     time.sleep(0.02)  # block the loop so both timers expire in one iteration
-    assert waiting.get(timeout=1) == (False, 0, False)  # (True, 0, False) today
+    assert waiting.get(timeout=1) == (False, 0, False)
 
 
 def test_one_publish_wakes_many_waiting_writers():
@@ -409,13 +410,12 @@ def test_stop_wakes_every_writer_and_closes_every_outbox_leaving_the_queue_drain
 # -- re-entrancy ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="BUG/QUESTIONABLE: re-entrant publish reorders fan-out")
-def test_BUG_a_publish_from_an_on_close_callback_reaches_later_subscribers_out_of_order():
-    """``Outbox.close`` runs ``on_close`` callbacks synchronously, inside the
-    fan-out of the publish that overflowed the outbox. A door that announces
-    the disconnection on the same channel (presence "user left") publishes
-    offset n+1 while offset n is still being fanned out, so every subscriber
-    after the overflowing one receives n+1 before n."""
+def test_a_publish_from_an_on_close_callback_reaches_later_subscribers_in_order():
+    """``Outbox.close`` runs ``on_close`` callbacks inside the fan-out of the
+    publish that overflowed the outbox. A door that announces the
+    disconnection on the same channel (presence "user left") publishes offset
+    n+1 while n is being fanned out; every other subscriber must still get n
+    before n+1, and a subscriber made meanwhile must not get it twice."""
     hub = Hub()
     slow = hub.open_outbox(max_queue=1, hard_limit=1)
     hub.subscribe(slow, "room")
@@ -425,4 +425,4 @@ def test_BUG_a_publish_from_an_on_close_callback_reaches_later_subscribers_out_o
     hub.publish(Message("room", "hello", droppable=False))
     hub.publish(Message("room", "overflows", droppable=False))  # closes `slow`
     got = [m.offset for m in watcher.drain()]
-    assert got == sorted(got), got  # [1, 3, 2]
+    assert got == [1, 2, 3], got

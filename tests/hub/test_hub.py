@@ -199,3 +199,12 @@ def test_publishing_never_waits_for_a_subscriber_that_does_not_read():
     reader.join(timeout=5)
     assert got == list(range(1000))
     assert len(stalled) == 10 and stalled.dropped == 990 and not stalled.closed
+
+
+def test_stop_before_start_still_closes_outboxes_and_a_stopped_hub_stays_stopped():
+    hub = Hub()
+    outbox = hub.open_outbox()
+    hub.stop()
+    assert outbox.closed and outbox.close_reason == REASON_SHUTDOWN
+    with pytest.raises(RuntimeError, match="cannot start again"):
+        hub.start()
