@@ -1,38 +1,18 @@
 import pytest
 
-from channelstream.hub import STICKY, ChannelConfig, Decimation, Hub, HubConfig, Message, Start
+from channelstream.hub import STICKY, ChannelConfig, Decimation, Message, Start
 
-
-class Clock:
-    """A settable wall clock (ms) and monotonic clock (s)."""
-
-    def __init__(self, ms=1_000_000):
-        self.ms = ms
-        self.mono = 0.0
-
-    def advance(self, ms):
-        self.ms += ms
-        self.mono += ms / 1000
-
-    def wall(self):
-        return self.ms
-
-    def monotonic(self):
-        return self.mono
+from .fakes import FakeClock, make_hub
 
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return FakeClock()
 
 
 @pytest.fixture
 def hub(clock):
-    return Hub(
-        HubConfig(default_channel=ChannelConfig(history_size=5)),
-        clock_ms=clock.wall,
-        monotonic=clock.monotonic,
-    )
+    return make_hub(clock, history_size=5)
 
 
 def publish(hub, body, channel="c", **kw):
@@ -130,11 +110,7 @@ def test_oldest_replays_all_history(hub):
 
 
 def test_history_age_limit_bounds_what_a_time_query_gets(clock):
-    hub = Hub(
-        HubConfig(default_channel=ChannelConfig(history_size=100, history_seconds=2)),
-        clock_ms=clock.wall,
-        monotonic=clock.monotonic,
-    )
+    hub = make_hub(clock, history_size=100, history_seconds=2)
     for i in range(5):
         publish(hub, i)
         clock.advance(1000)

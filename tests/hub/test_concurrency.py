@@ -31,15 +31,9 @@ from channelstream.hub import (
     Start,
 )
 
+from .fakes import FakeClock
+
 pytestmark = pytest.mark.timeout(120)
-
-
-class FakeClock:
-    def __init__(self, ms: int = 1_000_000) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
 
 
 def run_writer(outbox: Outbox, sink: list, *, chunk: int = 0, rng: random.Random | None = None):

@@ -12,15 +12,9 @@ from channelstream.hub import (
     Start,
 )
 
+from .fakes import FakeClock
+
 pytestmark = pytest.mark.timeout(30)
-
-
-class Clock:
-    def __init__(self):
-        self.mono = 0.0
-
-    def monotonic(self):
-        return self.mono
 
 
 def test_channels_are_created_on_first_use():
@@ -38,7 +32,7 @@ def test_bad_channel_names_are_refused(name):
 
 
 def test_idle_empty_channels_are_collected_and_come_back_with_a_new_epoch():
-    clock = Clock()
+    clock = FakeClock()
     hub = Hub(HubConfig(channel_idle_after=60), monotonic=clock.monotonic)
     first = hub.publish(Message("c", 1))
     clock.mono += 59
@@ -53,7 +47,7 @@ def test_idle_empty_channels_are_collected_and_come_back_with_a_new_epoch():
 
 
 def test_channels_with_subscribers_or_marked_persistent_are_not_collected():
-    clock = Clock()
+    clock = FakeClock()
     hub = Hub(HubConfig(channel_idle_after=1), monotonic=clock.monotonic)
     hub.configure_channel("packets", ChannelConfig(history_size=10, persistent=True))
     hub.publish(Message("packets", 1))
@@ -64,7 +58,7 @@ def test_channels_with_subscribers_or_marked_persistent_are_not_collected():
 
 
 def test_channel_idleness_restarts_when_the_last_subscriber_leaves():
-    clock = Clock()
+    clock = FakeClock()
     hub = Hub(HubConfig(channel_idle_after=10), monotonic=clock.monotonic)
     outbox = hub.open_outbox()
     sub = hub.subscribe(outbox, "c")

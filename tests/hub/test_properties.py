@@ -20,16 +20,15 @@ from channelstream.hub import (
     DATA,
     REASON_OVERFLOW,
     STICKY,
-    ChannelConfig,
     Decimation,
     Filter,
-    Hub,
-    HubConfig,
     Message,
     Outbox,
     Start,
 )
 from channelstream.hub.history import History
+
+from .fakes import FakeClock, make_hub
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,29 +38,6 @@ MODEL = settings(max_examples=400, deadline=None, suppress_health_check=[HealthC
 
 
 # -- fakes and strategies ---------------------------------------------------------
-
-
-class FakeClock:
-    """A wall clock in ms that tests may step either way, and a monotonic clock."""
-
-    def __init__(self, ms: int = 1_000_000) -> None:
-        self.ms = ms
-        self.mono = 0.0
-
-    def __call__(self) -> int:
-        return self.ms
-
-    def monotonic(self) -> float:
-        return self.mono
-
-
-def make_hub(clock: FakeClock, *, history_size=100, history_seconds=0.0, **config) -> Hub:
-    channel_config = ChannelConfig(history_size=history_size, history_seconds=history_seconds)
-    return Hub(
-        HubConfig(default_channel=channel_config, **config),
-        clock_ms=clock,
-        monotonic=clock.monotonic,
-    )
 
 
 PRINCIPALS = ["ann", "bob", "cy"]
