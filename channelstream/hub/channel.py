@@ -219,6 +219,11 @@ class Channel:
         first = past[0].offset if past else None
         return self._sticky_before(first) + past
 
+    def resume_error(self, start: Start) -> str | None:
+        """Why ``Start.after`` cannot be honoured now, or None if it can."""
+        self.history.trim(self._clock_ms())
+        return self._resume_error(start)
+
     def _resume_error(self, start: Start) -> str | None:
         if start.epoch != self.epoch:
             return "channel epoch changed: its history was lost"

@@ -229,6 +229,32 @@ class Hub:
             outbox, start=start, filter=filter, decimation=decimation, principal=principal
         )
 
+    def resume(self, subscription: Subscription, start: Start) -> Subscription:
+        """Restart ``subscription`` from ``start`` (a ``Start.after``), atomically.
+
+        If the channel can replay from there, the outbox's queued messages of
+        that channel are purged, the subscription is replaced by one that
+        replays from ``start`` and goes on live, and the new one is returned:
+        nothing is lost or repeated. If it cannot (epoch changed, history too
+        short), nothing changes: the old subscription is returned with
+        ``resume_error`` set, and its queued messages stay.
+        """
+        channel = subscription.channel
+        error = channel.resume_error(start)
+        if error is not None:
+            subscription.resume_error = error
+            return subscription
+        outbox = subscription.outbox
+        outbox.purge(channel.name)
+        subscription.cancel()
+        return channel.subscribe(
+            outbox,
+            start=start,
+            filter=subscription.filter,
+            decimation=subscription.decimation,
+            principal=subscription.principal,
+        )
+
     # -- collection -----------------------------------------------------------------
 
     def collect(self) -> int:

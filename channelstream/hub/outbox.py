@@ -118,6 +118,9 @@ class Outbox:
         self.sent = 0
         #: messages dropped because the queue was full, or discarded by close
         self.dropped = 0
+        #: how many messages at the head of the last ``drain`` batch came from
+        #: replayed history (a door may mark them as catch-up)
+        self.last_replayed = 0
         self._on_drop = on_drop
         self._live: deque[Message] = deque()
         # Length of the run of undroppable messages at the head of _live that
@@ -267,6 +270,7 @@ class Outbox:
             else:
                 batch = list(replay)
                 self._replay = None
+        self.last_replayed = len(batch)
         live = self._live
         room = limit - len(batch) if limit else len(live)
         if live and room > 0:
@@ -283,6 +287,28 @@ class Outbox:
                 self._kept = max(0, self._kept - room)
         self.sent += len(batch)
         return batch
+
+    def purge(self, channel: str) -> int:
+        """Remove every queued message of ``channel`` (live and replayed).
+
+        Used before re-subscribing from an older offset, whose replay holds
+        them again. Purged messages are not counted as dropped.
+
+        :returns: how many were removed.
+        """
+        removed = 0
+        if self._live:
+            kept = deque(m for m in self._live if m.channel != channel)
+            removed = len(self._live) - len(kept)
+            if removed:
+                self._bytes -= sum(m.size for m in self._live if m.channel == channel)
+                self._live = kept
+                self._kept = 0
+        if self._replay:
+            kept_replay = deque(m for m in self._replay if m.channel != channel)
+            removed += len(self._replay) - len(kept_replay)
+            self._replay = kept_replay or None
+        return removed
 
     # -- lifecycle ------------------------------------------------------------
 

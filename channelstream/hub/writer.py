@@ -22,13 +22,16 @@ def run_writer(
     heartbeat: float | None = None,
     on_idle: Callable[[], object] | None = None,
     batch_limit: int = 0,
+    close_on_error: bool = True,
 ) -> str | None:
     """Feed ``write`` batches from ``outbox`` until the outbox closes.
 
     What is still queued when the outbox closes is written too (a shutdown
     lets writers flush; an overflow close has already discarded its queue).
     If ``write`` or ``on_idle`` raises (the peer went away), the outbox is
-    closed with a reason naming the error and the exception propagates.
+    closed with a reason naming the error (unless ``close_on_error`` is
+    false: a channelstream connection outlives its transports) and the
+    exception propagates.
 
     :returns: the outbox's close reason.
     """
@@ -43,5 +46,6 @@ def run_writer(
             elif not ready and on_idle is not None:
                 on_idle()
     except BaseException as error:
-        outbox.close(f"writer stopped: {type(error).__name__}: {error}", discard=True)
+        if close_on_error:
+            outbox.close(f"writer stopped: {type(error).__name__}: {error}", discard=True)
         raise

@@ -261,3 +261,40 @@ def test_each_subscription_counts_its_own_decimation(hub):
     publish(hub, 2)
     assert bodies(first) == [0, 2]
     assert bodies(second) == [1]
+
+
+def test_resume_replaces_the_subscription_and_purges_what_the_replay_repeats(hub):
+    outbox = hub.open_outbox()
+    sub = hub.subscribe(outbox, "c")
+    other = hub.subscribe(outbox, "d")
+    first = publish(hub, "a")
+    publish(hub, "b")
+    publish(hub, "other", channel="d")
+    # the client saw "a" only; "b" is still queued here
+    resumed = hub.resume(sub, Start.after(first.epoch, first.offset))
+    assert resumed is not sub and not sub.active and resumed.resume_error is None
+    publish(hub, "c")
+    batch = outbox.drain()
+    assert [m.body for m in batch] == ["b", "other", "c"]
+    assert outbox.last_replayed == 1
+    assert other.active
+
+
+def test_a_resume_that_cannot_be_honoured_changes_nothing(hub):
+    outbox = hub.open_outbox()
+    sub = hub.subscribe(outbox, "c")
+    publish(hub, "queued")
+    kept = hub.resume(sub, Start.after("another-epoch", 1))
+    assert kept is sub and sub.active and "epoch" in sub.resume_error
+    assert bodies(outbox) == ["queued"]
+
+
+def test_purge_removes_one_channel_from_the_queue(hub):
+    outbox = hub.open_outbox()
+    hub.subscribe(outbox, "c")
+    hub.subscribe(outbox, "d")
+    publish(hub, 1, size=10)
+    publish(hub, 2, channel="d", size=10)
+    assert outbox.purge("c") == 1
+    assert outbox.queued_bytes == 10
+    assert bodies(outbox) == [2]
