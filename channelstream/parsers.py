@@ -9,6 +9,7 @@ Pure functions; no I/O.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import types
@@ -18,6 +19,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 Parser = Callable[[str], Any]
+
+#: One entry of an address list: a network (a single address is a /32 or /128).
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: What the "any address" entry ``0.0.0.0`` (or ``::``) of :func:`ip_networks` becomes.
+ANY_ADDRESS: tuple[IPNetwork, ...] = (
+    ipaddress.IPv4Network("0.0.0.0/0"),
+    ipaddress.IPv6Network("::/0"),
+)
 
 _TRUE = frozenset({"true", "yes", "on", "y", "t", "1"})
 _FALSE = frozenset({"false", "no", "off", "n", "f", "0"})
@@ -202,3 +212,80 @@ def as_path(raw: str) -> Path:
     if not text:
         raise ValueError("expected a path")
     return Path(text).expanduser()
+
+
+def ip_networks(raw: str) -> tuple[IPNetwork, ...]:
+    """Parse a list of IP addresses and networks (comma or newline separated).
+
+    ``"127.0.0.1, ::1, 10.0.0.0/8"`` gives three networks; a single address
+    becomes a one-address network (``127.0.0.1/32``). The bare entry
+    ``0.0.0.0`` (as the original channelstream wrote it) or ``::`` means any
+    address, IPv4 and IPv6: it becomes :data:`ANY_ADDRESS`. A network with
+    host bits set (``10.0.0.1/8``) is refused as a likely typo. Empty text is
+    an empty tuple (the caller decides what that means).
+    """
+    networks: list[IPNetwork] = []
+    for item in as_list(raw):
+        if item in ("0.0.0.0", "::"):
+            networks.extend(ANY_ADDRESS)
+            continue
+        try:
+            network = ipaddress.ip_network(item, strict=True)
+        except ValueError as err:
+            if "has host bits set" in str(err):
+                loose = ipaddress.ip_network(item, strict=False)
+                raise ValueError(
+                    f"{item!r} has host bits set; did you mean {str(loose)!r}?"
+                ) from None
+            raise ValueError(
+                f"expected IP addresses or networks such as 127.0.0.1, ::1 or 10.0.0.0/8, "
+                f"got {item!r}"
+            ) from None
+        if network not in networks:
+            networks.append(network)
+    return tuple(networks)
+
+
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def origins(raw: str) -> tuple[str, ...]:
+    """Parse a list of web origins (``scheme://host[:port]``) for CORS.
+
+    Each origin is normalised the way browsers send the ``Origin`` header:
+    scheme and host in lower case, the default port dropped
+    (``HTTPS://App.Example:443`` -> ``https://app.example``). An origin has no
+    path, query, fragment or user info. ``*`` (any origin) is accepted only
+    when written as such. Empty text is an empty tuple.
+    """
+    result: list[str] = []
+    for item in as_list(raw):
+        origin = item if item == "*" else _origin(item)
+        if origin not in result:
+            result.append(origin)
+    return tuple(result)
+
+
+def _origin(item: str) -> str:
+    bad = f"expected an origin such as https://app.example or http://127.0.0.1:8080, got {item!r}"
+    try:
+        parts = urlsplit(item)
+        port = parts.port
+    except ValueError:
+        raise ValueError(bad) from None
+    scheme = parts.scheme.lower()
+    if not _SCHEME.match(scheme) or not parts.hostname or parts.username is not None:
+        raise ValueError(bad)
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or _DEFAULT_PORTS.get(scheme) == port:
+        origin = f"{scheme}://{host}"
+    else:
+        origin = f"{scheme}://{host}:{port}"
+    if parts.path or parts.query or parts.fragment or item.endswith(("?", "#")):
+        raise ValueError(
+            f"an origin has no path, query or fragment, got {item!r}; did you mean {origin!r}?"
+        )
+    return origin

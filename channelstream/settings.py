@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .parsers import (
+    IPNetwork,
     Parser,
     as_bool,
     as_list,
@@ -50,9 +51,11 @@ from .parsers import (
     duration,
     host_port,
     integer,
+    ip_networks,
     json_objects,
     non_empty,
     optional,
+    origins,
     url,
 )
 
@@ -201,8 +204,10 @@ class Settings:
 
     secret: str = setting(as_str, "", "HMAC secret backends sign server API calls with")
     admin_secret: str = setting(as_str, "", "secret that guards the admin routes")
-    allow_posting_from: tuple[str, ...] = setting(
-        as_list, "", "addresses allowed to call the server API (empty = any)"
+    allow_posting_from: tuple[IPNetwork, ...] = setting(
+        ip_networks,
+        "",
+        "addresses/networks allowed to call the server API (0.0.0.0 or empty = any)",
     )
     port: int | None = setting(
         optional(integer(0, 65535)), "", "informational only; [server:main] port is what binds"
@@ -215,6 +220,36 @@ class Settings:
     )
     gc_channels_after: float = setting(
         duration(positive=True), "3600", "idle empty channels are collected after this"
+    )
+    legacy_secret_header: bool = setting(
+        as_bool,
+        "false",
+        "also accept 0.7.1 backends' x-channelstream-secret header (fresh tokens only)",
+    )
+    replay_cache_size: int = setting(
+        integer(1),
+        "100000",
+        "signatures remembered against replay (when full: 503)",
+    )
+    max_body_size: int = setting(
+        integer(1), "1048576", "largest server API request body in bytes (larger: 413)"
+    )
+    allow_cors: tuple[str, ...] = setting(
+        origins,
+        "",
+        "origins (scheme://host[:port]) allowed by CORS; * = any; empty = no CORS",
+    )
+    gc_conns_after: float = setting(
+        duration(positive=True), "30", "a connection with no transport is collected after this"
+    )
+    gc_users_after: float = setting(
+        duration(positive=True), "3600", "a user with no connection is forgotten after this"
+    )
+    listen_timeout: float = setting(
+        duration(positive=True), "5", "how long a long-poll /listen waits for a first message"
+    )
+    client_heartbeat: float = setting(
+        duration(positive=True), "5", "interval of the heartbeat frame [] on /ws and SSE"
     )
     hub: HubSettings
     packets: PacketsSettings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import subprocess
@@ -178,6 +179,38 @@ def test_choices():
         parse("")
 
 
+def test_ip_networks():
+    parse = parsers.ip_networks
+    assert parse("127.0.0.1, ::1,\n 10.0.0.0/8") == (
+        ipaddress.ip_network("127.0.0.1/32"),
+        ipaddress.ip_network("::1/128"),
+        ipaddress.ip_network("10.0.0.0/8"),
+    )
+    assert parse("") == ()
+    assert parse("0.0.0.0") == parsers.ANY_ADDRESS == parse("::")
+    assert parse("127.0.0.1, 127.0.0.1") == (ipaddress.ip_network("127.0.0.1"),)
+    with pytest.raises(ValueError, match=re.escape("did you mean '10.0.0.0/8'")):
+        parse("10.0.0.1/8")
+    with pytest.raises(ValueError, match="got 'localhost'"):
+        parse("127.0.0.1, localhost")
+
+
+def test_origins():
+    parse = parsers.origins
+    assert parse("HTTPS://App.Example:443, http://127.0.0.1:8080, http://[::1]:80") == (
+        "https://app.example",
+        "http://127.0.0.1:8080",
+        "http://[::1]",
+    )
+    assert parse("*") == ("*",)
+    assert parse("") == ()
+    with pytest.raises(ValueError, match=re.escape("did you mean 'https://app.example'")):
+        parse("https://app.example/")
+    for bad in ("app.example", "https://user@app.example", "https://x:99999", "null", "*.x"):
+        with pytest.raises(ValueError, match="expected an origin"):
+            parse(bad)
+
+
 # -- the settings and their named-key errors -------------------------------------
 
 
@@ -207,6 +240,14 @@ def test_defaults():
     assert settings.socketio.ping_timeout == 20.0
     assert settings.socketio.cors_allowed_origins == ()
     assert settings.socketio.max_payload == 1000000
+    assert settings.legacy_secret_header is False
+    assert settings.replay_cache_size == 100000
+    assert settings.max_body_size == 1048576
+    assert settings.allow_cors == ()
+    assert settings.gc_conns_after == 30.0
+    assert settings.gc_users_after == 3600.0
+    assert settings.listen_timeout == 5.0
+    assert settings.client_heartbeat == 5.0
 
 
 def test_settings_are_frozen():
@@ -240,6 +281,20 @@ def test_bad_duration_names_the_key():
     err = error_of({"signature_window": "5 minutes"})
     assert err.key == "signature_window"
     assert str(err).startswith("signature_window: expected a duration")
+
+
+def test_bad_address_names_the_key():
+    err = error_of({"allow_posting_from": "127.0.0.1, 10.0.0.300"})
+    assert str(err) == (
+        "allow_posting_from: expected IP addresses or networks such as 127.0.0.1, ::1 "
+        "or 10.0.0.0/8, got '10.0.0.300'"
+    )
+
+
+def test_bad_origin_names_the_key():
+    err = error_of({"allow_cors": "https://ok.example, ftp//bad"})
+    assert err.key == "allow_cors"
+    assert "got 'ftp//bad'" in str(err)
 
 
 def test_bad_host_port_names_the_key():
@@ -382,7 +437,10 @@ def test_the_seeds_app_section_loads_verbatim(tmp_path):
     assert settings.secret == "secret"
     assert settings.admin_secret == "admin_secret"
     assert settings.port == 8000
-    assert settings.allow_posting_from == ("127.0.0.1", "192.168.1.1")
+    assert settings.allow_posting_from == (
+        ipaddress.ip_network("127.0.0.1"),
+        ipaddress.ip_network("192.168.1.1"),
+    )
     assert settings.loom.storage_dir == tmp_path / "var" / "loom"
 
 
