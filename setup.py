@@ -50,6 +50,8 @@ setup(
             "websocket-client",
             "requests",
             "ruff",
+            # only to prove that channelstream 0.7.1 tokens are read right
+            "itsdangerous",
         ],
         "bench": ["psutil"],
     },

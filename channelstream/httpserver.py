@@ -6,6 +6,9 @@ gunicorn worker (:mod:`channelstream.gunicorn_worker`), so both serve alike:
 - a view of an upgraded request finds the websocket in
   ``environ["wsgi.websocket"]`` (gevent-websocket);
 - every accepted TCP socket gets ``TCP_NODELAY`` (small frames go out now);
+- ``environ["RAW_URI"]`` is the request target exactly as sent on the request
+  line (as gunicorn's own workers set it): signed server API calls are
+  checked against it (:func:`channelstream.signing.request_target`);
 - one access line per request goes to the ``channelstream.access`` logger,
   with the values of credential-like query parameters redacted;
 - :meth:`WSGIServer.drain` ends a server gracefully: idle keep-alive
@@ -93,6 +96,12 @@ class Handler(WebSocketHandler):
             self.busy = False
             if getattr(self.server, "draining", False):
                 self.close_connection = True
+
+    def get_environ(self) -> dict[str, Any]:
+        """pywsgi's environ plus ``RAW_URI``: the request target as sent."""
+        environ = super().get_environ()
+        environ["RAW_URI"] = self.path
+        return environ
 
     def format_request(self) -> str:
         """``client "request line" status length seconds``, secrets redacted."""

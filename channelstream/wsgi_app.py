@@ -29,6 +29,7 @@ RUNTIME_KEY = "channelstream.runtime"
 #: Features included, in order, into every app.
 FEATURES: tuple[str, ...] = (
     "channelstream.errorviews",
+    "channelstream.security",
     "channelstream.health",
 )
 

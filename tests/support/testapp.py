@@ -9,7 +9,10 @@ Probe views, under ``/test/``:
 - ``stream``: a long-lived chunked response that ends when the runtime stops
   (``?ignore_stop=1``: one that never ends by itself);
 - ``crash`` / ``client-error``: an internal error and a client error;
-- ``socketio-settings``: the socket.io settings in force.
+- ``socketio-settings``: the socket.io settings in force;
+- ``api/<anything>`` (``auth="api"``) and ``admin/<anything>``
+  (``auth="admin"``), any method: echo what the security layer admitted
+  (``{"method", "path_qs", "body", "caller": {"role", "scheme"}}``).
 
 The ini key ``test.crashing_door = true`` adds a door that always crashes.
 """
@@ -26,6 +29,8 @@ from pyramid.response import Response
 from channelstream.doors import LoopDoor
 from channelstream.errors import BadRequest
 from channelstream.parsers import as_bool
+from channelstream.security import require_admin, require_api
+from channelstream.signing import request_target
 from channelstream.wsgi_app import build_app, get_runtime, load_settings
 
 
@@ -78,7 +83,23 @@ def socketio_settings(request: Request) -> Response:
     return Response(json_body=dataclasses.asdict(settings))
 
 
+def echo(request: Request) -> Response:
+    admin = request.matchdict["role"] == "admin"
+    caller = require_admin(request) if admin else require_api(request)
+    return Response(
+        json_body={
+            "method": request.method,
+            "path_qs": request_target(request.environ),
+            "body": request.body.decode("utf-8", errors="replace"),
+            "caller": dataclasses.asdict(caller),
+        }
+    )
+
+
 def includeme(config: Configurator) -> None:
+    for role in ("api", "admin"):
+        config.add_route(f"test-{role}-echo", f"/test/{{role:{role}}}/*rest")
+        config.add_view(echo, route_name=f"test-{role}-echo", auth=role)
     for name, view in (
         ("ws-echo", ws_echo),
         ("stream", stream),
