@@ -39,6 +39,7 @@ setup(
         "pyzmq",
         "plaster-pastedeploy",
         "prometheus-client",
+        "pydantic>=2",
         # pyramid 2.1 imports pkg_resources, which newer setuptools drops.
         "setuptools<81",
     ],

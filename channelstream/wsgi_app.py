@@ -31,6 +31,9 @@ FEATURES: tuple[str, ...] = (
     "channelstream.errorviews",
     "channelstream.security",
     "channelstream.health",
+    "channelstream.chat",
+    "channelstream.rest",
+    "channelstream.transports",
 )
 
 

@@ -1,0 +1,106 @@
+"""What every client transport shares: attach, resume, kick.
+
+A transport (a websocket, one long-poll request, an SSE stream) attaches to
+a connection, drains its outbox from one greenlet, and detaches. A newer
+transport of the same connection kicks the older one; so do the collector
+and the shutdown. Kicking never blocks (it may run inside a hub publish): it
+throws :class:`Kicked` into the transport's greenlet, and whoever replaces it
+waits for :attr:`Transport.ended`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+
+import gevent
+from gevent.event import Event
+
+from ..errors import BadRequest
+
+#: Most channels a resume may name.
+MAX_RESUME_CHANNELS = 1000
+
+
+class Kicked(Exception):
+    """Thrown into a transport's greenlet to end it."""
+
+
+class Transport:
+    """Base of the client transports (see the module doc)."""
+
+    kind = "transport"
+
+    def __init__(self) -> None:
+        self.greenlet: gevent.Greenlet | None = None
+        self.kicked: str | None = None
+        self.ended = Event()
+
+    def kick(self, reason: str) -> None:
+        """End this transport soon; never blocks."""
+        if self.kicked is not None:
+            return
+        self.kicked = reason
+        greenlet = self.greenlet
+        if greenlet is not None and not greenlet.dead and greenlet is not gevent.getcurrent():
+            greenlet.kill(Kicked(reason), block=False)
+
+    def wait_replaced(self, previous: Transport | None, timeout: float = 5.0) -> None:
+        """Let a kicked ``previous`` transport stop draining before this one starts."""
+        if previous is not None and previous is not self:
+            previous.ended.wait(timeout)
+
+
+def parse_resume(value: str | None) -> dict[str, tuple[str, int]]:
+    """``{"<channel>": ["<epoch>", <offset>], ...}`` from JSON text, or 400."""
+    if not value:
+        return {}
+    try:
+        data = json.loads(value)
+    except ValueError:
+        raise BadRequest("resume: not valid JSON", field="resume") from None
+    return validate_resume(data)
+
+
+def validate_resume(data: object) -> dict[str, tuple[str, int]]:
+    if not isinstance(data, Mapping):
+        raise BadRequest('resume: expected {"<channel>": ["<epoch>", <offset>]}', field="resume")
+    if len(data) > MAX_RESUME_CHANNELS:
+        raise BadRequest(f"resume: at most {MAX_RESUME_CHANNELS} channels", field="resume")
+    positions = {}
+    for channel, position in data.items():
+        if (
+            not isinstance(position, list | tuple)
+            or len(position) != 2
+            or not isinstance(position[0], str)
+            or not isinstance(position[1], int)
+            or isinstance(position[1], bool)
+            or position[1] < 0
+        ):
+            raise BadRequest(
+                f'resume: position of {channel!r} must be ["<epoch>", <offset >= 0>]',
+                field="resume",
+            )
+        positions[str(channel)] = (position[0], position[1])
+    return positions
+
+
+def resume_token(positions: Mapping[str, tuple[str, int]]) -> str:
+    """An SSE event id that encodes every channel's position (base64url JSON)."""
+    raw = json.dumps({k: list(v) for k, v in positions.items()}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def parse_resume_token(token: str | None) -> dict[str, tuple[str, int]]:
+    if not token:
+        return {}
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+    except (ValueError, binascii.Error):
+        raise BadRequest(
+            "Last-Event-ID: not an event id of this server", field="Last-Event-ID"
+        ) from None
+    return validate_resume(data)

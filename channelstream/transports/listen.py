@@ -1,0 +1,63 @@
+"""``GET /listen?conn_id=…[&callback=…][&resume=…]``: long-poll.
+
+Each request attaches to the connection, waits up to ``listen_timeout`` for
+a first frame, answers everything queued as one JSON array (or JSONP when
+``callback`` names a function) and detaches; what arrives between polls
+waits in the connection's outbox. A newer poll (or websocket) of the same
+connection ends an older one with ``[]``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from gevent import getcurrent
+from pyramid.request import Request
+from pyramid.response import Response
+
+from ..chat import ChatState
+from ..chat.frames import encode_batch, resume_failed
+from ..errors import BadRequest
+from .base import Kicked, Transport, parse_resume
+
+CALLBACK = re.compile(r"^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$")
+
+
+class PollTransport(Transport):
+    kind = "long-poll"
+
+
+def listen_view(request: Request) -> Response:
+    chat: ChatState = request.registry["channelstream.chat"]
+    settings = request.registry["channelstream.runtime"].settings
+    callback = request.GET.get("callback")
+    if callback is not None and (len(callback) > 128 or not CALLBACK.match(callback)):
+        raise BadRequest("callback: not a JavaScript function name", field="callback")
+    resume = parse_resume(request.GET.get("resume"))
+    connection = chat.connection(request.GET.get("conn_id", ""))
+    transport = PollTransport()
+    transport.greenlet = getcurrent()
+    previous = connection.transport
+    failures = chat.attach(connection, transport, resume)
+    outbox = connection.outbox
+    batch = []
+    replayed = 0
+    try:
+        transport.wait_replaced(previous)
+        if not failures:
+            outbox.wait(settings.listen_timeout)
+        batch = outbox.drain()
+        replayed = outbox.last_replayed
+    except Kicked:
+        pass
+    finally:
+        transport.ended.set()
+        chat.detach(connection, transport)
+    body = encode_batch(batch, replayed, extra=[resume_failed(c, r) for c, r in failures])
+    if callback:
+        response = Response(body=callback.encode() + b"(" + body + b");")
+        response.content_type = "application/javascript"
+    else:
+        response = Response(body=body, content_type="application/json")
+    response.cache_control = "no-store"
+    return response
