@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from channelstream.client import ChannelstreamClient
+from tests.support.api import api_client, run_api_server
 from tests.support.server import PROBE_APP, REPO, RunningServer
 from tests.support.server import free_port as _free_port
 
@@ -60,3 +62,15 @@ def probe_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
     finally:
         running.stop()
         running.kill()
+
+
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A development.ini server with known secrets (tests/support/api.py), per module."""
+    yield from run_api_server(tmp_path_factory.mktemp("api"))
+
+
+@pytest.fixture
+def client(api_server: RunningServer) -> ChannelstreamClient:
+    """The package's signing client, for ``api_server``."""
+    return api_client(api_server)

@@ -93,8 +93,7 @@ def test_bad_fields_get_422_naming_the_field(client, path, body, field):
 
 def test_malformed_json_gets_400(api_server):
     from channelstream.signing import sign
-
-    from .conftest import SECRET
+    from tests.support.api import SECRET
 
     body = b"{not json"
     response = requests.post(

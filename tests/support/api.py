@@ -1,0 +1,36 @@
+"""A development.ini server set up for the channelstream API, and its signing client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from channelstream.client import ChannelstreamClient
+from tests.support.server import REPO, RunningServer
+
+SECRET = "test-secret"
+ADMIN_SECRET = "test-admin-secret"
+
+#: [app:main] keys: known secrets, and quick collection and heartbeats (tests wait on them).
+API_APP = {
+    "secret": SECRET,
+    "admin_secret": ADMIN_SECRET,
+    "gc_conns_after": "1",
+    "client_heartbeat": "0.5",
+    "listen_timeout": "1",
+}
+
+
+def run_api_server(folder: Path) -> Iterator[RunningServer]:
+    """Start a server in ``folder``, yield it, stop it."""
+    running = RunningServer(REPO / "development.ini", folder, app=API_APP)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+        running.kill()
+
+
+def api_client(server: RunningServer) -> ChannelstreamClient:
+    return ChannelstreamClient(server.url, SECRET, admin_secret=ADMIN_SECRET)
