@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from pyramid.config import Configurator
-from pyramid.exceptions import URLDecodeError
+from pyramid.exceptions import PredicateMismatch, URLDecodeError
 from pyramid.httpexceptions import HTTPException, HTTPNotFound
 from pyramid.request import Request
 from pyramid.response import Response
@@ -31,7 +31,16 @@ def json_error(status: int, body: dict) -> Response:
 
 
 def not_found(exc: HTTPNotFound, request: Request) -> Response:
-    """No route or view matches: 404 naming the path."""
+    """No route matches: 404 naming the path; a route without a view for
+    this method: 405 (every predicate of our views is a request method)."""
+    if isinstance(exc, PredicateMismatch):
+        return json_error(
+            405,
+            {
+                "error": f"method {request.method} is not allowed on {request.path}",
+                "code": "method_not_allowed",
+            },
+        )
     return json_error(404, {"error": f"no such resource: {request.path}", "code": "not_found"})
 
 

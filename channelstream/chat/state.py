@@ -20,18 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Conflict, NotFound
-from ..hub import ChannelConfig, Hub, Message, Start, Subscription
+from ..hub import REASON_OVERFLOW, ChannelConfig, Hub, Message, Start, Subscription
+from . import messages
 from .channels import ChannelSettings, ChatChannel
 from .connections import Connection, Transport
-from .frames import (
-    PM_RESUME_KEY,
-    delete_frame,
-    edit_frame,
-    message_frame,
-    presence_frame,
-    user_state_frame,
-    utcnow_iso,
-)
+from .frames import PM_RESUME_KEY, presence_frame, user_state_frame
 from .users import User
 
 log = logging.getLogger(__name__)
@@ -91,6 +84,12 @@ class ChatState:
         self.started = time.time()
         #: messages accepted by POST /message (0.7.1's total_unique_messages)
         self.messages_posted = 0
+        #: connections closed because their outbox passed its hard limit
+        self.slow_disconnects = 0
+
+    def now(self) -> float:
+        """The monotonic clock of collection and activity."""
+        return self._monotonic()
 
     # -- users and connections ----------------------------------------------------
 
@@ -181,6 +180,9 @@ class ChatState:
         if connection.closed:
             return
         connection.closed = True
+        if connection.outbox.close_reason == REASON_OVERFLOW:
+            self.slow_disconnects += 1
+            log.info("connection %s was too slow: closed", connection.id)
         now = self._monotonic()
         for name in sorted(connection.channels):
             self._leave(connection, name, now)
@@ -329,7 +331,7 @@ class ChatState:
             users=users,
             state=user.public_state if action == "joined" else None,
         )
-        self._publish(channel.name, frame, excluded=frozenset((user.name,)))
+        self.publish_frame(channel.name, frame, excluded=frozenset((user.name,)))
 
     def _member_list(self, channel: ChatChannel, public: bool = True) -> list[dict[str, Any]]:
         listed = []
@@ -340,7 +342,7 @@ class ChatState:
                 listed.append({"user": name, "state": state})
         return listed
 
-    def _publish(
+    def publish_frame(
         self,
         channel: str,
         frame: dict[str, Any],
@@ -358,7 +360,7 @@ class ChatState:
             )
         )
 
-    def _publish_to_user(self, user: str, frame: dict[str, Any]) -> None:
+    def publish_to_user(self, user: str, frame: dict[str, Any]) -> None:
         self.hub.publish(Message(user_channel(user), frame, droppable=False))
 
     def channel_config(self, configs: Mapping[str, ChannelSettings]) -> dict[str, Any]:
@@ -397,7 +399,7 @@ class ChatState:
                     frame = user_state_frame(
                         channel=name, user=user.name, state=user.public_state, changed=public
                     )
-                    self._publish(name, frame)
+                    self.publish_frame(name, frame)
         return {
             "user_state": dict(user.state),
             "changed_state": changed,
@@ -410,125 +412,19 @@ class ChatState:
             names.update(connection.channels)
         return sorted(name for name in names if name in self.channels)
 
-    # -- messages ------------------------------------------------------------------------
+    # -- messages (see messages.py) ----------------------------------------------------
 
     def post_messages(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """``POST /message``: deliver each item; return them as accepted.
-
-        An item has ``user``, ``message`` (optional), ``channel`` and/or
-        ``pm_users``, ``exclude_users``, ``no_history``, ``uuid``,
-        ``timestamp``. With a channel it goes to the channel's members (only
-        to ``pm_users`` if given, never to ``exclude_users``); with only
-        ``pm_users``, to every connection of those users. Items with neither,
-        or for a channel that does not exist, are echoed and not delivered,
-        as channelstream 0.7.1 did.
-        """
-        accepted = []
-        for item in items:
-            channel_name = item.get("channel")
-            pm_users = list(item.get("pm_users") or ())
-            exclude = list(item.get("exclude_users") or ())
-            echo = {
-                "pm_users": pm_users,
-                "exclude_users": exclude,
-                "channel": channel_name,
-                "no_history": bool(item.get("no_history", False)),
-                "uuid": item.get("uuid") or str(uuid_module.uuid4()),
-                "timestamp": item.get("timestamp") or utcnow_iso(),
-                "user": item["user"],
-            }
-            if "message" in item:
-                echo["message"] = item["message"]
-            echo["edited"] = None
-            if not channel_name and not pm_users:
-                continue
-            accepted.append(echo)
-            self.messages_posted += 1
-            frame = message_frame(
-                channel=channel_name,
-                uuid=echo["uuid"],
-                timestamp=echo["timestamp"],
-                user=echo["user"],
-                message=echo.get("message"),
-                has_message="message" in echo,
-                pm_users=pm_users,
-            )
-            if channel_name:
-                channel = self.channels.get(channel_name)
-                if channel is None:
-                    continue
-                channel.messages += 1
-                channel.touch(self._monotonic())
-                if not echo["no_history"]:
-                    channel.remember({**frame, "pm_users": pm_users, "exclude_users": exclude})
-                self._publish(
-                    channel_name,
-                    frame,
-                    audience=frozenset(pm_users) if pm_users else None,
-                    excluded=frozenset(exclude) if exclude else None,
-                )
-            else:
-                for name in dict.fromkeys(pm_users):
-                    if name in self.users:
-                        self._publish_to_user(name, frame)
-        return accepted
+        """``POST /message``; see :func:`messages.post`."""
+        return messages.post(self, items)
 
     def edit_messages(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """``PATCH /message``: change stored messages and broadcast ``message:edit``."""
-        accepted = []
-        for item in items:
-            changes = {"uuid": item["uuid"]}
-            for key in ("timestamp", "user", "message"):
-                if key in item:
-                    changes[key] = item[key]
-            changes["edited"] = item.get("edited") or utcnow_iso()
-            echo = self._delivery_echo(item) | changes
-            accepted.append(echo)
-            self._route_change(item, edit_frame(item.get("channel"), changes), changes)
-        return accepted
+        """``PATCH /message``; see :func:`messages.edit`."""
+        return messages.edit(self, items)
 
     def delete_messages(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """``DELETE /message``: remove stored messages and broadcast ``message:delete``."""
-        accepted = []
-        for item in items:
-            accepted.append(self._delivery_echo(item) | {"uuid": item["uuid"]})
-            self._route_change(item, delete_frame(item.get("channel"), item["uuid"]), None)
-        return accepted
-
-    @staticmethod
-    def _delivery_echo(item: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            "pm_users": list(item.get("pm_users") or ()),
-            "exclude_users": list(item.get("exclude_users") or ()),
-            "channel": item.get("channel"),
-            "no_history": bool(item.get("no_history", False)),
-        }
-
-    def _route_change(
-        self, item: Mapping[str, Any], frame: dict[str, Any], changes: dict[str, Any] | None
-    ) -> None:
-        channel_name = item.get("channel")
-        pm_users = list(item.get("pm_users") or ())
-        exclude = list(item.get("exclude_users") or ())
-        if channel_name:
-            channel = self.channels.get(channel_name)
-            if channel is None:
-                return
-            if changes is None:
-                channel.delete(item["uuid"])
-            else:
-                channel.edit(item["uuid"], changes)
-            channel.touch(self._monotonic())
-            self._publish(
-                channel_name,
-                frame,
-                audience=frozenset(pm_users) if pm_users else None,
-                excluded=frozenset(exclude) if exclude else None,
-            )
-        else:
-            for name in dict.fromkeys(pm_users):
-                if name in self.users:
-                    self._publish_to_user(name, frame)
+        """``DELETE /message``; see :func:`messages.delete`."""
+        return messages.delete(self, items)
 
     # -- info ----------------------------------------------------------------------------
 
@@ -616,4 +512,5 @@ class ChatState:
             ),
             "channels": len(self.channels),
             "messages_posted": self.messages_posted,
+            "slow_disconnects": self.slow_disconnects,
         }

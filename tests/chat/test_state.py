@@ -307,5 +307,6 @@ def test_an_overflowing_connection_is_closed_and_its_transport_kicked(clock):
         chat.post_messages([{"channel": "room", "user": "s", "message": {}}])
         got += frames(chat, watcher)
     assert ann not in chat.connections and transport.kicks
+    assert chat.stats()["slow_disconnects"] == 1
     assert [f["type"] for f in got] == ["message"] * 3 + ["presence", "message"]
     assert [f["offset"] for f in got] == sorted(f["offset"] for f in got)

@@ -126,3 +126,9 @@ def test_disconnect_closes_the_connection(client):
     conn_id = client.connect("leaver")["conn_id"]
     assert client.disconnect(conn_id) is True
     assert client.disconnect(conn_id) is False
+
+
+def test_a_route_called_with_another_method_gets_405(api_server):
+    response = requests.get(api_server.url + "/message", timeout=10)
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"

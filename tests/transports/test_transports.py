@@ -258,3 +258,21 @@ def test_a_stalled_websocket_does_not_delay_the_others(api_server, client):
         for ws in healthy:
             ws.close()
         stalled.close()
+
+
+def test_long_poll_resumes_from_an_offset(api_server, client):
+    room = name("room")
+    conn_id = client.connect("ann", channels=[room])["conn_id"]
+    client.message([{"channel": room, "user": "x", "message": {"n": n}} for n in range(3)])
+    url = api_server.url + "/listen"
+    first = requests.get(url, params={"conn_id": conn_id}, timeout=10).json()
+    assert [f["message"]["n"] for f in first] == [0, 1, 2]
+    # the answer was lost on the way: ask again from the first frame
+    resume = json.dumps({room: [first[0]["epoch"], first[0]["offset"]]})
+    again = requests.get(url, params={"conn_id": conn_id, "resume": resume}, timeout=10).json()
+    assert [f["message"]["n"] for f in again] == [1, 2]
+    assert all(f["catchup"] for f in again)
+    stale = json.dumps({room: ["another-epoch", 1]})
+    failed = requests.get(url, params={"conn_id": conn_id, "resume": stale}, timeout=10).json()
+    assert failed[0]["type"] == "resume_failed" and failed[0]["channel"] == room
+    assert "epoch" in failed[0]["reason"]

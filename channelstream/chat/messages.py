@@ -1,0 +1,142 @@
+"""The message operations of the server API: post, edit, delete.
+
+A message item goes to its channel's members through the hub channel
+``channel:<name>`` (only to ``pm_users`` if given, never to
+``exclude_users``), or, without a channel, to every connection of each of
+its ``pm_users`` through their ``user:<name>`` channels. Edits and deletes
+follow the same routes as ``message:edit`` and ``message:delete`` frames and
+change the channel's ``/info`` history.
+"""
+
+from __future__ import annotations
+
+import uuid as uuid_module
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .frames import delete_frame, edit_frame, message_frame, utcnow_iso
+
+if TYPE_CHECKING:
+    from .state import ChatState
+
+
+def post(state: ChatState, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``POST /message``: deliver each item; return them as accepted.
+
+    An item has ``user``, ``message`` (optional), ``channel`` and/or
+    ``pm_users``, ``exclude_users``, ``no_history``, ``uuid``,
+    ``timestamp``. With a channel it goes to the channel's members (only
+    to ``pm_users`` if given, never to ``exclude_users``); with only
+    ``pm_users``, to every connection of those users. Items with neither,
+    or for a channel that does not exist, are echoed and not delivered,
+    as channelstream 0.7.1 did.
+    """
+    accepted = []
+    for item in items:
+        channel_name = item.get("channel")
+        pm_users = list(item.get("pm_users") or ())
+        exclude = list(item.get("exclude_users") or ())
+        echo = {
+            "pm_users": pm_users,
+            "exclude_users": exclude,
+            "channel": channel_name,
+            "no_history": bool(item.get("no_history", False)),
+            "uuid": item.get("uuid") or str(uuid_module.uuid4()),
+            "timestamp": item.get("timestamp") or utcnow_iso(),
+            "user": item["user"],
+        }
+        if "message" in item:
+            echo["message"] = item["message"]
+        echo["edited"] = None
+        if not channel_name and not pm_users:
+            continue
+        accepted.append(echo)
+        state.messages_posted += 1
+        frame = message_frame(
+            channel=channel_name,
+            uuid=echo["uuid"],
+            timestamp=echo["timestamp"],
+            user=echo["user"],
+            message=echo.get("message"),
+            has_message="message" in echo,
+            pm_users=pm_users,
+        )
+        if channel_name:
+            channel = state.channels.get(channel_name)
+            if channel is None:
+                continue
+            channel.messages += 1
+            channel.touch(state.now())
+            if not echo["no_history"]:
+                channel.remember({**frame, "pm_users": pm_users, "exclude_users": exclude})
+            state.publish_frame(
+                channel_name,
+                frame,
+                audience=frozenset(pm_users) if pm_users else None,
+                excluded=frozenset(exclude) if exclude else None,
+            )
+        else:
+            for name in dict.fromkeys(pm_users):
+                if name in state.users:
+                    state.publish_to_user(name, frame)
+    return accepted
+
+
+def edit(state: ChatState, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``PATCH /message``: change stored messages and broadcast ``message:edit``."""
+    accepted = []
+    for item in items:
+        changes = {"uuid": item["uuid"]}
+        for key in ("timestamp", "user", "message"):
+            if key in item:
+                changes[key] = item[key]
+        changes["edited"] = item.get("edited") or utcnow_iso()
+        echo = _delivery_echo(item) | changes
+        accepted.append(echo)
+        _route_change(state, item, edit_frame(item.get("channel"), changes), changes)
+    return accepted
+
+
+def delete(state: ChatState, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``DELETE /message``: remove stored messages and broadcast ``message:delete``."""
+    accepted = []
+    for item in items:
+        accepted.append(_delivery_echo(item) | {"uuid": item["uuid"]})
+        _route_change(state, item, delete_frame(item.get("channel"), item["uuid"]), None)
+    return accepted
+
+
+def _delivery_echo(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "pm_users": list(item.get("pm_users") or ()),
+        "exclude_users": list(item.get("exclude_users") or ()),
+        "channel": item.get("channel"),
+        "no_history": bool(item.get("no_history", False)),
+    }
+
+
+def _route_change(
+    state: ChatState, item: Mapping[str, Any], frame: dict[str, Any], changes: dict[str, Any] | None
+) -> None:
+    channel_name = item.get("channel")
+    pm_users = list(item.get("pm_users") or ())
+    exclude = list(item.get("exclude_users") or ())
+    if channel_name:
+        channel = state.channels.get(channel_name)
+        if channel is None:
+            return
+        if changes is None:
+            channel.delete(item["uuid"])
+        else:
+            channel.edit(item["uuid"], changes)
+        channel.touch(state.now())
+        state.publish_frame(
+            channel_name,
+            frame,
+            audience=frozenset(pm_users) if pm_users else None,
+            excluded=frozenset(exclude) if exclude else None,
+        )
+    else:
+        for name in dict.fromkeys(pm_users):
+            if name in state.users:
+                state.publish_to_user(name, frame)
