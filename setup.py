@@ -53,6 +53,9 @@ setup(
             "ruff",
             # only to prove that channelstream 0.7.1 tokens are read right
             "itsdangerous",
+            # /openapi.json: the document is valid, and the live API honours it
+            "openapi-spec-validator",
+            "schemathesis>=4",
         ],
         "bench": ["psutil"],
     },

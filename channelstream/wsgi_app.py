@@ -34,6 +34,9 @@ FEATURES: tuple[str, ...] = (
     "channelstream.chat",
     "channelstream.rest",
     "channelstream.transports",
+    "channelstream.admin",
+    "channelstream.metrics",
+    "channelstream.openapi",
 )
 
 
