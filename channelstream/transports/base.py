@@ -39,12 +39,19 @@ class Transport:
         self.ended = Event()
 
     def kick(self, reason: str) -> None:
-        """End this transport soon; never blocks."""
+        """End this transport soon; never blocks.
+
+        Sets :attr:`kicked` at once: a transport checks it after every wait
+        and before draining, so once kicked it takes nothing more from the
+        outbox even if a wake-up reaches it before the exception does.
+        """
         if self.kicked is not None:
             return
         self.kicked = reason
         greenlet = self.greenlet
-        if greenlet is not None and not greenlet.dead and greenlet is not gevent.getcurrent():
+        if greenlet is None or greenlet.dead:
+            self.ended.set()  # it never started draining, or has stopped
+        elif greenlet is not gevent.getcurrent():
             greenlet.kill(Kicked(reason), block=False)
 
     def wait_replaced(self, previous: Transport | None, timeout: float = 5.0) -> None:

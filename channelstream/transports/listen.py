@@ -46,8 +46,9 @@ def listen_view(request: Request) -> Response:
         transport.wait_replaced(previous)
         if not failures:
             outbox.wait(settings.listen_timeout)
-        batch = outbox.drain()
-        replayed = outbox.last_replayed
+        if not transport.kicked:  # a newer transport owns the queue now
+            batch = outbox.drain()
+            replayed = outbox.last_replayed
     except Kicked:
         pass
     finally:

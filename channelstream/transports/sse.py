@@ -71,6 +71,8 @@ def _events(
         yield head
         while not transport.kicked:
             ready = outbox.wait(heartbeat)
+            if transport.kicked:  # a newer transport owns the queue now
+                return
             batch = outbox.drain()
             if batch:
                 for message in batch:

@@ -35,6 +35,8 @@ OPCODE_CLOSE = 0x8
 #: Close codes: 4000 kicked (replaced, collected, shutdown), 4404 unknown connection.
 CLOSE_KICKED = 4000
 CLOSE_UNKNOWN = 4404
+#: Seconds a close frame may take to go out to a client that does not read.
+CLOSE_TIMEOUT = 2.0
 
 
 class WebSocketTransport(Transport):
@@ -52,22 +54,30 @@ class WebSocketTransport(Transport):
         self.ws.handler.socket.sendall(header + payload)
 
     def close(self, code: int, reason: str) -> None:
-        """Send a close frame with ``code`` and stop reading; idempotent."""
+        """Send a close frame with ``code`` and stop reading; idempotent.
+
+        May block up to ``CLOSE_TIMEOUT`` on a client that does not read.
+        """
         if self._closed:
             return
+        sock = self.ws.handler.socket
         try:
+            sock.settimeout(CLOSE_TIMEOUT)
             self.send(struct.pack("!H", code) + reason.encode()[:120], OPCODE_CLOSE)
         except OSError:
             pass
         self._closed = True
         try:
-            self.ws.handler.socket.shutdown(socket.SHUT_RDWR)
+            sock.shutdown(socket.SHUT_RDWR)  # the reader's receive() returns
         except OSError:
             pass
 
     def kick(self, reason: str) -> None:
+        """Never blocks: the writer closes the socket when the kick reaches it."""
+        writer = self.greenlet
         super().kick(reason)
-        self.close(CLOSE_KICKED, reason)
+        if writer is None or writer.dead:
+            gevent.spawn(self.close, CLOSE_KICKED, reason)
 
     def write_loop(self, connection: Connection, extra: list[bytes], heartbeat: float) -> None:
         outbox = connection.outbox
@@ -76,6 +86,9 @@ class WebSocketTransport(Transport):
                 self.send(encode_batch((), extra=extra))
             while not self.kicked:
                 ready = outbox.wait(heartbeat)
+                if self.kicked:  # a wake-up may beat the Kicked exception: drain nothing
+                    self.close(CLOSE_KICKED, self.kicked)
+                    break
                 batch = outbox.drain()
                 if batch:
                     self.send(encode_batch(batch, outbox.last_replayed))
@@ -84,7 +97,9 @@ class WebSocketTransport(Transport):
                     return
                 elif not ready:
                     self.send(b"[]")
-        except (Kicked, OSError, ConnectionError):
+        except Kicked as kicked:
+            self.close(CLOSE_KICKED, str(kicked))
+        except (OSError, ConnectionError):
             pass
         finally:
             self.ended.set()

@@ -132,3 +132,30 @@ def test_a_route_called_with_another_method_gets_405(api_server):
     response = requests.get(api_server.url + "/message", timeout=10)
     assert response.status_code == 405
     assert response.json()["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b'[{"user":"ann","channel":"lobby","message":{"k":"\\ud800"}}]', "lone surrogate"),
+        (b'{"username":"bob","user_state":{"\\ud800":1}}', "lone surrogate"),
+        (b'[{"user":"ann","channel":"lobby","message":{"k":NaN}}]', "NaN"),
+        (b'[{"user":"ann","channel":"lobby","message":{"k":1e999}}]', "out of range"),
+        (b'{"username":"bob","user_state":{"f":-Infinity}}', "Infinity"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested"),
+        (b'[{"user":"ann","message":' + b'{"a":' * 40 + b"1" + b"}" * 41 + b"]", "nested"),
+    ],
+)
+def test_json_that_would_break_encoders_or_browsers_is_refused(api_server, raw, reason):
+    from channelstream.signing import sign
+    from tests.support.api import SECRET
+
+    path = "/message" if raw.startswith(b"[") else "/connect"
+    response = requests.post(
+        api_server.url + path,
+        data=raw,
+        headers={"X-Channelstream-Signature": sign(SECRET, "POST", path, raw)},
+        timeout=10,
+    )
+    assert response.status_code == 400, response.text
+    assert reason in response.json()["error"]
