@@ -199,6 +199,7 @@ def test_resume_after_forced_disconnects_loses_and_repeats_nothing(api_server, c
     def publish():
         for n in range(total):
             client.message([{"channel": room, "user": "x", "message": {"n": n}}])
+            time.sleep(0.005)  # spread over many reconnects
         stop.set()
 
     publisher = threading.Thread(target=publish)
@@ -213,8 +214,8 @@ def test_resume_after_forced_disconnects_loses_and_repeats_nothing(api_server, c
             )
             reconnects += 1
             try:
-                # read a little, then drop the socket without a goodbye
-                for _ in range(2):
+                # read one frame, then drop the socket without a goodbye
+                for _ in range(1):
                     ws.settimeout(5)
                     try:
                         batch = json.loads(ws.recv())
