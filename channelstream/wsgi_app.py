@@ -34,6 +34,7 @@ FEATURES: tuple[str, ...] = (
     "channelstream.chat",
     "channelstream.rest",
     "channelstream.transports",
+    "channelstream.packets",
     "channelstream.admin",
     "channelstream.metrics",
     "channelstream.openapi",
