@@ -716,7 +716,21 @@ class Bench:
     def client(self):
         from channelstream.client import ChannelstreamClient
 
-        return ChannelstreamClient(self.url, self.args.secret, timeout=30)
+        return ChannelstreamClient(self.url, self.args.secret, timeout=30,
+                                   admin_secret=self.args.admin_secret)
+
+    def hub_counters(self) -> dict[str, int] | None:
+        """The server's own counters (``/admin/admin.json``), or None if unavailable."""
+        if not self.args.admin_secret:
+            return None
+        try:
+            with self.client() as api:
+                stats = api.admin_stats()
+            hub = stats["hub"]
+            return {"delivered": hub["delivered"], "dropped": hub["dropped"],
+                    "slow_disconnects": stats.get("slow_disconnects", 0)}
+        except Exception:
+            return None
 
     # -- connections ------------------------------------------------------------------------
 
@@ -917,6 +931,7 @@ class Bench:
                  msg_rate: float | None) -> dict[str, Any]:
         """One timed run on connected, open clients; waits for every delivery."""
         args = self.args
+        hub_before = self.hub_counters()
         self.readers.all({"cmd": "reset"})
         cpu = CpuWatch({"server": self.pid, "bench(posters)": os.getpid(),
                         **{f"reader{i}": pid for i, pid in enumerate(self.readers.pids)}})
@@ -986,6 +1001,13 @@ class Bench:
                             f"{totals['error_samples']}")
         if totals["open"] != clients:
             problems.append(f"{totals['open']} of {clients} websockets still open")
+        hub_after = self.hub_counters()
+        if hub_before and hub_after:
+            hub = {key: hub_after[key] - hub_before[key] for key in hub_after}
+            result["server_counted"] = hub
+            if hub["dropped"] or hub["slow_disconnects"]:
+                problems.append(f"server dropped {hub['dropped']} messages, "
+                                f"closed {hub['slow_disconnects']} slow connections")
         log_lines = self.check_server_log()
         if log_lines:
             problems.append(f"server log: {len(log_lines)} ERROR/traceback lines: {log_lines[:3]}")
@@ -1228,6 +1250,8 @@ def main() -> None:
     parser.add_argument("--url", help="an already running server (default: start one)")
     parser.add_argument("--pid", type=int, help="pid of the --url server (for RSS and CPU)")
     parser.add_argument("--secret", help="the --url server's secret")
+    parser.add_argument("--admin-secret",
+                        help="the --url server's admin_secret (to read its drop counters)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     args.batches = [int(b) for b in str(args.batches).split(",") if b.strip()]
@@ -1235,9 +1259,10 @@ def main() -> None:
     if args.secret is None:
         if args.url:
             parser.error("--url needs --secret")
-        from tests.support.api import SECRET
+        from tests.support.api import ADMIN_SECRET, SECRET
 
         args.secret = SECRET
+        args.admin_secret = ADMIN_SECRET
 
     bench = Bench(args)
     try:
