@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+from urllib.parse import parse_qs
 
 import gevent
 from geventwebsocket.websocket import Header, WebSocket
@@ -112,9 +113,12 @@ def websocket_view(request: Request) -> Response:
     chat: ChatState = request.registry["channelstream.chat"]
     settings = request.registry["channelstream.runtime"].settings
     transport = WebSocketTransport(ws)
-    conn_id = request.GET.get("conn_id", "")
+    # Not request.GET: webob caches it in the environ, and that cycle kept
+    # every closed websocket's socket and buffers alive until a full GC pass.
+    params = parse_qs(request.environ.get("QUERY_STRING", ""))
+    conn_id = params.get("conn_id", [""])[0]
     try:
-        resume = parse_resume(request.GET.get("resume"))
+        resume = parse_resume(params.get("resume", [None])[0])
     except BadRequest as err:
         transport.close(1008, err.message)
         return Response()
