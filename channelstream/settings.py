@@ -122,6 +122,12 @@ class PacketsSettings:
     channel: str = setting(non_empty, "packets", "hub channel that carries GATD packets")
     history_seconds: float = setting(duration(), "300", "how far back packet queries may start")
     history_size: int = setting(integer(0), "100000", "packets kept in the packet history")
+    ingest_tokens: tuple[str, ...] = setting(
+        as_list, "", "bearer tokens POST /packets accepts besides a signed request"
+    )
+    max_ingest_bytes: int = setting(
+        integer(1), "4194304", "largest POST /packets body in bytes (larger: 413, not read)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +144,16 @@ class TcpStreamerSettings:
 
     listen: tuple[str, int] | None = setting(
         optional(host_port), "127.0.0.1:22500", "host:port to listen on (empty = off)"
+    )
+    query_timeout: float = setting(
+        duration(positive=True), "10", "a client that sends no complete query in time is closed"
+    )
+    max_query_bytes: int = setting(integer(2), "65536", "largest query a client may send, in bytes")
+    outbox_size: int = setting(
+        integer(0), "0", "packets queued per client before the oldest drop (0 = hub.outbox_size)"
+    )
+    send_timeout: float = setting(
+        duration(), "60", "a client that takes longer to accept one write is closed (0 = never)"
     )
 
 

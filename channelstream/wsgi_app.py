@@ -35,6 +35,8 @@ FEATURES: tuple[str, ...] = (
     "channelstream.rest",
     "channelstream.transports",
     "channelstream.packets",
+    "channelstream.packets.ingest",
+    "channelstream.tcp_streamer",
     "channelstream.admin",
     "channelstream.metrics",
     "channelstream.openapi",

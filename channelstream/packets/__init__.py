@@ -15,10 +15,12 @@ Every door (AMQP and HTTP ingest, TCP streamer, socket.io) uses this module.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from ..hub import ChannelConfig, Filter, Hub, Message, Start
+from ..strict_json import type_name
 
 #: The reserved query key: start that many milliseconds in the past.
 TIME_KEY = "time"
@@ -47,7 +49,7 @@ def packet_message(channel: str, packet: Any, *, size: int = 0) -> Message:
     :raises BadPacket: if ``packet`` is not a JSON object.
     """
     if not isinstance(packet, dict):
-        raise BadPacket(f"a packet must be a JSON object, not {type(packet).__name__}")
+        raise BadPacket(f"a packet must be a JSON object, not {type_name(packet)}")
     fields = {key: value for key, value in packet.items() if is_scalar(value)}
     return Message(channel, packet, fields=fields, size=size)
 
@@ -71,14 +73,19 @@ def parse_query(query: Any) -> Query:
     :raises BadQuery: with a message naming the problem.
     """
     if not isinstance(query, dict):
-        raise BadQuery(f"a query must be a JSON object, not {type(query).__name__}")
+        raise BadQuery(f"a query must be a JSON object, not {type_name(query)}")
     if len(query) > MAX_QUERY_PAIRS:
         raise BadQuery(f"a query may hold at most {MAX_QUERY_PAIRS} pairs")
     pairs = dict(query)
     start = Start.live()
     if TIME_KEY in pairs:
         ms = pairs.pop(TIME_KEY)
-        if isinstance(ms, bool) or not isinstance(ms, int | float) or ms < 0:
+        if (
+            isinstance(ms, bool)
+            or not isinstance(ms, int | float)
+            or not math.isfinite(ms)
+            or ms < 0
+        ):
             raise BadQuery('"time" must be a number of milliseconds >= 0')
         start = Start.ms_ago(int(ms))
     for key, value in pairs.items():

@@ -8,7 +8,6 @@ field that does not validate a 422 naming the field.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -16,6 +15,7 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
+from .. import strict_json
 from ..chat import ChatState
 from ..errors import BadRequest, Unprocessable
 from . import schemas
@@ -54,54 +54,19 @@ def json_response(data: Any, status: int = 200) -> Response:
     return response
 
 
-#: Deepest nesting of arrays and objects a request body may have.
-MAX_DEPTH = 32
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"the number {text[:20]} is out of range")
-    return value
-
-
-def _check_json(value: Any, depth: int = 0) -> None:
-    """Refuse what would break a JSON encoder or a browser later: lone
-    surrogates (they cannot be encoded as UTF-8) and deep nesting."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("a string holds a lone surrogate escape") from None
-    elif isinstance(value, dict | list):
-        if depth >= MAX_DEPTH:
-            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, item in items:
-            _check_json(key, depth + 1)
-            _check_json(item, depth + 1)
-
-
 def read_json(request: Request, *, allow_empty: bool = False) -> Any:
-    """The body as JSON: standard JSON only (no NaN or Infinity), UTF-8
-    encodable, nested at most ``MAX_DEPTH`` deep; else 400."""
+    """The body as JSON, read strictly (:mod:`channelstream.strict_json`:
+    no NaN or Infinity, UTF-8 encodable, nested at most ``MAX_DEPTH`` deep);
+    else 400."""
     raw = request.body
     if not raw.strip():
         if allow_empty:
             return None
         raise BadRequest("the request body is empty; send a JSON document", field="body")
     try:
-        data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
-        _check_json(data)
-    except RecursionError:
-        raise BadRequest("the request body is nested too deeply", field="body") from None
-    except (ValueError, UnicodeDecodeError) as err:
+        return strict_json.loads(raw)
+    except ValueError as err:
         raise BadRequest(f"the request body is not valid JSON: {err}", field="body") from None
-    return data
 
 
 def parse(model: type[M], data: Any) -> M:

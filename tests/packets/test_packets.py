@@ -41,6 +41,8 @@ def test_time_is_the_start_and_not_a_filter():
         ({"time": -1}, "time"),
         ({"time": "5"}, "time"),
         ({"time": True}, "time"),
+        ({"time": float("inf")}, "time"),
+        ({"time": float("nan")}, "time"),
         ({"k": [1]}, "'k'"),
         ({"k": {"a": 1}}, "'k'"),
         ({str(i): i for i in range(65)}, "at most"),

@@ -1,0 +1,222 @@
+"""``POST /packets``: HTTP ingest of GATD packets, for producers without AMQP.
+
+The body is one of:
+
+- one JSON object: one packet;
+- a JSON array of objects: one packet each;
+- NDJSON, one object per line: sent as ``Content-Type: application/x-ndjson``
+  (or ``application/ndjson``, ``application/jsonl``), or detected when a
+  body of several lines is not one JSON document but its first line is.
+
+A request is admitted with ``Authorization: Bearer <token>`` naming one of
+``packets.ingest_tokens`` (compared in constant time; a token is never
+taken from the URL, and a ``token``/``access_token`` query parameter is
+refused), or else as a signed server API call (``auth="api"`` rules of
+:mod:`channelstream.security`: ``allow_posting_from`` and a signature with
+``secret``). A Bearer header decides alone: a wrong token is a 401 even if
+the request is also signed.
+
+The body is read at most ``packets.max_ingest_bytes`` bytes (413 from
+``Content-Length`` before reading, or as soon as a chunked body passes it),
+for both kinds of caller, and only after the credentials' cheap checks.
+
+All or nothing: every packet is decoded and checked (strict JSON, see
+:mod:`channelstream.strict_json`) before any is published, so a 400 means
+nothing of that body was published. Answers: ``202 {"accepted": N}``;
+``400`` naming the array index (``"index": i``) or NDJSON line (``"line": n``,
+from 1) at fault; ``401``; ``403`` (a signed call from an address not
+allowed); ``413``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+import gevent
+from pyramid.config import Configurator
+from pyramid.request import Request
+from pyramid.response import Response
+
+from .. import signing, strict_json
+from ..errors import BadRequest, Unauthorized
+from ..security import read_body, require_api
+from ..settings import Settings
+from ..wsgi_app import get_runtime
+from . import packet_message
+
+#: Route path of the ingest.
+INGEST_PATH = "/packets"
+
+#: Content types that announce NDJSON.
+NDJSON_TYPES = frozenset(
+    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+)
+
+#: Packets published between two yields to the event loop, so that the
+#: subscribers' writers drain a large body as it is published instead of
+#: finding it all queued at once (and dropping the oldest past their bound).
+PUBLISH_YIELD_EVERY = 100
+
+#: Query parameters that look like a credential: refused, never read.
+URL_TOKEN_PARAMS = ("token", "access_token")
+
+
+class BadPacketItem(BadRequest):
+    """A packet of the body is not a JSON object: 400 naming where it is.
+
+    :param where: ``{"index": i}`` (array) or ``{"line": n}`` (NDJSON).
+    """
+
+    def __init__(self, message: str, where: dict[str, int]) -> None:
+        super().__init__(message, field="body")
+        self.where = where
+
+    def as_dict(self) -> dict[str, Any]:
+        body = super().as_dict()
+        body.update(self.where)
+        return body
+
+
+# -- admission --------------------------------------------------------------------------
+
+
+def admit(request: Request, settings: Settings) -> str:
+    """Admit the caller and read the body (bounded); return ``"token"`` or ``"signature"``.
+
+    :raises Unauthorized: a bad or missing credential (401).
+    :raises Forbidden: a signed call from an address not allowed (403).
+    :raises PayloadTooLarge: a body over ``packets.max_ingest_bytes`` (413).
+    """
+    limit = settings.packets.max_ingest_bytes
+    for name in URL_TOKEN_PARAMS:
+        if name in request.GET:
+            raise Unauthorized(
+                f"a token in the URL ({name}=) is never accepted (URLs end up in logs); "
+                "send Authorization: Bearer <token>"
+            )
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer":
+        if not settings.packets.ingest_tokens:
+            raise Unauthorized(
+                "bearer tokens are not accepted here (packets.ingest_tokens is empty); "
+                "sign the request instead"
+            )
+        if not _token_matches(credentials.strip(), settings.packets.ingest_tokens):
+            raise Unauthorized("unknown bearer token")
+        read_body(request, limit)
+        return "token"
+    header = request.headers.get(signing.SIGNATURE_HEADER)
+    if header is not None:
+        # Format and time first, as require_api does: nothing is read for a
+        # malformed or stale signature. Then the body under the ingest bound
+        # (require_api alone would apply max_body_size), then the full check.
+        signing.check_fresh(signing.parse_header(header).t, settings.signature_window, time.time())
+        read_body(request, limit)
+    require_api(request)
+    return "signature"
+
+
+def _token_matches(given: str, tokens: tuple[str, ...]) -> bool:
+    given_bytes = given.encode("utf-8", "surrogateescape")
+    found = False
+    for token in tokens:  # no early exit: the time does not say which token is near
+        found |= hmac.compare_digest(given_bytes, token.encode("utf-8"))
+    return found and bool(given)
+
+
+# -- body forms ---------------------------------------------------------------------------
+
+
+def parse_packets(body: bytes, content_type: str) -> list[dict[str, Any]]:
+    """The packets of a body in any accepted form; raise 400 naming the item at fault."""
+    if not body.strip():
+        raise BadRequest(
+            "the body is empty; send a JSON object, an array of objects, or NDJSON",
+            field="body",
+        )
+    if content_type in NDJSON_TYPES:
+        return _ndjson(body)
+    try:
+        data = strict_json.loads(body)
+    except ValueError as err:
+        if _looks_like_ndjson(body):
+            return _ndjson(body)
+        raise BadRequest(f"the body is not valid JSON: {err}", field="body") from None
+    if isinstance(data, dict):
+        return [data]
+    if isinstance(data, list):
+        for index, item in enumerate(data):
+            if not isinstance(item, dict):
+                raise BadPacketItem(
+                    f"item {index} of the array is not a JSON object "
+                    f"(it is {strict_json.type_name(item)})",
+                    {"index": index},
+                )
+        return data
+    raise BadRequest(
+        "the body must be a JSON object, an array of objects, or NDJSON; "
+        f"it is {strict_json.type_name(data)}",
+        field="body",
+    )
+
+
+def _lines(body: bytes) -> list[tuple[int, bytes]]:
+    """Non-blank lines with their 1-based numbers."""
+    return [(number, line) for number, line in enumerate(body.split(b"\n"), 1) if line.strip()]
+
+
+def _looks_like_ndjson(body: bytes) -> bool:
+    lines = _lines(body)
+    if len(lines) < 2:
+        return False
+    try:
+        strict_json.loads(lines[0][1])
+    except ValueError:
+        return False
+    return True
+
+
+def _ndjson(body: bytes) -> list[dict[str, Any]]:
+    packets = []
+    for number, line in _lines(body):
+        try:
+            packet = strict_json.loads(line.decode("utf-8"))
+        except ValueError as err:  # UnicodeDecodeError included
+            raise BadPacketItem(
+                f"line {number} is not valid JSON: {err}", {"line": number}
+            ) from None
+        if not isinstance(packet, dict):
+            raise BadPacketItem(
+                f"line {number} is not a JSON object (it is {strict_json.type_name(packet)})",
+                {"line": number},
+            )
+        packets.append(packet)
+    return packets
+
+
+# -- the view --------------------------------------------------------------------------------
+
+
+def ingest(request: Request) -> Response:
+    """Publish the body's packets to the packet channel; 202 ``{"accepted": N}``."""
+    runtime = get_runtime(request.registry)
+    settings = runtime.settings
+    admit(request, settings)
+    packets = parse_packets(request.body, (request.content_type or "").lower())
+    channel = settings.packets.channel
+    hub = runtime.hub
+    for count, packet in enumerate(packets, 1):
+        hub.publish(packet_message(channel, packet))
+        if count % PUBLISH_YIELD_EVERY == 0:
+            gevent.sleep(0)
+    response = Response(status=202, json_body={"accepted": len(packets)})
+    response.cache_control = "no-store"
+    return response
+
+
+def includeme(config: Configurator) -> None:
+    """Add ``POST /packets``."""
+    config.add_route("packets_ingest", INGEST_PATH)
+    config.add_view(ingest, route_name="packets_ingest", request_method="POST")

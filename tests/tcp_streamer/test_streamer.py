@@ -1,0 +1,443 @@
+"""The TCP streamer through the real server: packets POSTed over HTTP reach the
+TCP clients whose query matches, as NDJSON; bad queries get one error line.
+
+Every test filters on its own ``run`` value, so tests sharing the module's
+server never see each other's packets. Queries that must not miss a packet
+published right after they connect carry ``"time": 60000``: the replay and
+the live stream meet with no gap and no duplicate, so the subscription's
+timing cannot matter.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.packets import (
+    StreamClient,
+    door_status,
+    ndjson_body,
+    new_run,
+    post_packets,
+    run_packets_server,
+    wait_for,
+)
+from tests.support.server import REPO, RunningServer
+
+pytestmark = pytest.mark.timeout(120)
+
+#: A client that takes longer than this to accept one write is closed.
+SEND_TIMEOUT = 3
+
+
+@pytest.fixture(scope="module")
+def streamer(tmp_path_factory: pytest.TempPathFactory):
+    yield from run_packets_server(
+        tmp_path_factory.mktemp("streamer"), **{"tcp_streamer.send_timeout": str(SEND_TIMEOUT)}
+    )
+
+
+def accepted(response, count):
+    assert response.status_code == 202, response.text
+    assert response.json() == {"accepted": count}
+
+
+def matches(query, packet):
+    """The documented rule: every pair equals the packet's field (JSON equality)."""
+    for key, value in query.items():
+        if key == "time":
+            continue
+        if key not in packet:
+            return False
+        field = packet[key]
+        if isinstance(field, bool) != isinstance(value, bool) or field != value:
+            return False
+    return True
+
+
+def without_fences(packets):
+    return [p for p in packets if "fence" not in p]
+
+
+def wait_idle(server: RunningServer) -> None:
+    """Wait until no client of earlier tests is still streaming."""
+    wait_for(lambda: door_status(server)["clients"] == 0)
+
+
+# -- matching -----------------------------------------------------------------------------
+
+
+def test_packets_reach_exactly_the_clients_whose_query_matches(streamer):
+    run = new_run()
+    queries = {
+        "all": {"run": run},
+        "temperature": {"run": run, "temperature": 70},
+        "temperature_text": {"run": run, "temperature": "70"},
+        "profile": {"run": run, "profile_id": "abcdefghij"},
+        "several": {"run": run, "profile_id": "abcdefghij", "room": "b", "public": True},
+        "null": {"run": run, "note": None},
+        "bool": {"run": run, "public": False},
+    }
+    packets = [
+        {"run": run, "seq": 0, "profile_id": "abcdefghij", "temperature": 70, "room": "a"},
+        {"run": run, "seq": 1, "profile_id": "abcdefghij", "temperature": 70.0, "room": "b"},
+        {"run": run, "seq": 2, "profile_id": "abcdefghij", "room": "b", "public": True},
+        {"run": run, "seq": 3, "profile_id": "zzzzzzzzzz", "room": "b", "public": True},
+        {"run": run, "seq": 4, "temperature": "70", "note": None},
+        {"run": run, "seq": 5, "temperature": 71, "public": 0},
+        {"run": run, "seq": 6, "public": False, "note": "x"},
+        {"run": run, "seq": 7, "profile_id": "abcdefghij", "raw": [70], "temperature": [70]},
+        {"run": run, "seq": 8, "temperature": 70, "room": "b", "public": True},
+        {"run": run, "seq": 9, "profile_id": "abcdefghij", "room": "b", "public": 1},
+        {"run": run, "seq": 10, "profile_id": "abcdefghij", "room": "b", "public": True, "x": 1},
+        {"run": "another run", "seq": 11, "temperature": 70},
+        {"run": run, "seq": 12, "note": None, "public": False, "temperature": 70},
+    ]
+    clients = {
+        name: StreamClient(streamer).send({**query, "time": 60000})
+        for name, query in queries.items()
+    }
+    try:
+        # Every body form of the ingest, in order.
+        accepted(post_packets(streamer, packets[0]), 1)
+        accepted(post_packets(streamer, packets[1:5]), 4)
+        body = ndjson_body(packets[5:9])
+        accepted(post_packets(streamer, body, content_type="application/x-ndjson"), 4)
+        accepted(post_packets(streamer, ndjson_body(packets[9:13])), 4)  # detected
+        fences = [{**query, "fence": name} for name, query in queries.items()]
+        accepted(post_packets(streamer, fences), len(fences))
+        for name, client in clients.items():
+            got = client.until(lambda p, name=name: p.get("fence") == name)
+            expected = [p for p in packets if matches(queries[name], p)]
+            assert without_fences(got) == expected, name
+            assert [p["fence"] for p in got if "fence" in p] == [
+                f["fence"]
+                for f in fences[: list(queries).index(name) + 1]
+                if matches(queries[name], f)
+            ], name
+    finally:
+        for client in clients.values():
+            client.close()
+
+
+def test_without_time_a_client_gets_only_live_packets(streamer):
+    run = new_run()
+    accepted(post_packets(streamer, [{"run": run, "seq": 0}, {"run": run, "seq": 1}]), 2)
+    wait_idle(streamer)
+    with StreamClient(streamer).send({"run": run}) as client:
+        wait_for(lambda: door_status(streamer)["streaming"] == 1)
+        accepted(post_packets(streamer, [{"run": run, "seq": 2}, {"run": run, "seq": 3}]), 2)
+        assert client.packets(2) == [{"run": run, "seq": 2}, {"run": run, "seq": 3}]
+
+
+# -- time --------------------------------------------------------------------------------
+
+
+def test_time_replays_exactly_the_window_then_live(streamer):
+    run = new_run()
+    old = [{"run": run, "seq": n, "phase": "old"} for n in range(10)]
+    new = [{"run": run, "seq": n, "phase": "new"} for n in range(10, 20)]
+    live = [{"run": run, "seq": n, "phase": "live"} for n in range(20, 30)]
+    accepted(post_packets(streamer, old), 10)
+    time.sleep(4)  # the old packets are 4 s older than the new ones, at least
+    before_new = time.time()
+    accepted(post_packets(streamer, new), 10)
+    with StreamClient(streamer) as client:
+        # The window reaches 2 s before the new packets: all of them, none of the old.
+        window_ms = int((time.time() - before_new) * 1000) + 2000
+        client.send({"run": run, "time": window_ms})
+        assert client.packets(10) == new
+        accepted(post_packets(streamer, live), 10)
+        assert client.packets(10) == live
+        accepted(post_packets(streamer, {"run": run, "fence": True}), 1)
+        assert client.packets(1) == [{"run": run, "fence": True}]
+
+
+def test_replay_and_live_meet_with_no_gap_and_no_duplicate(streamer):
+    """A client connects while packets flow: it sees each one once, in order."""
+    run = new_run()
+    total = 600
+
+    def publish():
+        for start in range(0, total, 20):
+            batch = [{"run": run, "seq": n} for n in range(start, start + 20)]
+            accepted(post_packets(streamer, batch), 20)
+            time.sleep(0.01)
+
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    try:
+        time.sleep(0.2)  # some packets are history by now, the rest will be live
+        with StreamClient(streamer).send({"run": run, "time": 60000}) as client:
+            got = client.packets(total)
+    finally:
+        publisher.join()
+    assert [p["seq"] for p in got] == list(range(total))
+
+
+# -- how the query arrives -------------------------------------------------------------------
+
+
+def test_a_query_split_over_several_segments_with_pauses(streamer):
+    run = new_run()
+    query = json.dumps({"run": run, "name": "caf\u00e9", "time": 60000}, ensure_ascii=False)
+    raw = query.encode()
+    cut = raw.index("\u00e9".encode()) + 1  # inside the two bytes of é
+    pieces = [raw[:3], raw[3:10], raw[10:cut], raw[cut:-1], raw[-1:]]
+    with StreamClient(streamer) as client:
+        for piece in pieces:
+            client.sock.sendall(piece)
+            time.sleep(0.2)
+        packets = [
+            {"run": run, "name": "caf\u00e9", "seq": 0},
+            {"run": run, "name": "cafe", "seq": 1},
+            {"run": run, "name": "caf\u00e9", "seq": 2},
+        ]
+        accepted(post_packets(streamer, packets), 3)
+        assert client.packets(2) == [packets[0], packets[2]]
+
+
+def test_a_query_without_newline(streamer):
+    run = new_run()
+    with StreamClient(streamer) as client:
+        client.send(json.dumps({"run": run, "time": 60000}).encode())  # no newline
+        accepted(post_packets(streamer, {"run": run, "seq": 0}), 1)
+        assert client.packets(1) == [{"run": run, "seq": 0}]
+
+
+def test_what_a_client_sends_after_its_query_is_ignored_and_its_eof_ends_the_session(streamer):
+    run = new_run()
+    wait_idle(streamer)
+    with StreamClient(streamer) as client:
+        client.send(json.dumps({"run": run, "time": 60000}).encode() + b'\n{"run": "x"}\ngarbage [')
+        client.send(b"more garbage" * 1000)
+        accepted(post_packets(streamer, {"run": run, "seq": 0}), 1)
+        assert client.packets(1) == [{"run": run, "seq": 0}]
+        assert door_status(streamer)["streaming"] == 1
+        client.sock.shutdown(socket.SHUT_WR)
+        assert client.rest() == b""  # the server ends the session: EOF
+    wait_for(lambda: door_status(streamer)["clients"] == 0)
+
+
+# -- refusals -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query, problem",
+    [
+        (b"not json\n", "not valid JSON"),
+        (b"[1, 2]\n", "a query must be a JSON object, not an array"),
+        (b'"profile_id"\n', "a query must be a JSON object, not a string"),
+        (b"{'profile_id': 'x'}\n", "not valid JSON"),
+        (b'{"profile_id": ["a", "b"]}', "the value of 'profile_id' must be a string"),
+        (b'{"profile_id": {"a": 1}}', "the value of 'profile_id' must be a string"),
+        (b'{"time": -5}', '"time" must be a number of milliseconds >= 0'),
+        (b'{"time": "soon"}', '"time" must be a number of milliseconds >= 0'),
+        (b'{"time": NaN}', "NaN is not a JSON number"),
+        (b'{"a": 1}garbage', None),  # not refused: what follows a query is ignored
+    ],
+)
+def test_a_bad_query_gets_one_error_line_then_eof(streamer, query, problem):
+    with StreamClient(streamer, timeout=10) as client:
+        client.send(query)
+        if problem is None:
+            client.sock.shutdown(socket.SHUT_WR)
+            assert client.rest() == b""
+            return
+        line = client.line()
+        error = json.loads(line)
+        assert list(error) == ["error"]
+        assert problem in error["error"]
+        assert client.rest() == b""
+
+
+def test_a_client_that_sends_no_query_is_closed_after_query_timeout(streamer):
+    before = door_status(streamer)["query_timeouts"]
+    with StreamClient(streamer, timeout=30) as client:
+        error = json.loads(client.line())
+        assert "no complete query within 1 s" in error["error"]
+        assert client.rest() == b""
+    with StreamClient(streamer, timeout=30) as client:
+        client.send(b'{"run": "incomplete"')
+        error = json.loads(client.line())
+        assert error["error"].startswith("no complete query within 1 s: ")
+        assert "Expecting ',' delimiter" in error["error"]
+        assert client.rest() == b""
+    assert door_status(streamer)["query_timeouts"] >= before + 2
+
+
+def test_a_query_longer_than_max_query_bytes_is_refused(streamer):
+    with StreamClient(streamer) as client:
+        client.send(b'{"run": "' + b"x" * 70_000 + b'"}')
+        error = json.loads(client.line())
+        assert "longer than 65536 bytes" in error["error"]
+        assert client.rest() == b""
+
+
+# -- many and slow clients ----------------------------------------------------------------
+
+
+def test_a_slow_client_that_never_reads_does_not_stop_the_others(streamer):
+    run = new_run()
+    pad = "x" * 4000
+    batches, per_batch = 10, 500  # 20 MB of packets, 2 MB per POST
+    total = batches * per_batch
+    before = door_status(streamer)
+    slow = StreamClient(streamer, rcvbuf=4096).send({"run": run, "time": 60000})
+    fast = [StreamClient(streamer).send({"run": run, "time": 60000}) for _ in range(2)]
+    results: list[list[int]] = [[] for _ in fast]
+
+    def read(index):
+        client = fast[index]
+        while len(results[index]) < total:
+            line = client.line()
+            assert line is not None
+            results[index].append(json.loads(line)["seq"])
+
+    readers = [threading.Thread(target=read, args=(i,)) for i in range(len(fast))]
+    for reader in readers:
+        reader.start()
+    try:
+        for b in range(batches):
+            batch = [
+                {"run": run, "seq": n, "pad": pad}
+                for n in range(b * per_batch, (b + 1) * per_batch)
+            ]
+            accepted(post_packets(streamer, batch), per_batch)
+        for reader in readers:
+            reader.join(60)
+        for got in results:
+            assert got == list(range(total))
+        # The slow one lost the oldest packets past its outbox bound, and is
+        # closed once a write to it stalls for send_timeout.
+        after = wait_for(
+            lambda: (
+                (s := door_status(streamer))["slow_disconnects"] > before["slow_disconnects"] and s
+            )
+        )
+        assert after["dropped"] > before["dropped"]
+    finally:
+        slow.close()
+        for client in fast:
+            client.close()
+
+
+def test_two_hundred_concurrent_clients_each_get_their_packets(streamer):
+    run = new_run()
+    count = 200
+    clients = [
+        StreamClient(streamer).send({"run": run, "client": i, "time": 60000}) for i in range(count)
+    ]
+    try:
+        wait_for(lambda: door_status(streamer)["streaming"] >= count)
+        packets = [{"run": run, "client": i, "seq": k} for k in range(3) for i in range(count)]
+        accepted(post_packets(streamer, packets), len(packets))
+        broadcast = [{"run": run, "client": i, "seq": 3, "last": True} for i in range(count)]
+        accepted(post_packets(streamer, ndjson_body(broadcast)), count)
+        for i, client in enumerate(clients):
+            assert client.packets(4) == [
+                {"run": run, "client": i, "seq": 0},
+                {"run": run, "client": i, "seq": 1},
+                {"run": run, "client": i, "seq": 2},
+                {"run": run, "client": i, "seq": 3, "last": True},
+            ]
+    finally:
+        for client in clients:
+            client.close()
+
+
+# -- operations ---------------------------------------------------------------------------------
+
+
+def test_the_door_shows_in_healthz(streamer):
+    run = new_run()
+    with StreamClient(streamer).send({"run": run, "time": 60000}) as client:
+        accepted(post_packets(streamer, {"run": run}), 1)
+        client.packets(1)
+        body = streamer.get("/healthz").json()
+        assert body["status"] == "ok"
+        door = body["doors"]["tcp-streamer"]
+        assert door["state"] == "running"
+        assert door["listen"] == f"127.0.0.1:{streamer.tcp_streamer_port}"
+        assert door["clients"] >= 1 and door["streaming"] >= 1
+        assert door["packets_sent"] >= 1
+        for key in ("connections", "dropped", "bad_queries", "query_timeouts"):
+            assert door[key] >= 0
+
+
+def test_sigterm_with_clients_connected_exits_0_promptly(tmp_path: Path):
+    gen = run_packets_server(tmp_path)
+    server = next(gen)
+    try:
+        run = new_run()
+        streaming = [StreamClient(server).send({"run": run, "time": 60000}) for _ in range(5)]
+        waiting = StreamClient(server)  # sends no query
+        accepted(post_packets(server, [{"run": run, "seq": 0}]), 1)
+        for client in streaming:
+            assert client.packets(1) == [{"run": run, "seq": 0}]
+        assert server.stop() == 0
+        for client in [*streaming, waiting]:
+            assert client.rest() == b""  # closed by the server, nothing else sent
+            client.close()
+        assert "Traceback" not in server.stderr
+        assert "door 'tcp-streamer' stopped" in server.stderr
+    finally:
+        gen.close()
+
+
+def test_the_door_is_off_when_listen_is_empty(tmp_path: Path):
+    gen = run_packets_server(tmp_path, **{"tcp_streamer.listen": ""})
+    server = next(gen)
+    try:
+        assert "tcp-streamer" not in server.get("/healthz").json()["doors"]
+    finally:
+        gen.close()
+
+
+# -- the receiver example --------------------------------------------------------------------------
+
+
+def start_receiver(server: RunningServer, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "examples" / "receiver.py"),
+            *args,
+            "--port",
+            str(server.tcp_streamer_port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_the_receiver_example_prints_packets_and_exits_cleanly_on_ctrl_c(streamer):
+    run = new_run()
+    receiver = start_receiver(streamer, json.dumps({"run": run, "kind": "a", "time": 60000}))
+    try:
+        packets = [{"run": run, "kind": kind, "seq": n} for n, kind in enumerate("abab")]
+        accepted(post_packets(streamer, packets), 4)
+        lines = [receiver.stdout.readline() for _ in range(2)]
+        assert [json.loads(line) for line in lines] == [packets[0], packets[2]]
+        receiver.send_signal(signal.SIGINT)
+        assert receiver.wait(30) == 0
+        assert receiver.stderr.read() == b""
+    finally:
+        receiver.kill()
+        receiver.wait()
+
+
+def test_the_receiver_example_reports_a_refused_query(streamer):
+    receiver = start_receiver(streamer, '{"run": [1]}')
+    out, err = receiver.communicate(timeout=30)
+    assert receiver.returncode == 2
+    assert out == b""
+    assert b"refused the query: the value of 'run' must be a string" in err
