@@ -140,10 +140,10 @@ class RunningServer:
             if self.process.poll() is not None:
                 raise ServerFailed(f"server exited with {self.process.returncode}\n{self.stderr}")
             try:
-                if requests.get(self.url + self.ready_path, timeout=1).status_code == 200:
+                if requests.get(self.url + self.ready_path, timeout=2).status_code == 200:
                     return self
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or slow to answer on a loaded machine
             time.sleep(0.05)
         self.kill()
         raise ServerFailed(f"server not ready within {timeout}s\n{self.stderr}")
