@@ -62,5 +62,6 @@ setup(
     entry_points={
         "paste.app_factory": ["main = channelstream.wsgi_app:make_app"],
         "paste.server_runner": ["main = channelstream.server:serve"],
+        "console_scripts": ["gatd-publish = channelstream.amqp.cli:run"],
     },
 )

@@ -17,7 +17,10 @@ Contract of a door (:class:`Door`):
   accepting, ends the door's own connections, releases its resources, and
   returns within about ``timeout`` seconds.
 - ``status()``: a JSON-able dict with at least ``"state"`` (a
-  :class:`DoorState` value); cheap, callable from any greenlet.
+  :class:`DoorState` value); cheap, callable from any greenlet. A door that
+  keeps a connection to a peer (an AMQP consumer, a ZMQ or G3 client) may
+  report ``connecting``, ``connected`` or ``retrying`` instead of
+  ``running``; :data:`HEALTHY_STATES` are those in which a door does its work.
 
 Most doors are a loop (accept, consume, read): subclass :class:`LoopDoor`,
 whose ``run()`` is supervised. A crash is logged with its traceback, shown as
@@ -50,6 +53,14 @@ class DoorState(str, enum.Enum):
     RESTARTING = "restarting"
     STOPPING = "stopping"
     STOPPED = "stopped"
+    #: The finer states of a running door that keeps a connection to a peer.
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RETRYING = "retrying"
+
+
+#: The ``status()["state"]`` values of a door that does its work (``/healthz`` "ok").
+HEALTHY_STATES = frozenset({DoorState.RUNNING.value, DoorState.CONNECTED.value})
 
 
 class DoorStartError(RuntimeError):

@@ -24,7 +24,7 @@ from typing import Any
 from gevent.event import Event
 
 from . import __version__
-from .doors import DoorRegistry
+from .doors import HEALTHY_STATES, DoorRegistry
 from .hub import ChannelConfig, Hub, HubConfig
 from .settings import Settings, replace_group
 
@@ -136,12 +136,13 @@ class Runtime:
     def status(self) -> dict[str, Any]:
         """Return the JSON-able health report served at ``/healthz``.
 
-        ``status`` is ``"ok"`` when the runtime runs and every door is
-        ``running``, else ``"degraded"``.
+        ``status`` is ``"ok"`` when the runtime runs and every door is in
+        one of :data:`~channelstream.doors.HEALTHY_STATES` (``running``, or
+        ``connected`` for a door that keeps a connection), else ``"degraded"``.
         """
         doors = self.doors.status()
         healthy = self.state is RuntimeState.RUNNING and all(
-            door.get("state") == "running" for door in doors.values()
+            door.get("state") in HEALTHY_STATES for door in doors.values()
         )
         uptime = 0.0
         if self._started_monotonic is not None:

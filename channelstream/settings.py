@@ -136,6 +136,15 @@ class AmqpSettings:
 
     url: str = setting(url("amqp", "amqps"), "", "broker URL (empty = AMQP doors off)")
     exchange: str = setting(non_empty, "streamer_exchange", "headers exchange of the packets")
+    prefetch: int = setting(
+        integer(1, 65535), "1000", "packets the broker may send ahead of acks (basic.qos)"
+    )
+    reconnect_max: float = setting(
+        duration(positive=True), "30", "longest wait between reconnections (1 s doubling to it)"
+    )
+    max_body_size: int = setting(
+        integer(1), "1048576", "largest packet body in bytes (larger: counted malformed, dropped)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,6 +37,7 @@ FEATURES: tuple[str, ...] = (
     "channelstream.packets",
     "channelstream.packets.ingest",
     "channelstream.tcp_streamer",
+    "channelstream.amqp",
     "channelstream.admin",
     "channelstream.metrics",
     "channelstream.openapi",

@@ -75,6 +75,40 @@ def test_start_and_stop_in_order_and_idempotent():
         runtime.start()
 
 
+class Linked(Idle):
+    """A door that keeps a connection and reports it as its state."""
+
+    link = DoorState.CONNECTED
+
+    def status(self):
+        info = super().status()
+        if info["state"] == DoorState.RUNNING.value:
+            info["state"] = self.link.value
+        return info
+
+
+@pytest.mark.parametrize(
+    ("link", "health"),
+    [
+        (DoorState.CONNECTED, "ok"),
+        (DoorState.CONNECTING, "degraded"),
+        (DoorState.RETRYING, "degraded"),
+    ],
+)
+def test_a_connected_door_is_healthy_a_connecting_or_retrying_one_is_not(link, health):
+    runtime = Runtime(default_settings())
+    door = Linked("link", [])
+    door.link = link
+    runtime.doors.add(door)
+    runtime.start()
+    try:
+        status = runtime.status()
+        assert status["doors"]["link"]["state"] == link.value
+        assert status["status"] == health
+    finally:
+        runtime.stop(1.0)
+
+
 def test_hub_stop_closes_outboxes_with_the_shutdown_reason():
     runtime = Runtime(default_settings())
     runtime.start()

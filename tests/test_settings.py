@@ -225,6 +225,9 @@ def test_defaults():
     assert settings.packets.history_size == 100000
     assert settings.amqp.url == ""
     assert settings.amqp.exchange == "streamer_exchange"
+    assert settings.amqp.prefetch == 1000
+    assert settings.amqp.reconnect_max == 30.0
+    assert settings.amqp.max_body_size == 1048576
     assert settings.tcp_streamer.listen == ("127.0.0.1", 22500)
     assert settings.g3.listen is None
     assert settings.demo.enabled is True
@@ -281,6 +284,17 @@ def test_bad_duration_names_the_key():
     err = error_of({"signature_window": "5 minutes"})
     assert err.key == "signature_window"
     assert str(err).startswith("signature_window: expected a duration")
+
+
+def test_bad_amqp_values_name_the_key():
+    assert str(error_of({"amqp.prefetch": "0"})) == "amqp.prefetch: must be >= 1, got 0"
+    assert str(error_of({"amqp.prefetch": "70000"})) == (
+        "amqp.prefetch: must be <= 65535, got 70000"
+    )
+    assert error_of({"amqp.reconnect_max": "0"}).key == "amqp.reconnect_max"
+    assert error_of({"amqp.max_body_size": "big"}).key == "amqp.max_body_size"
+    settings = default_settings({"amqp.reconnect_max": "5m", "amqp.prefetch": "10"})
+    assert (settings.amqp.reconnect_max, settings.amqp.prefetch) == (300.0, 10)
 
 
 def test_bad_address_names_the_key():

@@ -1,0 +1,90 @@
+"""Fixtures of the AMQP tests: the broker, a unique exchange, servers with the door on."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.broker import delete_exchange, require_broker, unique_name
+from tests.support.server import RunningServer
+
+DOOR = "amqp-ingest"
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> str:
+    """The test broker's URL; skips (fails in CI) when it does not answer."""
+    return require_broker()
+
+
+@pytest.fixture
+def exchange(broker_url: str) -> Iterator[str]:
+    """A streamer exchange name of this test only, deleted afterwards."""
+    name = unique_name("streamer")
+    yield name
+    delete_exchange(broker_url, name)
+
+
+def door_status(server: RunningServer) -> dict[str, Any]:
+    """The amqp-ingest door's status in the server's /healthz."""
+    return server.get("/healthz").json()["doors"][DOOR]
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition"
+) -> Any:
+    """Poll ``predicate`` (bounded) until it returns something true; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def wait_for_door(
+    server: RunningServer, check: Callable[[dict[str, Any]], bool], what: str
+) -> dict[str, Any]:
+    """Poll /healthz until the door's status passes ``check``; return that status."""
+    found: dict[str, Any] = {}
+
+    def probe() -> bool:
+        found.clear()
+        found.update(door_status(server))
+        return check(found)
+
+    try:
+        wait_for(probe, what=what)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; last status {found}\n{server.stderr}") from None
+    return dict(found)
+
+
+@pytest.fixture
+def amqp_server(
+    server: Callable[..., RunningServer], broker_url: str, exchange: str
+) -> Callable[..., RunningServer]:
+    """Start a development.ini server whose amqp-ingest door consumes ``exchange``.
+
+    ``amqp_server(url=..., **app_keys)``; waits until the door is connected
+    unless ``connected=False``.
+    """
+
+    def start(*, url: str | None = None, connected: bool = True, **app: str) -> RunningServer:
+        keys = {
+            "amqp.url": url or broker_url,
+            "amqp.exchange": exchange,
+            "amqp.reconnect_max": "2",
+            **app,
+        }
+        running = server(app=keys)
+        if connected:
+            wait_for_door(running, lambda door: door["state"] == "connected", "connected")
+        return running
+
+    return start
