@@ -1,0 +1,1446 @@
+"""GATD packets end to end: pika publisher -> RabbitMQ -> amqp-ingest -> hub -> TCP clients.
+
+Everything runs on this machine, as separate processes:
+
+- RabbitMQ (already running, ``--amqp-url``): the packets go through a
+  headers exchange of a unique name per run (``bench.packets.<random>``),
+  deleted at the end;
+- the server: ``pserve`` on a temporary copy of development.ini (local bus)
+  with ``amqp.url`` and ``amqp.exchange`` set, so its ``amqp-ingest`` door
+  binds its exclusive queue to that exchange and puts every packet on the
+  hub's packet channel, and its ``tcp-streamer`` door serves the clients;
+- the publishers: ``--publishers`` processes of this same script
+  (``--publisher-process``), each one pika ``SelectConnection`` publishing
+  packets exactly as :class:`channelstream.amqp.publisher.PacketPublisher`
+  encodes them (compact JSON body, every scalar field as an AMQP header),
+  but unconfirmed and without a round trip per packet, so that a publisher
+  is not held to one packet per broker round trip. Flat out (as fast as
+  the connection takes them) or paced at a rate;
+- the TCP streamer clients: ``--readers`` processes of this same script
+  (``--reader-process``), each a single-threaded epoll loop over raw
+  non-blocking sockets: a client sends its JSON query, then its lines are
+  counted with ``bytes.count(b"\\n")``. One client in ``--sample-every``
+  also reads the ``t`` and ``seq`` of every line (a regex over the bytes, no
+  JSON decoding) for the latency and the order of its packets.
+
+Each packet is ``{"t": <time.time_ns() when published>, "pub": <publisher>,
+"seq": <per publisher and profile_id>, "profile_id": ..., "address", "port",
+"time", "temperature", "humidity", "light"}``: 10 fields, all of them AMQP
+headers. Publishers send the ``--groups`` profile_ids in turn. The latency
+is the reader's ``time.time_ns()`` when the bytes arrived minus ``t`` (same
+machine, same clock): publisher -> broker -> server -> client.
+
+Variants (``--variants``):
+
+- ``filtered``: ``--clients`` clients in ``--groups`` equal groups, each
+  group querying ``{"profile_id": <its id>}``: each packet matches
+  clients/groups clients (10 of 100 by default);
+- ``all``: every client queries ``{}`` and gets every packet.
+
+Runs of each variant, each ``--duration`` seconds of publishing:
+
+- ``peak``: publishers flat out. The server's queue in the broker is kept
+  at most ``--max-backlog`` packets deep (publishers read the door's
+  ``consumed`` counter in /healthz 10 times a second and wait when they are
+  that far ahead), so the server always has work and the run ends in
+  bounded time; its latency is mostly time spent in that backlog;
+- ``paced``: for each of ``--paced`` (``0.5x`` = that fraction of the peak's
+  ingest rate of the same variant, a plain number = packets/s), publishers
+  paced at that rate (still bounded by ``--max-backlog``).
+
+Figures of a run (rates are over the publishing window): packets/s
+published; packets/s ingested (the ``amqp-ingest`` door's ``consumed``);
+the ``tcp-streamer`` door's ``packets_sent``/s (one per packet per client);
+deliveries/s counted by the readers (lines) and, divided by the fan-out,
+distinct packets/s delivered; latency p50/p99/max; what was dropped (the
+door's ``dropped``, ``malformed``, ``failed``; deliveries missing against
+ingested x fan-out; published packets never ingested); CPU of the server,
+RabbitMQ, the publishers, the readers, this process and the rest of the
+machine, in % of one core. After publishing stops, the run waits (bounded)
+until everything published was ingested and delivered.
+
+Target printed for comparison: >= 20,000 packets/s ingested from RabbitMQ
+and delivered to 100 filtered TCP clients.
+
+Usage: python bench/packets.py [--clients 100] [--groups 10] [--duration 8]
+       [--publishers 1] [--readers 1] [--paced 0.5x] [--variants filtered,all]
+       [--max-backlog 20000] [--prefetch N] [--amqp-url URL] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import resource
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+READER_FLAG = "--reader-process"
+PUBLISHER_FLAG = "--publisher-process"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_AMQP_URL = os.environ.get(
+    "CHANNELSTREAM_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"
+)
+TARGET_PACKETS_PER_S = 20_000
+TARGET = (f">= {TARGET_PACKETS_PER_S:,} packets/s ingested from RabbitMQ and delivered "
+          "to 100 filtered TCP clients")
+
+# ----------------------------------------------------------------------------------------
+# The reader process: one epoll loop, raw sockets, lines counted.
+# ----------------------------------------------------------------------------------------
+
+RECV_SIZE = 262144
+LATENCY_CAP = 200_000  # latency samples kept per reader per run (reservoir)
+#: The head of each packet line as the server writes it (compact JSON, keys in order).
+LINE_HEAD = re.compile(rb'\{"t":(\d+),"pub":(\d+),"seq":(\d+),"profile_id":"([^"]*)"')
+
+
+class _Client:
+    __slots__ = ("index", "sock", "fd", "sample", "lines", "carry", "last_seq", "first",
+                 "open")
+
+    def __init__(self, index: int, sock: socket.socket, sample: bool) -> None:
+        self.index = index
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.sample = sample
+        self.lines = 0
+        self.carry = b""
+        self.last_seq: dict[tuple[bytes, bytes], int] = {}
+        self.first = True
+        self.open = True
+
+
+class Reader:
+    """The epoll loop of one reader process; commands are JSON lines on stdin."""
+
+    def __init__(self) -> None:
+        self.ep = select.epoll()
+        self.clients: dict[int, _Client] = {}
+        self.stdin_buf = b""
+        self.running = True
+        self.reset()
+
+    def reset(self) -> None:
+        self.lines = 0
+        self.bytes = 0
+        self.reads = 0
+        self.first_ns = 0
+        self.last_ns = 0
+        self.latencies: list[int] = []
+        self.lat_seen = 0
+        self.gaps = 0
+        self.dups = 0
+        self.eofs = 0
+        self.errors = 0
+        self.error_samples: list[str] = []
+        for client in self.clients.values():
+            client.lines = 0
+            client.last_seq.clear()  # each run's publishers count from 0 again
+
+    def _error(self, text: str) -> None:
+        self.errors += 1
+        if len(self.error_samples) < 5:
+            self.error_samples.append(text)
+
+    def stats(self, latencies: bool) -> dict[str, Any]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        result = {
+            "open": sum(1 for c in self.clients.values() if c.open),
+            "lines": self.lines,
+            "bytes": self.bytes,
+            "reads": self.reads,
+            "first_ns": self.first_ns,
+            "last_ns": self.last_ns,
+            "per_client": {str(c.index): c.lines for c in self.clients.values()},
+            "gaps": self.gaps,
+            "dups": self.dups,
+            "eofs": self.eofs,
+            "errors": self.errors,
+            "error_samples": self.error_samples[:5],
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "latency_samples": self.lat_seen,
+        }
+        if latencies:
+            result["latencies_us"] = self.latencies
+        return result
+
+    def open_clients(self, host: str, port: int, clients: list[dict[str, Any]]) -> dict[str, Any]:
+        opened = failed = 0
+        errors: list[str] = []
+        started = time.monotonic()
+        for spec in clients:
+            try:
+                sock = socket.create_connection((host, port), timeout=10)
+                sock.sendall(json.dumps(spec["query"], separators=(",", ":")).encode() + b"\n")
+                sock.setblocking(False)
+            except OSError as exc:
+                failed += 1
+                if len(errors) < 5:
+                    errors.append(f"client {spec['index']}: {exc}")
+                continue
+            client = _Client(spec["index"], sock, bool(spec.get("sample")))
+            self.clients[client.fd] = client
+            self.ep.register(client.fd, select.EPOLLIN)
+            opened += 1
+        return {"opened": opened, "failed": failed, "errors": errors,
+                "seconds": round(time.monotonic() - started, 3)}
+
+    def _drop(self, client: _Client) -> None:
+        client.open = False
+        if self.clients.pop(client.fd, None) is not None:
+            try:
+                self.ep.unregister(client.fd)
+            except OSError:
+                pass
+        client.sock.close()
+
+    def close_all(self) -> int:
+        count = 0
+        for client in list(self.clients.values()):
+            count += client.open
+            self._drop(client)
+        return count
+
+    def _on_data(self, client: _Client, data: bytes, now_ns: int) -> None:
+        if client.first:
+            client.first = False
+            if data.startswith(b'{"error"'):
+                self._error(f"client {client.index}: " + data.split(b"\n", 1)[0].decode(
+                    "utf-8", "replace")[:200])
+        count = data.count(b"\n")
+        if count:
+            client.lines += count
+            self.lines += count
+            if not self.first_ns:
+                self.first_ns = now_ns
+            self.last_ns = now_ns
+        if client.sample:
+            self._sample(client, data, now_ns)
+
+    def _sample(self, client: _Client, data: bytes, now_ns: int) -> None:
+        if client.carry:
+            data = client.carry + data
+        end = data.rfind(b"\n") + 1
+        client.carry = data[end:]
+        last_seq = client.last_seq
+        for match in LINE_HEAD.finditer(data, 0, end):
+            value = (now_ns - int(match.group(1))) // 1000
+            self.lat_seen += 1
+            if len(self.latencies) < LATENCY_CAP:
+                self.latencies.append(value)
+            else:
+                j = random.randrange(self.lat_seen)
+                if j < LATENCY_CAP:
+                    self.latencies[j] = value
+            key = (match.group(2), match.group(4))
+            seq = int(match.group(3))
+            last = last_seq.get(key)
+            if last is not None:
+                if seq > last + 1:
+                    self.gaps += seq - last - 1
+                elif seq <= last:
+                    self.dups += 1
+            last_seq[key] = seq
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _reply(self, obj: dict[str, Any]) -> None:
+        data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(1, view)
+            except BlockingIOError:
+                select.select([], [1], [])
+                continue
+            view = view[written:]
+
+    def _command(self, line: bytes) -> None:
+        cmd = json.loads(line)
+        name = cmd["cmd"]
+        if name == "open":
+            self._reply(self.open_clients(cmd["host"], cmd["port"], cmd["clients"]))
+        elif name == "reset":
+            self.reset()
+            self._reply({"ok": True})
+        elif name == "stats":
+            self._reply(self.stats(bool(cmd.get("latencies"))))
+        elif name == "close":
+            self._reply({"closed": self.close_all()})
+        elif name == "exit":
+            self.running = False
+            self._reply({"ok": True})
+        else:
+            self._reply({"error": f"unknown command {name!r}"})
+
+    def _on_stdin(self) -> None:
+        try:
+            data = os.read(0, 1 << 20)
+        except BlockingIOError:
+            return
+        if not data:
+            self.running = False
+            return
+        self.stdin_buf += data
+        while b"\n" in self.stdin_buf:
+            line, self.stdin_buf = self.stdin_buf.split(b"\n", 1)
+            if line.strip():
+                self._command(line)
+
+    def run(self) -> None:
+        os.set_blocking(0, False)
+        self.ep.register(0, select.EPOLLIN)
+        clients = self.clients
+        while self.running:
+            for fd, _event in self.ep.poll(-1, 1024):
+                if fd == 0:
+                    self._on_stdin()
+                    continue
+                client = clients.get(fd)
+                if client is None:
+                    continue
+                try:
+                    data = client.sock.recv(RECV_SIZE)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    self._error(f"client {client.index} recv: {exc}")
+                    self._drop(client)
+                    continue
+                if not data:
+                    self.eofs += 1
+                    self._drop(client)
+                    continue
+                self.bytes += len(data)
+                self.reads += 1
+                self._on_data(client, data, time.time_ns())
+
+
+def reader_main() -> None:
+    Reader().run()
+
+
+# ----------------------------------------------------------------------------------------
+# The publisher process: one pika SelectConnection, unconfirmed publishes.
+# ----------------------------------------------------------------------------------------
+
+#: Packets published per ioloop turn (flat out), before the loop writes and polls.
+PUBLISH_CHUNK = 200
+#: Bytes pika may hold unsent before the publisher waits for the socket.
+MAX_WRITE_BUFFER = 4 << 20
+#: Seconds between two reads of the door's ``consumed`` counter (backlog bound).
+BACKLOG_POLL = 0.1
+#: Fewest packets publishers may be ahead of the server (the bound is otherwise
+#: ``backlog_seconds`` of its measured ingest rate).
+MIN_BACKLOG = 500
+
+
+def _healthz(host: str, port: int, timeout: float = 10.0) -> dict[str, Any]:
+    import http.client
+
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/healthz")
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"/healthz answered {response.status}: {body[:200]!r}")
+        return json.loads(body)
+    finally:
+        conn.close()
+
+
+def _consumed(health: dict[str, Any]) -> int:
+    return int(health["doors"]["amqp-ingest"]["consumed"])
+
+
+class Publisher:
+    """Publish packets for ``duration`` s, flat out or paced; see the module doc.
+
+    ``config``: url, exchange, index, publishers, groups, run, duration, rate
+    (packets/s of this publisher, 0 = flat out), backlog_seconds and
+    max_backlog (all publishers together stay at most that many seconds of
+    the server's ingest rate, as measured from its ``consumed`` counter, and
+    at most max_backlog packets ahead of it, and at least
+    :data:`MIN_BACKLOG`; backlog_seconds 0 = no bound), healthz ([host, port]).
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        import pika
+
+        from channelstream.amqp.broker import connection_parameters
+        from channelstream.amqp.headers import packet_headers
+        from channelstream.amqp.publisher import CONTENT_TYPE, encode_packet
+
+        self.pika = pika
+        self.packet_headers = packet_headers
+        self.encode_packet = encode_packet
+        self.content_type = CONTENT_TYPE
+        self.config = config
+        self.exchange = config["exchange"]
+        self.index = config["index"]
+        self.rate = float(config["rate"])
+        self.duration = float(config["duration"])
+        self.max_backlog = int(config["max_backlog"]) or 1 << 62
+        self.backlog_seconds = float(config["backlog_seconds"])
+        self.ingest_rate = 0.0
+        self.last_poll: tuple[float, int] | None = None
+        self.max_allowed_backlog = 0
+        self.share = 1.0 / max(1, int(config["publishers"]))
+        self.health_addr = tuple(config["healthz"])
+        self.profiles = [f"{config['run']}-p{g}" for g in range(int(config["groups"]))]
+        self.seqs = [0] * len(self.profiles)
+        self.params = connection_parameters(
+            config["url"], name=f"bench/packets.py publisher {self.index} (pid {os.getpid()})"
+        )
+        self.sent = 0
+        self.per_group = [0] * len(self.profiles)
+        self.throttled_s = 0.0
+        self.waited_socket_s = 0.0
+        self.max_write_buffer = 0
+        self.blocked = 0
+        self.errors: list[str] = []
+        self.consumed0 = 0
+        self.allowed = 0
+        self.next_poll = 0.0
+        self.result: dict[str, Any] | None = None
+        self.channel = None
+
+    # -- ioloop callbacks -------------------------------------------------------------------
+
+    def run(self) -> None:
+        pika = self.pika
+        self.conn = pika.SelectConnection(
+            self.params,
+            on_open_callback=self._on_open,
+            on_open_error_callback=self._on_open_error,
+            on_close_callback=self._on_close,
+        )
+        self.conn.ioloop.start()
+        if self.result is None:
+            self.result = {"error": "; ".join(self.errors) or "connection ended early"}
+        print(json.dumps(self.result), flush=True)
+
+    def _on_open(self, conn: Any) -> None:
+        conn.add_on_connection_blocked_callback(self._on_blocked)
+        conn.channel(on_open_callback=self._on_channel)
+
+    def _on_open_error(self, conn: Any, err: BaseException) -> None:
+        self.errors.append(f"cannot connect: {err!r}")
+        conn.ioloop.stop()
+
+    def _on_close(self, conn: Any, reason: BaseException) -> None:
+        if self.result is None:
+            self.errors.append(f"connection closed: {reason!r}")
+        conn.ioloop.stop()
+
+    def _on_blocked(self, *_args: Any) -> None:
+        self.blocked += 1
+
+    def _on_channel(self, channel: Any) -> None:
+        self.channel = channel
+        # The server declared it (durable headers exchange); passive: it must exist.
+        channel.exchange_declare(self.exchange, passive=True, callback=self._on_ready)
+
+    def _on_ready(self, _frame: Any) -> None:
+        try:
+            self.consumed0 = _consumed(_healthz(*self.health_addr))
+        except Exception as exc:
+            self.errors.append(f"/healthz: {exc!r}")
+            self.conn.close()
+            return
+        print(json.dumps({"ready": True}), flush=True)
+        # Wait for "go" on stdin (the ioloop keeps the connection alive meanwhile).
+        self.conn.ioloop.add_handler(0, self._on_stdin, self.conn.ioloop.READ)
+
+    def _on_stdin(self, _fd: int, _events: int) -> None:
+        line = sys.stdin.readline()
+        self.conn.ioloop.remove_handler(0)
+        if line.strip() != "go":
+            self.errors.append(f"expected 'go', got {line!r}")
+            self.conn.close()
+            return
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.cpu0 = usage.ru_utime + usage.ru_stime
+        self.start_wall = time.time()
+        self.start = time.perf_counter()
+        self.end = self.start + self.duration
+        if self.backlog_seconds:
+            self.last_poll = (self.start, self.consumed0)
+            self.allowed = int(min(MIN_BACKLOG, self.max_backlog) * self.share)
+        else:
+            self.allowed = 1 << 62
+        self.conn.ioloop.call_later(0, self._tick)
+
+    def _poll_backlog(self, now: float) -> None:
+        self.next_poll = now + BACKLOG_POLL
+        try:
+            consumed = _consumed(_healthz(*self.health_addr, timeout=5))
+        except Exception as exc:
+            if len(self.errors) < 5:
+                self.errors.append(f"/healthz: {exc!r}")
+            return
+        t0, c0 = self.last_poll
+        if now - t0 >= 0.05:
+            rate = (consumed - c0) / (now - t0)
+            # Up at once, down slowly: a short stall of the server keeps the bound.
+            self.ingest_rate = rate if rate > self.ingest_rate else (
+                0.7 * self.ingest_rate + 0.3 * rate)
+            self.last_poll = (now, consumed)
+        backlog = min(self.max_backlog, max(MIN_BACKLOG, self.ingest_rate * self.backlog_seconds))
+        self.max_allowed_backlog = max(self.max_allowed_backlog, int(backlog))
+        self.allowed = int((consumed - self.consumed0 + backlog) * self.share)
+
+    def _write_buffer(self) -> int:
+        size = getattr(self.conn, "_get_write_buffer_size", None)
+        return size() if size is not None else 0
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if now >= self.end:
+            self._finish()
+            return
+        if self.backlog_seconds and now >= self.next_poll:
+            self._poll_backlog(now)
+        buffered = self._write_buffer()
+        self.max_write_buffer = max(self.max_write_buffer, buffered)
+        if buffered > MAX_WRITE_BUFFER:  # the socket does not take them as fast: wait
+            self.waited_socket_s += 0.001
+            self.conn.ioloop.call_later(0.001, self._tick)
+            return
+        if self.rate:
+            due = int(self.rate * (now - self.start)) + 1 - self.sent
+        else:
+            due = PUBLISH_CHUNK
+        room = self.allowed - self.sent
+        count = min(due, room, PUBLISH_CHUNK)
+        if count > 0:
+            self._publish(count)
+        if room <= 0 and due > 0:  # the server's queue is --max-backlog deep: wait
+            wait = max(0.0, min(0.005, self.next_poll - now))
+            self.throttled_s += wait
+            self.conn.ioloop.call_later(wait, self._tick)
+        elif self.rate and count >= due:  # caught up: sleep until the next packet is due
+            next_due = self.start + self.sent / self.rate
+            self.conn.ioloop.call_later(max(0.0, next_due - time.perf_counter()), self._tick)
+        else:
+            self.conn.ioloop.call_later(0, self._tick)
+
+    def _publish(self, count: int) -> None:
+        pika = self.pika
+        channel = self.channel
+        profiles = self.profiles
+        groups = len(profiles)
+        seqs = self.seqs
+        per_group = self.per_group
+        index = self.index
+        exchange = self.exchange
+        encode_packet = self.encode_packet
+        packet_headers = self.packet_headers
+        content_type = self.content_type
+        sent = self.sent
+        for _ in range(count):
+            group = sent % groups
+            packet = {
+                "t": time.time_ns(),
+                "pub": index,
+                "seq": seqs[group],
+                "profile_id": profiles[group],
+                "address": "10.4.1.17",
+                "port": 4001 + group,
+                "time": int(time.time() * 1000),
+                "temperature": 21.5,
+                "humidity": 40 + group,
+                "light": 300,
+            }
+            # As PacketPublisher.publish encodes it: JSON body, scalar fields as headers.
+            channel.basic_publish(
+                exchange, "", encode_packet(packet),
+                pika.BasicProperties(content_type=content_type, headers=packet_headers(packet)),
+            )
+            seqs[group] += 1
+            per_group[group] += 1
+            sent += 1
+        self.sent = sent
+
+    def _finish(self) -> None:
+        self.stop_wall = time.time()
+        behind = max(0, int(self.rate * self.duration) - self.sent) if self.rate else 0
+        # A synchronous method after the last publish: its answer means the broker
+        # has routed every packet before it (a channel's methods are handled in order).
+        self.channel.exchange_declare(
+            self.exchange, passive=True, callback=lambda _f: self._done(behind)
+        )
+
+    def _done(self, behind: int) -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.result = {
+            "index": self.index,
+            "sent": self.sent,
+            "per_group": self.per_group,
+            "start_wall": self.start_wall,
+            "stop_wall": self.stop_wall,
+            "routed_wall": time.time(),
+            "cpu_s": usage.ru_utime + usage.ru_stime - self.cpu0,
+            "behind": behind,
+            "throttled_s": round(self.throttled_s, 3),
+            "waited_socket_s": round(self.waited_socket_s, 3),
+            "max_write_buffer": self.max_write_buffer,
+            "blocked": self.blocked,
+            "max_allowed_backlog": self.max_allowed_backlog,
+            "errors": self.errors,
+        }
+        self.conn.close()
+
+
+def publisher_main() -> None:
+    sys.path.insert(0, str(REPO))
+    import logging
+
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
+    config = json.loads(sys.argv[sys.argv.index(PUBLISHER_FLAG) + 1])
+    Publisher(config).run()
+
+
+# ----------------------------------------------------------------------------------------
+# The bench process: broker, server, readers, publishers, runs.
+# ----------------------------------------------------------------------------------------
+
+
+def _raise_nofile() -> tuple[int, int]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def percentile(sorted_values: list[int], q: float) -> int:
+    index = min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))
+    return sorted_values[index]
+
+
+class ReaderProcs:
+    """The reader processes and their JSON-line protocol."""
+
+    def __init__(self, count: int) -> None:
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), READER_FLAG],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO,
+            )
+            for _ in range(count)
+        ]
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def _send(self, proc: subprocess.Popen, cmd: dict[str, Any]) -> None:
+        proc.stdin.write((json.dumps(cmd, separators=(",", ":")) + "\n").encode())
+        proc.stdin.flush()
+
+    def _recv(self, proc: subprocess.Popen) -> dict[str, Any]:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"reader process {proc.pid} exited ({proc.poll()})")
+        return json.loads(line)
+
+    def all(self, cmd: dict[str, Any]) -> list[dict[str, Any]]:
+        for proc in self.procs:
+            self._send(proc, cmd)
+        return [self._recv(proc) for proc in self.procs]
+
+    def each(self, cmds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for proc, cmd in zip(self.procs, cmds, strict=True):
+            self._send(proc, cmd)
+        return [self._recv(proc) for proc in self.procs]
+
+    def close(self) -> None:
+        for proc in self.procs:
+            try:
+                self._send(proc, {"cmd": "exit"})
+                proc.stdin.close()
+            except OSError:
+                pass
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+class CpuWatch:
+    """CPU seconds of some processes over an interval, as % of one core."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        import psutil
+
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items() if pid}
+        self.t0 = time.monotonic()
+        self.c0 = self._cpu()
+        self.m0 = self._machine()
+
+    def _cpu(self) -> dict[str, float]:
+        result = {}
+        for name, proc in self.procs.items():
+            try:
+                times = proc.cpu_times()
+                result[name] = times.user + times.system
+            except Exception:  # the process is gone
+                result[name] = float("nan")
+        return result
+
+    @staticmethod
+    def _machine() -> tuple[float, float]:
+        """(busy, steal) CPU seconds of the whole machine, all cores summed."""
+        import psutil
+
+        times = psutil.cpu_times()
+        idle = times.idle + getattr(times, "iowait", 0.0)
+        steal = getattr(times, "steal", 0.0)
+        guest = getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
+        return sum(times) - idle - steal - guest, steal
+
+    def percent(self, extra_cpu_s: dict[str, float] | None = None) -> dict[str, float]:
+        """% of one core per process (and ``extra_cpu_s``: CPU seconds reported by
+        processes themselves), plus ``others``: what the rest of the machine used."""
+        elapsed = time.monotonic() - self.t0
+        c1 = self._cpu()
+        m1 = self._machine()
+        result = {name: round(100 * (c1[name] - self.c0[name]) / elapsed, 1) for name in c1}
+        for name, seconds in (extra_cpu_s or {}).items():
+            result[name] = round(100 * seconds / elapsed, 1)
+        busy = 100 * (m1[0] - self.m0[0]) / elapsed
+        #: How busy the whole machine was, in % of all its cores.
+        self.machine_busy = round(busy / (os.cpu_count() or 1), 1)
+        result["others"] = round(max(0.0, busy - sum(result.values())), 1)
+        steal = 100 * (m1[1] - self.m0[1]) / elapsed
+        if steal >= 1:
+            result["steal"] = round(steal, 1)
+        return result
+
+
+def broker_pid(url: str) -> int | None:
+    """The process listening on the broker's port on this machine (RabbitMQ), if any."""
+    from urllib.parse import urlsplit
+
+    import psutil
+
+    parts = urlsplit(url)
+    port = parts.port or 5672
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+                return conn.pid
+    except (psutil.Error, OSError):
+        pass
+    return None
+
+
+def rss_of(pid: int | None) -> int | None:
+    if not pid:
+        return None
+    import psutil
+
+    try:
+        return psutil.Process(pid).memory_info().rss
+    except psutil.Error:
+        return None
+
+
+def _mb(value: int | None) -> float | None:
+    return None if value is None else round(value / 1e6, 1)
+
+
+class BrokerProblem(RuntimeError):
+    pass
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.nofile = _raise_nofile()
+        self.tmp = tempfile.TemporaryDirectory(prefix="bench-packets-")
+        self.run_id = uuid.uuid4().hex[:12]
+        self.exchange = f"bench.packets.{self.run_id}"
+        self.server = None
+        self.readers: ReaderProcs | None = None
+        self.publishers: list[subprocess.Popen] = []
+        self.server_log_offset = 0
+        self.server_problems: list[str] = []
+        self.cleanup: list[str] = []
+        self.results: dict[str, Any] = {"runs": []}
+        self.probe_broker()
+        self.broker_pid = broker_pid(args.amqp_url)
+
+    def setup(self) -> None:
+        """Start the server (and wait for its amqp-ingest door) and the readers."""
+        self._start_server()
+        self.readers = ReaderProcs(self.args.readers)
+
+    # -- broker and server ------------------------------------------------------------------
+
+    def probe_broker(self) -> None:
+        import pika
+        import pika.exceptions
+
+        try:
+            connection = pika.BlockingConnection(pika.URLParameters(self.args.amqp_url))
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            raise BrokerProblem(
+                f"RabbitMQ is not reachable at {self.args.amqp_url.split('@')[-1]}: {exc!r}"
+            ) from None
+        self.broker_version = connection._impl.server_properties.get(
+            "version", b"?") if hasattr(connection, "_impl") else "?"
+        if isinstance(self.broker_version, bytes):
+            self.broker_version = self.broker_version.decode()
+        connection.close()
+
+    def delete_exchange(self) -> None:
+        import pika
+        import pika.exceptions
+
+        try:
+            connection = pika.BlockingConnection(pika.URLParameters(self.args.amqp_url))
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            self.cleanup.append(f"exchange {self.exchange} NOT deleted: {exc!r}")
+            return
+        try:
+            connection.channel().exchange_delete(self.exchange)
+            self.cleanup.append(f"exchange {self.exchange} deleted")
+        except pika.exceptions.AMQPError as exc:
+            self.cleanup.append(f"exchange {self.exchange} NOT deleted: {exc!r}")
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def app_keys(self) -> dict[str, str]:
+        keys = {"amqp.url": self.args.amqp_url, "amqp.exchange": self.exchange}
+        if self.args.prefetch:
+            keys["amqp.prefetch"] = str(self.args.prefetch)
+        if self.args.outbox_size:
+            keys["tcp_streamer.outbox_size"] = str(self.args.outbox_size)
+        return keys
+
+    def _start_server(self) -> None:
+        from tests.support.server import RunningServer
+
+        folder = Path(self.tmp.name) / "server"
+        folder.mkdir()
+        server = RunningServer(REPO / "development.ini", folder, app=self.app_keys())
+        self.server = server
+        server.start()
+        self.pid = server.process.pid
+        self.stream_port = server.tcp_streamer_port
+        # The door connects in the background: wait until its queue is bound.
+        deadline = time.monotonic() + 30
+        while True:
+            door = self.healthz()["doors"].get("amqp-ingest", {})
+            if door.get("state") == "connected":
+                self.door_info = {k: door.get(k) for k in ("queue", "prefetch", "broker")}
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"amqp-ingest not connected within 30 s: {door}\n"
+                                   f"{server.stderr[-2000:]}")
+            time.sleep(0.1)
+
+    def healthz(self) -> dict[str, Any]:
+        return _healthz("127.0.0.1", self.server.port)
+
+    def counters(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        health = self.healthz()
+        took = time.perf_counter() - started
+        ingest = health["doors"]["amqp-ingest"]
+        streamer = health["doors"]["tcp-streamer"]
+        return {
+            "at": time.monotonic(),
+            "healthz_ms": took * 1000,
+            "ingest_state": ingest.get("state"),
+            "consumed": ingest["consumed"],
+            "malformed": ingest.get("malformed", 0),
+            "failed": ingest.get("failed", 0),
+            "reconnects": ingest.get("reconnects", 0),
+            "sent": streamer["packets_sent"],
+            "dropped": streamer["dropped"],
+            "streaming": streamer["streaming"],
+            "slow_disconnects": streamer.get("slow_disconnects", 0),
+            "bad_queries": streamer.get("bad_queries", 0),
+        }
+
+    def check_server_log(self) -> list[str]:
+        """ERROR/WARNING/CRITICAL lines and tracebacks the server wrote since the last check."""
+        if self.server is None:
+            return []
+        text = self.server.stderr
+        new, self.server_log_offset = text[self.server_log_offset:], len(text)
+        bad = [
+            line for line in new.splitlines()
+            if any(f" {level} " in line for level in ("ERROR", "WARNI", "CRITI"))
+            or line.startswith("Traceback")
+        ]
+        self.server_problems.extend(bad[:10])
+        if self.server.returncode is not None:
+            self.server_problems.append(f"server exited with {self.server.returncode}")
+        return bad
+
+    def stop(self) -> None:
+        for proc in self.publishers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+        if self.readers is not None:
+            self.readers.close()
+        if self.server is not None:
+            self.check_server_log()
+            try:
+                code = self.server.stop()
+                self.cleanup.append(f"server stopped (exit status {code})")
+                if code != 0:
+                    self.server_problems.append(f"server exit status {code}")
+            except Exception as exc:
+                self.server.kill()
+                self.server_problems.append(f"server did not stop: {exc}")
+                self.cleanup.append("server killed")
+        self.delete_exchange()
+        self.tmp.cleanup()
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def open_clients(self, variant: str) -> dict[str, Any]:
+        """Open the clients of ``variant``; return the expected fan-out per group."""
+        args = self.args
+        specs: list[list[dict[str, Any]]] = [[] for _ in self.readers.procs]
+        group_of: list[int] = []
+        samplers = 0
+        for index in range(args.clients):
+            group = index % args.groups
+            group_of.append(group)
+            query = {"profile_id": f"{self.run_id}-p{group}"} if variant == "filtered" else {}
+            sample = args.sample_every > 0 and (index // args.groups) % args.sample_every == 0 \
+                if variant == "filtered" else args.sample_every > 0 and \
+                index % args.sample_every == 0
+            samplers += bool(sample)
+            specs[index % len(specs)].append({"index": index, "query": query, "sample": sample})
+        before = self.counters()["streaming"]
+        answers = self.readers.each([
+            {"cmd": "open", "host": "127.0.0.1", "port": self.stream_port, "clients": part}
+            for part in specs
+        ])
+        opened = sum(a["opened"] for a in answers)
+        failed = sum(a["failed"] for a in answers)
+        if failed:
+            raise RuntimeError(f"{failed} of {args.clients} clients could not connect: "
+                               f"{[e for a in answers for e in a['errors']][:3]}")
+        # Wait (bounded) until the server has every query subscribed.
+        deadline = time.monotonic() + 15
+        while True:
+            streaming = self.counters()["streaming"]
+            if streaming >= before + opened:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {streaming - before} of {opened} clients streaming "
+                                   "after 15 s")
+            time.sleep(0.05)
+        fanout = args.clients // args.groups if variant == "filtered" else args.clients
+        return {"opened": opened, "group_of": group_of, "fanout": fanout, "samplers": samplers,
+                "open_s": max(a["seconds"] for a in answers)}
+
+    def close_clients(self) -> None:
+        self.readers.all({"cmd": "close"})
+        deadline = time.monotonic() + 10
+        while self.counters()["streaming"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def reader_totals(self, latencies: bool = False) -> dict[str, Any]:
+        stats = self.readers.all({"cmd": "stats", "latencies": latencies})
+        total: dict[str, Any] = {
+            key: sum(s[key] for s in stats)
+            for key in ("open", "lines", "bytes", "reads", "gaps", "dups", "eofs", "errors",
+                        "latency_samples")
+        }
+        total["first_ns"] = min((s["first_ns"] for s in stats if s["first_ns"]), default=0)
+        total["last_ns"] = max(s["last_ns"] for s in stats)
+        total["per_client"] = {int(k): v for s in stats for k, v in s["per_client"].items()}
+        total["error_samples"] = [e for s in stats for e in s["error_samples"]][:5]
+        if latencies:
+            total["latencies_us"] = sorted(v for s in stats for v in s["latencies_us"])
+        return total
+
+    # -- publishers -------------------------------------------------------------------------
+
+    def start_publishers(self, rate: float, duration: float) -> list[subprocess.Popen]:
+        args = self.args
+        procs = []
+        for index in range(args.publishers):
+            config = {
+                "url": args.amqp_url,
+                "exchange": self.exchange,
+                "index": index,
+                "publishers": args.publishers,
+                "groups": args.groups,
+                "run": self.run_id,
+                "duration": duration,
+                "rate": rate / args.publishers,
+                "max_backlog": args.max_backlog,
+                "backlog_seconds": args.backlog_seconds,
+                "healthz": ["127.0.0.1", self.server.port],
+            }
+            procs.append(subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), PUBLISHER_FLAG, json.dumps(config)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, text=True,
+            ))
+        self.publishers = procs
+        for proc in procs:
+            line = self._read_line(proc, 30)
+            if json.loads(line).get("ready") is not True:
+                raise RuntimeError(f"publisher {proc.pid} not ready: {line.strip()}")
+        return procs
+
+    @staticmethod
+    def _read_line(proc: subprocess.Popen, timeout: float) -> str:
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        if not ready:
+            proc.kill()
+            raise RuntimeError(f"publisher {proc.pid}: no answer within {timeout} s")
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"publisher {proc.pid} exited ({proc.wait(5)}) without answer")
+        return line
+
+    def publish(self, rate: float, duration: float,
+                watch: dict[str, int | None] | None = None) -> dict[str, Any]:
+        """Run the publishers; return their summed result and (if ``watch``) CPU use."""
+        procs = self.start_publishers(rate, duration)
+        cpu = CpuWatch(watch) if watch else None
+        before = self.counters()
+        go = time.monotonic()
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = []
+        for proc in procs:
+            line = self._read_line(proc, duration + 60)
+            results.append(json.loads(line))
+            proc.wait(10)
+        at_stop = self.counters()
+        self.publishers = []
+        cpu_pct = cpu.percent({f"publisher{r.get('index', i)}": r.get("cpu_s", 0.0)
+                               for i, r in enumerate(results)}) if cpu else None
+        errors = [r["error"] for r in results if "error" in r]
+        errors += [e for r in results for e in r.get("errors", [])]
+        ok = [r for r in results if "sent" in r]
+        return {
+            "before": before,
+            "at_stop": at_stop,
+            "window_s": at_stop["at"] - go,
+            "sent": sum(r["sent"] for r in ok),
+            "per_group": [sum(col) for col in zip(*(r["per_group"] for r in ok), strict=True)]
+            if ok else [],
+            "publish_s": max((r["stop_wall"] - r["start_wall"] for r in ok), default=0.0),
+            "routed_s": max((r["routed_wall"] - r["start_wall"] for r in ok), default=0.0),
+            "behind": sum(r["behind"] for r in ok),
+            "throttled_s": max((r["throttled_s"] for r in ok), default=0.0),
+            "max_allowed_backlog": sum(r["max_allowed_backlog"] for r in ok),
+            "waited_socket_s": max((r["waited_socket_s"] for r in ok), default=0.0),
+            "blocked": sum(r["blocked"] for r in ok),
+            "errors": errors,
+            "cpu_pct": cpu_pct,
+            "machine_busy": cpu.machine_busy if cpu else None,
+        }
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def wait_drained(self, before: dict[str, Any], sent: int, fanout: int,
+                     limit: float) -> tuple[dict[str, Any], dict[str, Any], float]:
+        """Wait until every packet sent was ingested and delivered; no progress for 5 s or
+        ``limit`` s ends the wait. Returns (server counters, reader totals, seconds)."""
+        started = time.monotonic()
+        last_progress, last_key = started, None
+        while True:
+            counters = self.counters()
+            totals = self.reader_totals()
+            consumed = counters["consumed"] - before["consumed"]
+            done = consumed >= sent and totals["lines"] >= consumed * fanout
+            key = (counters["consumed"], totals["lines"])
+            now = time.monotonic()
+            if key != last_key:
+                last_progress, last_key = now, key
+            if done or now - last_progress > 5.0 or now - started > limit:
+                return counters, totals, now - started
+            time.sleep(0.1)
+
+    def warm_up(self, clients: dict[str, Any]) -> list[str]:
+        """A short paced run, not counted: the whole path works, code paths are warm."""
+        self.readers.all({"cmd": "reset"})
+        published = self.publish(1000.0, 0.5)
+        counters, totals, _ = self.wait_drained(published["before"], published["sent"],
+                                                clients["fanout"], 15.0)
+        problems = list(published["errors"])
+        expected = published["sent"] * clients["fanout"]
+        if totals["lines"] != expected:
+            problems.append(f"warm-up: {totals['lines']} of {expected} deliveries arrived "
+                            f"({counters['consumed'] - published['before']['consumed']} of "
+                            f"{published['sent']} packets ingested)")
+        return problems
+
+    def run_load(self, label: str, variant: str, clients: dict[str, Any],
+                 rate: float) -> dict[str, Any]:
+        args = self.args
+        fanout = clients["fanout"]
+        self.readers.all({"cmd": "reset"})
+        rss_before = rss_of(self.pid)
+        watch = {"server": self.pid, "rabbitmq": self.broker_pid, "bench": os.getpid(),
+                 **{f"reader{i}": pid for i, pid in enumerate(self.readers.pids)}}
+        published = self.publish(rate, args.duration, watch)
+        before, at_stop = published["before"], published["at_stop"]
+        readers_at_stop = self.reader_totals()
+        window = published["window_s"]
+        sent = published["sent"]
+        counters, _, drain_s = self.wait_drained(before, sent, fanout, args.drain_timeout)
+        totals = self.reader_totals(latencies=True)
+        rss_after = rss_of(self.pid)
+        lat = totals.pop("latencies_us")
+        consumed = counters["consumed"] - before["consumed"]
+        consumed_at_stop = at_stop["consumed"] - before["consumed"]
+        sent_at_stop = at_stop["sent"] - before["sent"]
+        delivered = totals["lines"]
+        expected = consumed * fanout
+        cpu_pct = published["cpu_pct"]
+        # Per-client deliveries against what its group was published (when all ingested).
+        per_group_expected = (published["per_group"] if variant == "filtered"
+                              else [sent] * args.groups)
+        short_clients = [
+            i for i, group in enumerate(clients["group_of"])
+            if totals["per_client"].get(i, 0) != per_group_expected[group]
+        ] if consumed == sent else []
+        result: dict[str, Any] = {
+            "run": label,
+            "variant": variant,
+            "clients": clients["opened"],
+            "fanout": fanout,
+            "publishers": args.publishers,
+            "target_packets_per_s": round(rate) if rate else "max",
+            "window_s": round(window, 2),
+            "published": sent,
+            "published_per_s": round(sent / published["publish_s"]) if published["publish_s"]
+            else 0,
+            "ingested_per_s": round(consumed_at_stop / window),
+            "packets_sent_per_s": round(sent_at_stop / window),
+            "deliveries_per_s": round(readers_at_stop["lines"] / window),
+            "delivered_packets_per_s": round(readers_at_stop["lines"] / window / fanout),
+            "ingested": consumed,
+            "deliveries": delivered,
+            "expected_deliveries": expected,
+            "backlog_at_stop": sent - consumed_at_stop,
+            "drain_s": round(drain_s, 2),
+            "latency_samples": totals["latency_samples"],
+            "samplers": clients["samplers"],
+            "latency_p50_ms": round(percentile(lat, 0.50) / 1000, 2) if lat else None,
+            "latency_p99_ms": round(percentile(lat, 0.99) / 1000, 2) if lat else None,
+            "latency_max_ms": round(lat[-1] / 1000, 2) if lat else None,
+            "dropped_by_server": counters["dropped"] - before["dropped"],
+            "malformed": counters["malformed"] - before["malformed"],
+            "failed": counters["failed"] - before["failed"],
+            "not_ingested": sent - consumed,
+            "missing_deliveries": expected - delivered,
+            "order_gaps_dups": [totals["gaps"], totals["dups"]],
+            "wire_bytes_per_line": round(totals["bytes"] / delivered, 1) if delivered else 0,
+            # About the packets per server write to a client (a read gets what one or more
+            # writes sent): few means one write per delivery or so.
+            "lines_per_read": round(delivered / totals["reads"], 2) if totals["reads"] else 0,
+            "publisher_throttled_s": published["throttled_s"],
+            "largest_backlog_allowed": published["max_allowed_backlog"],
+            "publisher_behind": published["behind"],
+            "healthz_ms_at_stop": round(at_stop["healthz_ms"], 1),
+            "cpu_pct_of_core": cpu_pct,
+            "machine_busy_pct_of_all_cores": published["machine_busy"],
+            "server_rss_mb_before_after": [_mb(rss_before), _mb(rss_after)],
+        }
+        problems = []
+        if published["errors"]:
+            problems.append(f"publisher errors: {published['errors'][:3]}")
+        if published["blocked"]:
+            problems.append(f"the broker blocked the publishers {published['blocked']} times "
+                            "(resource alarm)")
+        if consumed != sent:
+            problems.append(f"ingested {consumed} of {sent} packets published "
+                            f"(after {drain_s:.1f} s of drain)")
+        if delivered != expected:
+            problems.append(f"delivered {delivered} of {expected} expected")
+        if short_clients:
+            problems.append(f"{len(short_clients)} clients got another count than their group "
+                            f"was published, first: {short_clients[:5]}")
+        if totals["gaps"] or totals["dups"]:
+            problems.append(f"samplers saw seq gaps {totals['gaps']}, dups {totals['dups']}")
+        if result["dropped_by_server"] or result["malformed"] or result["failed"]:
+            problems.append(f"server dropped {result['dropped_by_server']}, malformed "
+                            f"{result['malformed']}, failed {result['failed']}")
+        if counters["slow_disconnects"] - before["slow_disconnects"]:
+            problems.append("server closed slow clients")
+        if counters["reconnects"] != before["reconnects"]:
+            problems.append("amqp-ingest reconnected during the run")
+        if totals["eofs"] or totals["errors"]:
+            problems.append(f"client EOFs {totals['eofs']}, errors {totals['errors']} "
+                            f"{totals['error_samples']}")
+        if totals["open"] != clients["opened"]:
+            problems.append(f"{totals['open']} of {clients['opened']} clients still open")
+        if rate and published["behind"] > rate * 0.02:
+            problems.append(f"publishers {published['behind']} packets behind the pace")
+        log_lines = self.check_server_log()
+        if log_lines:
+            problems.append(f"server log: {len(log_lines)} WARNING/ERROR lines: {log_lines[:3]}")
+        result["problems"] = problems
+        readers_max = max((v for k, v in cpu_pct.items() if k.startswith("reader")), default=0)
+        pubs_max = max((v for k, v in cpu_pct.items() if k.startswith("publisher")), default=0)
+        result["readers_saturated"] = readers_max > 85
+        # Flat out, the publishers, not the server, set the pace when not throttled.
+        result["publisher_limited"] = pubs_max > 85 and (
+            (not rate and published["throttled_s"] < 0.1 * args.duration)
+            or (bool(rate) and published["behind"] > rate * 0.02))
+        result["machine_contended"] = cpu_pct.get("others", 0) > 15
+        # Every core busy: the processes of the bench (server, broker, publishers,
+        # readers) took CPU from each other, the server's figures are lower for it.
+        result["machine_saturated"] = (published["machine_busy"] or 0) > 90
+        return result
+
+    def variant(self, variant: str) -> list[dict[str, Any]]:
+        clients = self.open_clients(variant)
+        runs: list[dict[str, Any]] = []
+        try:
+            problems = self.warm_up(clients)
+            if problems:
+                return [{"run": f"{variant} warm-up", "variant": variant, "problems": problems}]
+            peak = self.run_load(f"{variant} peak", variant, clients, 0.0)
+            runs.append(peak)
+            for spec in self.args.paced:
+                if spec.endswith("x"):
+                    rate = float(spec[:-1]) * peak["ingested_per_s"]
+                    label = f"{variant} paced {spec}"
+                else:
+                    rate = float(spec)
+                    label = f"{variant} paced {rate:.0f}/s"
+                if rate <= 0:
+                    continue
+                time.sleep(0.3)
+                runs.append(self.run_load(label, variant, clients, rate))
+            return runs
+        finally:
+            self.close_clients()
+
+    def run(self) -> dict[str, Any]:
+        for variant in self.args.variants:
+            self.results["runs"] += self.variant(variant)
+        return self.results
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_state() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "channelstream"],
+                               cwd=REPO, capture_output=True, text=True, timeout=10).stdout
+        return head + (" + uncommitted changes under channelstream/" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def conditions(bench: Bench) -> dict[str, Any]:
+    import gevent
+    import pika
+
+    args = bench.args
+    keys = ", ".join(f"{k}={v}" for k, v in bench.app_keys().items())
+    probe = {"t": time.time_ns(), "pub": 0, "seq": 0, "profile_id": f"{bench.run_id}-p0",
+             "address": "10.4.1.17", "port": 4001, "time": int(time.time() * 1000),
+             "temperature": 21.5, "humidity": 40, "light": 300}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "gevent": gevent.__version__,
+        "pika": pika.__version__,
+        "rabbitmq": f"{bench.broker_version} at {args.amqp_url.split('@')[-1]}, pid "
+                    f"{bench.broker_pid or 'unknown (its CPU is in others)'}",
+        "commit": git_state(),
+        "server": (f"pserve on a temp copy of development.ini (local bus), pid {bench.pid}; "
+                   f"app keys {keys}; amqp-ingest queue {bench.door_info['queue']}, prefetch "
+                   f"{bench.door_info['prefetch']}"),
+        "exchange": f"{bench.exchange} (headers, durable, deleted at the end)",
+        "where": (f"all on this machine: server 1 process; {args.publishers} publisher "
+                  f"process(es) (pika SelectConnection, unconfirmed, headers as "
+                  f"PacketPublisher); {args.readers} reader process(es) (epoll, raw sockets, "
+                  f"lines counted)"),
+        "packet": f"{len(probe)} fields, all AMQP headers, "
+                  f"~{len(json.dumps(probe, separators=(',', ':')))} bytes of JSON",
+        "clients": args.clients,
+        "groups": f"{args.groups} (filtered: {args.clients // args.groups} clients per "
+                  "profile_id; all: every client queries {})",
+        "latency_from": (f"1 client in {args.sample_every} of each group (filtered) or of all "
+                         "(all), every packet it gets"),
+        "duration_s": args.duration,
+        "backlog_bound": (f"publishers stay at most {args.backlog_seconds:g} s of the server's "
+                          f"measured ingest rate ahead of it (at least {MIN_BACKLOG}, at most "
+                          f"{args.max_backlog} packets; /healthz read 10x/s by each publisher)"
+                          if args.backlog_seconds else "none"),
+        "paced": args.paced,
+        "target": TARGET,
+        "nofile_limit": list(bench.nofile),
+    }
+
+
+def summary_lines(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for run in results["runs"]:
+        if "cpu_pct_of_core" not in run:
+            lines.append(f"  {run['run']:22} FAILED: {run['problems']}")
+            continue
+        cpu = run["cpu_pct_of_core"]
+        readers = sum(v for k, v in cpu.items() if k.startswith("reader"))
+        pubs = sum(v for k, v in cpu.items() if k.startswith("publisher"))
+        flags = [name for name in ("publisher_limited", "readers_saturated", "machine_contended",
+                                   "machine_saturated") if run[name]]
+        flags += ["PROBLEMS"] if run["problems"] else []
+        lines.append(
+            f"  {run['run']:22} ingested {run['ingested_per_s']:>6,}/s, delivered "
+            f"{run['delivered_packets_per_s']:>6,} packets/s = {run['deliveries_per_s']:>7,} "
+            f"deliveries/s to {run['clients']} clients (x{run['fanout']}); latency p50 "
+            f"{run['latency_p50_ms']} ms p99 {run['latency_p99_ms']} ms; dropped "
+            f"{run['dropped_by_server']}, missing {run['missing_deliveries']}; cpu % server "
+            f"{cpu.get('server')} rabbitmq {cpu.get('rabbitmq', '?')} publishers {pubs:.0f} "
+            f"readers {readers:.0f} others {cpu['others']}, machine "
+            f"{run['machine_busy_pct_of_all_cores']}% busy {' '.join(flags)}")
+        for problem in run["problems"]:
+            lines.append(f"    PROBLEM: {problem}")
+    return lines
+
+
+def target_verdict(results: dict[str, Any]) -> str:
+    peaks = [r for r in results["runs"] if r.get("run") == "filtered peak"]
+    if not peaks or "ingested_per_s" not in peaks[0]:
+        return "not measured (no filtered peak run)"
+    peak = peaks[0]
+    got = min(peak["ingested_per_s"], peak["delivered_packets_per_s"])
+    met = got >= TARGET_PACKETS_PER_S and not peak["problems"] and peak["clients"] >= 100
+    return (f"{'MET' if met else 'NOT MET'}: filtered peak ingested {peak['ingested_per_s']:,}/s"
+            f", delivered {peak['delivered_packets_per_s']:,} packets/s to "
+            f"{peak['clients']} clients ({got / TARGET_PACKETS_PER_S:.0%} of the target)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=100, help="TCP streamer clients")
+    parser.add_argument("--groups", type=int, default=10,
+                        help="profile_ids: filtered clients are split into this many groups")
+    parser.add_argument("--variants", default="filtered,all",
+                        help="comma separated: filtered, all")
+    parser.add_argument("--duration", type=float, default=8.0,
+                        help="seconds of publishing per run")
+    parser.add_argument("--paced", default="0.5x",
+                        help="paced runs after each peak, comma separated: 0.5x (fraction of "
+                        "the peak ingest rate) or packets/s; empty = none")
+    parser.add_argument("--publishers", type=int, default=1, help="publisher processes")
+    parser.add_argument("--readers", type=int, default=1, help="reader processes")
+    parser.add_argument("--sample-every", type=int, default=10,
+                        help="1 client in N (of each group) times every packet it gets")
+    parser.add_argument("--backlog-seconds", type=float, default=0.3,
+                        help="publishers stay at most this many seconds of the server's "
+                        "measured ingest rate ahead of it (0 = no bound: the broker queue "
+                        "grows while the server is slower)")
+    parser.add_argument("--max-backlog", type=int, default=20000,
+                        help="and at most this many packets ahead")
+    parser.add_argument("--drain-timeout", type=float, default=30.0,
+                        help="longest wait after publishing for the backlog to arrive")
+    parser.add_argument("--prefetch", type=int, default=0,
+                        help="the server's amqp.prefetch (default: the server's, 1000)")
+    parser.add_argument("--outbox-size", type=int, default=0,
+                        help="the server's tcp_streamer.outbox_size (default: the server's)")
+    parser.add_argument("--amqp-url", default=DEFAULT_AMQP_URL,
+                        help="RabbitMQ (default $CHANNELSTREAM_TEST_AMQP_URL or guest@127.0.0.1)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    args.paced = [p.strip() for p in args.paced.split(",") if p.strip()]
+    for variant in args.variants:
+        if variant not in ("filtered", "all"):
+            parser.error(f"--variants: unknown variant {variant!r}")
+    if args.groups < 1 or args.clients % args.groups:
+        parser.error("--clients must be a multiple of --groups")
+    sys.path.insert(0, str(REPO))
+    import logging
+
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
+
+    started = time.monotonic()
+    try:
+        bench = Bench(args)
+    except BrokerProblem as exc:
+        raise SystemExit(f"bench/packets.py: {exc}") from None
+    cond: dict[str, Any] = {}
+    try:
+        bench.setup()
+        results = bench.run()
+        cond = conditions(bench)
+    finally:
+        bench.stop()
+    results["server_problems"] = bench.server_problems
+    results["cleanup"] = bench.cleanup
+    results["target"] = TARGET
+    results["verdict"] = target_verdict(results)
+    results["total_s"] = round(time.monotonic() - started, 1)
+    if args.json:
+        print(json.dumps({"conditions": cond, "results": results}))
+        return
+    print("GATD packets: pika publisher -> RabbitMQ -> amqp-ingest -> hub -> TCP streamer:")
+    for key, value in cond.items():
+        print(f"  {key:14} {value}")
+    for run in results["runs"]:
+        print(f"\n[{run['run']}]")
+        for key, value in run.items():
+            if key != "run":
+                print(f"  {key:30} {value}")
+    print("\nsummary:")
+    for line in summary_lines(results):
+        print(line)
+    print(f"target: {TARGET}")
+    print(f"  {results['verdict']}")
+    print(f"server problems: {bench.server_problems or 'none'}")
+    print(f"cleanup: {'; '.join(bench.cleanup)}; total {results['total_s']} s")
+
+
+if __name__ == "__main__":
+    if READER_FLAG in sys.argv[1:]:
+        reader_main()
+    elif PUBLISHER_FLAG in sys.argv[1:]:
+        publisher_main()
+    else:
+        main()
