@@ -69,16 +69,7 @@ def post(state: ChatState, items: Iterable[Mapping[str, Any]]) -> list[dict[str,
             channel.touch(state.now())
             if not echo["no_history"]:
                 channel.remember({**frame, "pm_users": pm_users, "exclude_users": exclude})
-            state.publish_frame(
-                channel_name,
-                frame,
-                audience=frozenset(pm_users) if pm_users else None,
-                excluded=frozenset(exclude) if exclude else None,
-            )
-        else:
-            for name in dict.fromkeys(pm_users):
-                if name in state.users:
-                    state.publish_to_user(name, frame)
+        _route(state, channel_name, pm_users, exclude, frame)
     return accepted
 
 
@@ -130,6 +121,19 @@ def _route_change(
         else:
             channel.edit(item["uuid"], changes)
         channel.touch(state.now())
+    _route(state, channel_name, pm_users, exclude, frame)
+
+
+def _route(
+    state: ChatState,
+    channel_name: str | None,
+    pm_users: list[str],
+    exclude: list[str],
+    frame: dict[str, Any],
+) -> None:
+    """Publish ``frame`` to its channel (the hub enforces ``pm_users`` and
+    ``exclude_users``), or without a channel to each existing pm user."""
+    if channel_name:
         state.publish_frame(
             channel_name,
             frame,
