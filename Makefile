@@ -44,6 +44,7 @@ test: lint
 
 bench: $(VENV)/.stamp-bench
 	@set -e; for script in bench/*.py; do \
+		case "$$(basename "$$script")" in _*) continue;; esac; \
 		echo "== $$script"; \
 		$(BIN)/python "$$script"; \
 	done

@@ -57,13 +57,11 @@ import base64
 import errno
 import json
 import os
-import platform
 import random
 import resource
 import select
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -72,8 +70,21 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _support import (
+    REPO,
+    CommandReader,
+    CpuWatch,
+    ReaderProcs,
+    git_state,
+    machine_info,
+    mb,
+    percentile,
+    raise_nofile,
+    rss_of,
+)
+
 READER_FLAG = "--reader-process"
-REPO = Path(__file__).resolve().parents[1]
 
 # ----------------------------------------------------------------------------------------
 # The reader process: one epoll loop, raw sockets, a minimal websocket client.
@@ -108,7 +119,7 @@ def _masked_frame(opcode: int, payload: bytes) -> bytes:
     return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + body
 
 
-class Reader:
+class Reader(CommandReader):
     """The epoll loop of one reader process; commands are JSON lines on stdin."""
 
     def __init__(self) -> None:
@@ -168,11 +179,6 @@ class Reader:
         if latencies:
             result["latencies_us"] = self.latencies
         return result
-
-    def _error(self, text: str) -> None:
-        self.errors += 1
-        if len(self.error_samples) < 5:
-            self.error_samples.append(text)
 
     # -- connections ----------------------------------------------------------------
 
@@ -366,49 +372,9 @@ class Reader:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def _reply(self, obj: dict[str, Any]) -> None:
-        data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
-        view = memoryview(data)
-        while view:
-            try:
-                written = os.write(1, view)
-            except BlockingIOError:
-                select.select([], [1], [])
-                continue
-            view = view[written:]
-
-    def _command(self, line: bytes) -> None:
-        cmd = json.loads(line)
-        name = cmd["cmd"]
-        if name == "open":
-            self.open_many(cmd["host"], cmd["port"], cmd["conn_ids"], cmd.get("samplers", []),
-                           cmd.get("concurrency", 200), cmd.get("timeout", 120.0))
-        elif name == "reset":
-            self.reset()
-            self._reply({"ok": True})
-        elif name == "stats":
-            self._reply(self.stats(bool(cmd.get("latencies"))))
-        elif name == "close":
-            self._reply({"closed": self.close_all()})
-        elif name == "exit":
-            self.running = False
-            self._reply({"ok": True})
-        else:
-            self._reply({"error": f"unknown command {name!r}"})
-
-    def _on_stdin(self) -> None:
-        try:
-            data = os.read(0, 1 << 20)
-        except BlockingIOError:
-            return
-        if not data:
-            self.running = False
-            return
-        self.stdin_buf += data
-        while b"\n" in self.stdin_buf:
-            line, self.stdin_buf = self.stdin_buf.split(b"\n", 1)
-            if line.strip():
-                self._command(line)
+    def _open(self, cmd: dict[str, Any]) -> None:
+        self.open_many(cmd["host"], cmd["port"], cmd["conn_ids"], cmd.get("samplers", []),
+                       cmd.get("concurrency", 200), cmd.get("timeout", 120.0))
 
     def run(self) -> None:
         os.set_blocking(0, False)
@@ -472,130 +438,13 @@ class Reader:
 
 
 def reader_main() -> None:
-    _raise_nofile()
+    raise_nofile()
     Reader().run()
 
 
 # ----------------------------------------------------------------------------------------
 # The bench process: server, posters, phases.
 # ----------------------------------------------------------------------------------------
-
-
-def _raise_nofile() -> tuple[int, int]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
-def percentile(sorted_values: list[int], q: float) -> int:
-    index = min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))
-    return sorted_values[index]
-
-
-class ReaderProcs:
-    """The reader processes and their JSON-line protocol."""
-
-    def __init__(self, count: int) -> None:
-        self.procs = [
-            subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), READER_FLAG],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                cwd=REPO,
-            )
-            for _ in range(count)
-        ]
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs]
-
-    def _send(self, proc: subprocess.Popen, cmd: dict[str, Any]) -> None:
-        proc.stdin.write((json.dumps(cmd, separators=(",", ":")) + "\n").encode())
-        proc.stdin.flush()
-
-    def _recv(self, proc: subprocess.Popen) -> dict[str, Any]:
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"reader process {proc.pid} exited ({proc.poll()})")
-        return json.loads(line)
-
-    def all(self, cmd: dict[str, Any]) -> list[dict[str, Any]]:
-        for proc in self.procs:
-            self._send(proc, cmd)
-        return [self._recv(proc) for proc in self.procs]
-
-    def each(self, cmds: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for proc, cmd in zip(self.procs, cmds, strict=True):
-            self._send(proc, cmd)
-        return [self._recv(proc) for proc in self.procs]
-
-    def close(self) -> None:
-        for proc in self.procs:
-            try:
-                self._send(proc, {"cmd": "exit"})
-                proc.stdin.close()
-            except OSError:
-                pass
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-class CpuWatch:
-    """CPU seconds of some processes over an interval, as % of one core."""
-
-    def __init__(self, pids: dict[str, int | None]) -> None:
-        import psutil
-
-        self.procs = {name: psutil.Process(pid) for name, pid in pids.items() if pid}
-        self.start()
-
-    def _cpu(self) -> dict[str, float]:
-        result = {}
-        for name, proc in self.procs.items():
-            try:
-                times = proc.cpu_times()
-                result[name] = times.user + times.system
-            except Exception:  # the process is gone
-                result[name] = float("nan")
-        return result
-
-    @staticmethod
-    def _machine() -> tuple[float, float]:
-        """(busy, steal) CPU seconds of the whole machine, all cores summed."""
-        import psutil
-
-        times = psutil.cpu_times()
-        idle = times.idle + getattr(times, "iowait", 0.0)
-        steal = getattr(times, "steal", 0.0)
-        return sum(times) - idle - steal - getattr(times, "guest", 0.0) - getattr(
-            times, "guest_nice", 0.0), steal
-
-    def start(self) -> None:
-        self.t0 = time.monotonic()
-        self.c0 = self._cpu()
-        self.m0 = self._machine()
-
-    def percent(self) -> dict[str, float]:
-        """% of one core per process, plus ``others``: what the rest of the machine used."""
-        elapsed = time.monotonic() - self.t0
-        c1 = self._cpu()
-        m1 = self._machine()
-        result = {name: round(100 * (c1[name] - self.c0[name]) / elapsed, 1) for name in c1}
-        busy = 100 * (m1[0] - self.m0[0]) / elapsed
-        result["others"] = round(max(0.0, busy - sum(result.values())), 1)
-        steal = 100 * (m1[1] - self.m0[1]) / elapsed
-        if steal >= 1:
-            result["steal"] = round(steal, 1)
-        return result
 
 
 def resolve_pid(pid: int, port: int) -> int:
@@ -613,18 +462,10 @@ def resolve_pid(pid: int, port: int) -> int:
     raise SystemExit(f"--pid {pid}: neither it nor a child listens on port {port}")
 
 
-def rss_of(pid: int | None) -> int | None:
-    if not pid:
-        return None
-    import psutil
-
-    return psutil.Process(pid).memory_info().rss
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.nofile = _raise_nofile()
+        self.nofile = raise_nofile()
         self.tmp = tempfile.TemporaryDirectory(prefix="fanout_ws-")
         self.server = None
         self.server_log_offset = 0
@@ -634,7 +475,7 @@ class Bench:
             self.pid = resolve_pid(args.pid, self.host_port[1]) if args.pid else None
         else:
             self._start_server()
-        self.readers = ReaderProcs(args.readers)
+        self.readers = ReaderProcs(args.readers, __file__, READER_FLAG)
         body_probe = json.dumps({"t": time.time_ns(), "p": ""}, separators=(",", ":"))
         self.pad = "x" * max(0, args.message_bytes - len(body_probe))
         self.results: dict[str, Any] = {}
@@ -982,7 +823,7 @@ class Bench:
             "latency_p99_ms": round(percentile(lat, 0.99) / 1000, 2) if lat else None,
             "latency_max_ms": round(lat[-1] / 1000, 2) if lat else None,
             "cpu_pct_of_core": cpu_pct,
-            "server_rss_mb_before_after": [_mb(rss_before), _mb(rss_after)],
+            "server_rss_mb_before_after": [mb(rss_before), mb(rss_after)],
         }
         if msg_rate:
             result["late_posts"] = posted["late_posts"]
@@ -1114,12 +955,12 @@ class Bench:
             "ws_failed": opened["failed"],
             "ws_open_per_s": round(opened["opened"] / opened["seconds"]) if opened["seconds"]
             else None,
-            "rss_mb_baseline": _mb(rss0),
-            "rss_mb_after_connects": _mb(rss1),
-            "rss_mb_after_websockets": _mb(rss2),
-            "rss_mb_after_idle": _mb(rss3),
-            "rss_mb_after_ws_closed": _mb(rss4),
-            "rss_mb_after_disconnects": _mb(rss5),
+            "rss_mb_baseline": mb(rss0),
+            "rss_mb_after_connects": mb(rss1),
+            "rss_mb_after_websockets": mb(rss2),
+            "rss_mb_after_idle": mb(rss3),
+            "rss_mb_after_ws_closed": mb(rss4),
+            "rss_mb_after_disconnects": mb(rss5),
             "kib_per_connect_state": round((rss1 - rss0) / n / 1024, 2),
             "kib_per_websocket_own": round((rss3 - rss1) / opened_n / 1024, 2),
             "kib_per_idle_ws_conn_total": round((rss3 - rss0) / opened_n / 1024, 2),
@@ -1149,35 +990,7 @@ class Bench:
         return self.results
 
 
-def _mb(value: int | None) -> float | None:
-    return None if value is None else round(value / 1e6, 1)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_state() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "channelstream"],
-                               cwd=REPO, capture_output=True, text=True, timeout=10).stdout
-        return head + (" + uncommitted changes under channelstream/" if dirty.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def conditions(bench: Bench) -> dict[str, Any]:
-    import gevent
-
     args = bench.args
     if bench.server is not None:
         keys = ", ".join(f"{k}={v}" for k, v in bench.app_keys().items() if "secret" not in k)
@@ -1187,11 +1000,7 @@ def conditions(bench: Bench) -> dict[str, Any]:
     else:
         server = f"already running at {bench.url}, pid {bench.pid}"
     return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "gevent": gevent.__version__,
+        **machine_info(),
         "commit": git_state(),
         "server": server,
         "where": (f"all on 127.0.0.1: server 1 process; {args.readers} websocket reader "

@@ -72,7 +72,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import resource
@@ -86,9 +85,22 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _support import (
+    REPO,
+    CommandReader,
+    CpuWatch,
+    ReaderProcs,
+    git_state,
+    machine_info,
+    mb,
+    percentile,
+    raise_nofile,
+    rss_of,
+)
+
 READER_FLAG = "--reader-process"
 PUBLISHER_FLAG = "--publisher-process"
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_AMQP_URL = os.environ.get(
     "CHANNELSTREAM_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"
 )
@@ -122,7 +134,7 @@ class _Client:
         self.open = True
 
 
-class Reader:
+class Reader(CommandReader):
     """The epoll loop of one reader process; commands are JSON lines on stdin."""
 
     def __init__(self) -> None:
@@ -148,11 +160,6 @@ class Reader:
         for client in self.clients.values():
             client.lines = 0
             client.last_seq.clear()  # each run's publishers count from 0 again
-
-    def _error(self, text: str) -> None:
-        self.errors += 1
-        if len(self.error_samples) < 5:
-            self.error_samples.append(text)
 
     def stats(self, latencies: bool) -> dict[str, Any]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -256,48 +263,8 @@ class Reader:
 
     # -- the loop -------------------------------------------------------------------------
 
-    def _reply(self, obj: dict[str, Any]) -> None:
-        data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
-        view = memoryview(data)
-        while view:
-            try:
-                written = os.write(1, view)
-            except BlockingIOError:
-                select.select([], [1], [])
-                continue
-            view = view[written:]
-
-    def _command(self, line: bytes) -> None:
-        cmd = json.loads(line)
-        name = cmd["cmd"]
-        if name == "open":
-            self._reply(self.open_clients(cmd["host"], cmd["port"], cmd["clients"]))
-        elif name == "reset":
-            self.reset()
-            self._reply({"ok": True})
-        elif name == "stats":
-            self._reply(self.stats(bool(cmd.get("latencies"))))
-        elif name == "close":
-            self._reply({"closed": self.close_all()})
-        elif name == "exit":
-            self.running = False
-            self._reply({"ok": True})
-        else:
-            self._reply({"error": f"unknown command {name!r}"})
-
-    def _on_stdin(self) -> None:
-        try:
-            data = os.read(0, 1 << 20)
-        except BlockingIOError:
-            return
-        if not data:
-            self.running = False
-            return
-        self.stdin_buf += data
-        while b"\n" in self.stdin_buf:
-            line, self.stdin_buf = self.stdin_buf.split(b"\n", 1)
-            if line.strip():
-                self._command(line)
+    def _open(self, cmd: dict[str, Any]) -> None:
+        self._reply(self.open_clients(cmd["host"], cmd["port"], cmd["clients"]))
 
     def run(self) -> None:
         os.set_blocking(0, False)
@@ -619,124 +586,6 @@ def publisher_main() -> None:
 # ----------------------------------------------------------------------------------------
 
 
-def _raise_nofile() -> tuple[int, int]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
-def percentile(sorted_values: list[int], q: float) -> int:
-    index = min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))
-    return sorted_values[index]
-
-
-class ReaderProcs:
-    """The reader processes and their JSON-line protocol."""
-
-    def __init__(self, count: int) -> None:
-        self.procs = [
-            subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), READER_FLAG],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO,
-            )
-            for _ in range(count)
-        ]
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs]
-
-    def _send(self, proc: subprocess.Popen, cmd: dict[str, Any]) -> None:
-        proc.stdin.write((json.dumps(cmd, separators=(",", ":")) + "\n").encode())
-        proc.stdin.flush()
-
-    def _recv(self, proc: subprocess.Popen) -> dict[str, Any]:
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"reader process {proc.pid} exited ({proc.poll()})")
-        return json.loads(line)
-
-    def all(self, cmd: dict[str, Any]) -> list[dict[str, Any]]:
-        for proc in self.procs:
-            self._send(proc, cmd)
-        return [self._recv(proc) for proc in self.procs]
-
-    def each(self, cmds: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for proc, cmd in zip(self.procs, cmds, strict=True):
-            self._send(proc, cmd)
-        return [self._recv(proc) for proc in self.procs]
-
-    def close(self) -> None:
-        for proc in self.procs:
-            try:
-                self._send(proc, {"cmd": "exit"})
-                proc.stdin.close()
-            except OSError:
-                pass
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-
-
-class CpuWatch:
-    """CPU seconds of some processes over an interval, as % of one core."""
-
-    def __init__(self, pids: dict[str, int | None]) -> None:
-        import psutil
-
-        self.procs = {name: psutil.Process(pid) for name, pid in pids.items() if pid}
-        self.t0 = time.monotonic()
-        self.c0 = self._cpu()
-        self.m0 = self._machine()
-
-    def _cpu(self) -> dict[str, float]:
-        result = {}
-        for name, proc in self.procs.items():
-            try:
-                times = proc.cpu_times()
-                result[name] = times.user + times.system
-            except Exception:  # the process is gone
-                result[name] = float("nan")
-        return result
-
-    @staticmethod
-    def _machine() -> tuple[float, float]:
-        """(busy, steal) CPU seconds of the whole machine, all cores summed."""
-        import psutil
-
-        times = psutil.cpu_times()
-        idle = times.idle + getattr(times, "iowait", 0.0)
-        steal = getattr(times, "steal", 0.0)
-        guest = getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
-        return sum(times) - idle - steal - guest, steal
-
-    def percent(self, extra_cpu_s: dict[str, float] | None = None) -> dict[str, float]:
-        """% of one core per process (and ``extra_cpu_s``: CPU seconds reported by
-        processes themselves), plus ``others``: what the rest of the machine used."""
-        elapsed = time.monotonic() - self.t0
-        c1 = self._cpu()
-        m1 = self._machine()
-        result = {name: round(100 * (c1[name] - self.c0[name]) / elapsed, 1) for name in c1}
-        for name, seconds in (extra_cpu_s or {}).items():
-            result[name] = round(100 * seconds / elapsed, 1)
-        busy = 100 * (m1[0] - self.m0[0]) / elapsed
-        #: How busy the whole machine was, in % of all its cores.
-        self.machine_busy = round(busy / (os.cpu_count() or 1), 1)
-        result["others"] = round(max(0.0, busy - sum(result.values())), 1)
-        steal = 100 * (m1[1] - self.m0[1]) / elapsed
-        if steal >= 1:
-            result["steal"] = round(steal, 1)
-        return result
-
-
 def broker_pid(url: str) -> int | None:
     """The process listening on the broker's port on this machine (RabbitMQ), if any."""
     from urllib.parse import urlsplit
@@ -754,21 +603,6 @@ def broker_pid(url: str) -> int | None:
     return None
 
 
-def rss_of(pid: int | None) -> int | None:
-    if not pid:
-        return None
-    import psutil
-
-    try:
-        return psutil.Process(pid).memory_info().rss
-    except psutil.Error:
-        return None
-
-
-def _mb(value: int | None) -> float | None:
-    return None if value is None else round(value / 1e6, 1)
-
-
 class BrokerProblem(RuntimeError):
     pass
 
@@ -776,7 +610,7 @@ class BrokerProblem(RuntimeError):
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.nofile = _raise_nofile()
+        self.nofile = raise_nofile()
         self.tmp = tempfile.TemporaryDirectory(prefix="bench-packets-")
         self.run_id = uuid.uuid4().hex[:12]
         self.exchange = f"bench.packets.{self.run_id}"
@@ -793,7 +627,7 @@ class Bench:
     def setup(self) -> None:
         """Start the server (and wait for its amqp-ingest door) and the readers."""
         self._start_server()
-        self.readers = ReaderProcs(self.args.readers)
+        self.readers = ReaderProcs(self.args.readers, __file__, READER_FLAG)
 
     # -- broker and server ------------------------------------------------------------------
 
@@ -1106,7 +940,7 @@ class Bench:
         args = self.args
         fanout = clients["fanout"]
         self.readers.all({"cmd": "reset"})
-        rss_before = rss_of(self.pid)
+        rss_before = rss_of(self.pid, missing_ok=True)
         watch = {"server": self.pid, "rabbitmq": self.broker_pid, "bench": os.getpid(),
                  **{f"reader{i}": pid for i, pid in enumerate(self.readers.pids)}}
         published = self.publish(rate, args.duration, watch)
@@ -1116,7 +950,7 @@ class Bench:
         sent = published["sent"]
         counters, _, drain_s = self.wait_drained(before, sent, fanout, args.drain_timeout)
         totals = self.reader_totals(latencies=True)
-        rss_after = rss_of(self.pid)
+        rss_after = rss_of(self.pid, missing_ok=True)
         lat = totals.pop("latencies_us")
         consumed = counters["consumed"] - before["consumed"]
         consumed_at_stop = at_stop["consumed"] - before["consumed"]
@@ -1172,7 +1006,7 @@ class Bench:
             "healthz_ms_at_stop": round(at_stop["healthz_ms"], 1),
             "cpu_pct_of_core": cpu_pct,
             "machine_busy_pct_of_all_cores": published["machine_busy"],
-            "server_rss_mb_before_after": [_mb(rss_before), _mb(rss_after)],
+            "server_rss_mb_before_after": [mb(rss_before), mb(rss_after)],
         }
         problems = []
         if published["errors"]:
@@ -1251,30 +1085,7 @@ class Bench:
         return self.results
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_state() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "channelstream"],
-                               cwd=REPO, capture_output=True, text=True, timeout=10).stdout
-        return head + (" + uncommitted changes under channelstream/" if dirty.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def conditions(bench: Bench) -> dict[str, Any]:
-    import gevent
     import pika
 
     args = bench.args
@@ -1283,11 +1094,7 @@ def conditions(bench: Bench) -> dict[str, Any]:
              "address": "10.4.1.17", "port": 4001, "time": int(time.time() * 1000),
              "temperature": 21.5, "humidity": 40, "light": 300}
     return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "gevent": gevent.__version__,
+        **machine_info(),
         "pika": pika.__version__,
         "rabbitmq": f"{bench.broker_version} at {args.amqp_url.split('@')[-1]}, pid "
                     f"{bench.broker_pid or 'unknown (its CPU is in others)'}",
