@@ -55,13 +55,8 @@ def server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
 def probe_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """One development.ini server running the probe app, shared by a test module."""
     folder = tmp_path_factory.mktemp("probe")
-    running = RunningServer(REPO / "development.ini", folder, app=PROBE_APP)
-    running.start()
-    try:
+    with RunningServer(REPO / "development.ini", folder, app=PROBE_APP) as running:
         yield running
-    finally:
-        running.stop()
-        running.kill()
 
 
 @pytest.fixture(scope="module")

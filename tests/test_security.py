@@ -46,26 +46,16 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
         "max_body_size": str(LIMIT),
         "allow_cors": f"{ALLOWED_ORIGIN}, https://app.example:8443",
     }
-    running = RunningServer(REPO / "development.ini", tmp_path_factory.mktemp("secured"), app=app)
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
-        running.kill()
+    with RunningServer(REPO / "development.ini", tmp_path_factory.mktemp("secured"), app=app) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """A probe server that takes server API calls from other addresses only."""
     app = {**PROBE_APP, "allow_posting_from": "10.0.0.0/8, ::1"}
-    running = RunningServer(REPO / "development.ini", tmp_path_factory.mktemp("strict"), app=app)
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
-        running.kill()
+    with RunningServer(REPO / "development.ini", tmp_path_factory.mktemp("strict"), app=app) as s:
+        yield s
 
 
 class Answer:

@@ -23,13 +23,8 @@ API_APP = {
 
 def run_api_server(folder: Path) -> Iterator[RunningServer]:
     """Start a server in ``folder``, yield it, stop it."""
-    running = RunningServer(REPO / "development.ini", folder, app=API_APP)
-    running.start()
-    try:
+    with RunningServer(REPO / "development.ini", folder, app=API_APP) as running:
         yield running
-    finally:
-        running.stop()
-        running.kill()
 
 
 def api_client(server: RunningServer) -> ChannelstreamClient:

@@ -34,13 +34,8 @@ PACKETS_APP = {
 
 def run_packets_server(folder: Path, **app: str) -> Iterator[RunningServer]:
     """Start a packet server in ``folder`` (``app`` keys on top), yield it, stop it."""
-    running = RunningServer(REPO / "development.ini", folder, app={**PACKETS_APP, **app})
-    running.start()
-    try:
+    with RunningServer(REPO / "development.ini", folder, app={**PACKETS_APP, **app}) as running:
         yield running
-    finally:
-        running.stop()
-        running.kill()
 
 
 def signing_client(server: RunningServer) -> ChannelstreamClient:

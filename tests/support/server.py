@@ -174,8 +174,12 @@ class RunningServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.stop()
+        """SIGTERM and wait; kill it if it does not stop."""
+        try:
+            if self.process is not None and self.process.poll() is None:
+                self.stop()
+        finally:
+            self.kill()
 
     # -- what it said ---------------------------------------------------------
 
