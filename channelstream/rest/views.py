@@ -17,6 +17,7 @@ from pyramid.response import Response
 
 from .. import strict_json
 from ..chat import ChatState
+from ..chat.state import Info
 from ..errors import BadRequest, Unprocessable
 from . import schemas
 
@@ -148,8 +149,6 @@ def info(request: Request) -> Response:
     data = read_json(request, allow_empty=True)
     chat = get_chat(request)
     if data is None:
-        from ..chat.state import Info
-
         return json_response(chat.channels_info(Info()))
     return json_response(chat.channels_info(parse(schemas.InfoRequest, data).info.info()))
 
