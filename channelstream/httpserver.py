@@ -12,14 +12,19 @@ gunicorn worker (:mod:`channelstream.gunicorn_worker`), so both serve alike:
 - one access line per request goes to the ``channelstream.access`` logger,
   with the values of credential-like query parameters redacted;
 - :meth:`WSGIServer.drain` ends a server gracefully: idle keep-alive
-  connections are closed at once, requests in progress get a grace period.
+  connections are closed at once, requests in progress get a grace period;
+- ``environ[RAW_RESPONSE]`` lets an app send its status and headers itself
+  and then write the body on the socket (:class:`RawResponse`: sendfile,
+  chunked bodies with trailers); pywsgi has no ``wsgi.file_wrapper``.
 
 This module does not monkey-patch; whoever runs the server does.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
 import socket
 import time
@@ -29,6 +34,7 @@ import gevent
 from gevent import pywsgi
 from gevent.event import Event
 from gevent.pool import Pool
+from gevent.socket import wait_write
 from geventwebsocket.handler import WebSocketHandler
 
 access_log = logging.getLogger("channelstream.access")
@@ -57,6 +63,58 @@ def redact(target: str) -> str:
 
     head, _, tail = target.partition("?")
     return head + _QUERY_PARAM.sub(hide, "?" + tail)
+
+
+#: environ key of :meth:`Handler.start_raw_response` (absent under other servers).
+RAW_RESPONSE = "channelstream.raw_response"
+
+
+class RawResponse:
+    """The body side of a response whose status and headers already went out.
+
+    Returned by ``environ[RAW_RESPONSE](status, headers)``. The app writes the
+    whole body itself (framing included: it chose Content-Length or chunked
+    in its headers), then returns an empty iterable; pywsgi adds nothing.
+    Socket errors propagate (a vanished peer is ``EPIPE``/``ECONNRESET``,
+    which pywsgi ignores). Bytes sent count in the access log.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+
+    def sendall(self, data: bytes) -> None:
+        """Send ``data`` (cooperatively)."""
+        self._handler._sendall(data)
+
+    def sendfile(self, fd: int, offset: int, count: int) -> int:
+        """Send ``count`` bytes of file ``fd`` from ``offset`` with ``os.sendfile``.
+
+        Waits cooperatively while the socket buffer is full. Returns the
+        bytes sent (fewer only if the file is shorter).
+        """
+        handler = self._handler
+        out = handler.socket.fileno()
+        sent = 0
+        while sent < count:
+            try:
+                n = os.sendfile(out, fd, offset + sent, count - sent)
+            except BlockingIOError:
+                wait_write(out)
+                continue
+            except OSError as err:
+                if err.errno == errno.EINTR:
+                    continue
+                handler.status = f"socket error: {err}".encode()
+                raise
+            if n == 0:
+                break
+            sent += n
+            handler.response_length += n
+        return sent
+
+    def close_connection(self) -> None:
+        """Close the connection after this response (no keep-alive)."""
+        self._handler.close_connection = True
 
 
 class Handler(WebSocketHandler):
@@ -101,7 +159,26 @@ class Handler(WebSocketHandler):
         """pywsgi's environ plus ``RAW_URI``: the request target as sent."""
         environ = super().get_environ()
         environ["RAW_URI"] = self.path
+        environ[RAW_RESPONSE] = self.start_raw_response
         return environ
+
+    def start_raw_response(self, status: str, headers: list[tuple[str, str]]) -> RawResponse:
+        """Send the status line and ``headers`` now, exactly as given (plus Date).
+
+        The caller frames the body itself through the returned
+        :class:`RawResponse`; see there.
+        """
+        self.start_response(status, list(headers))
+        self.headers_sent = True
+        self.response_use_chunked = False
+        block = bytearray(b"HTTP/1.1 " + self.status + b"\r\n")
+        if self.provided_date is None:
+            block += b"Date: " + pywsgi.format_date_time(time.time()) + b"\r\n"
+        for name, value in self.response_headers:
+            block += name + b": " + value + b"\r\n"
+        block += b"\r\n"
+        self._sendall(bytes(block))
+        return RawResponse(self)
 
     def format_request(self) -> str:
         """``client "request line" status length seconds``, secrets redacted."""
