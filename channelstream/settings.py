@@ -173,7 +173,28 @@ class LoomSettings:
     storage_dir: Path = setting(
         as_path, "var/loom", "where streams are stored (relative to the ini)"
     )
-    tokens: tuple[str, ...] = setting(as_list, "", "bearer tokens producers need (empty = open)")
+    tokens: tuple[str, ...] = setting(
+        as_list, "", "bearer tokens every loom route needs (empty = open)"
+    )
+    fsync: tuple[str, ...] = setting(
+        choices(("never", "finish", "always"), min_items=1),
+        "finish",
+        "when stream data reaches the disk: never (OS decides), finish, always (each chunk)",
+    )
+    compression: tuple[str, ...] = setting(
+        choices(("none", "zlib"), min_items=1), "none", "stored data: none or zlib frames"
+    )
+    compression_level: int = setting(integer(1, 9), "1", "zlib level when compression = zlib")
+    retention_age: float = setting(
+        duration(), "0", "finished/aborted streams older than this are purged (0 = keep)"
+    )
+    retention_bytes: int = setting(
+        integer(0), "0", "stored bytes past which the oldest ended streams are purged (0 = no cap)"
+    )
+    retention_interval: float = setting(
+        duration(positive=True), "60", "how often retention is applied (also after each end)"
+    )
+    max_streams: int = setting(integer(1), "10000", "live streams at once (more: 503)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -410,6 +431,9 @@ def validate(settings: Settings) -> None:
             f"must be >= hub.outbox_size ({settings.hub.outbox_size}), "
             f"got {settings.hub.outbox_hard_limit}",
         )
+    for key in ("fsync", "compression"):
+        if len(getattr(settings.loom, key)) != 1:
+            raise SettingsError(f"loom.{key}", "takes exactly one value")
     if settings.require_secrets:
         for key in ("secret", "admin_secret"):
             if not getattr(settings, key):

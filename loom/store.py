@@ -1,0 +1,439 @@
+"""Streams on disk: an append-only data file and a metadata file per stream.
+
+Layout under ``loom.storage_dir``::
+
+    streams/<id>.data    the stream's bytes (raw, or zlib frames: loom.frames)
+    streams/<id>.json    {"id", "metadata", "state", "created", "ended",
+                          "size", "stored", "compression", "reason"}
+
+A stream id is validated before it touches a path (:func:`check_id`):
+letters, digits, ``.``, ``_``, ``-``, starting with a letter or digit, at
+most :data:`MAX_ID_LENGTH` characters, so no id can name another folder.
+
+States are explicit: ``live`` while its producer uploads, then ``finished``
+(the upload ended cleanly) or ``aborted`` (the producer's connection
+dropped, the stream was replaced or deleted while live, or the server
+restarted while it was live). The metadata file is rewritten (atomically:
+temporary file, rename) at each state change; the data file is appended
+with one ``write`` per chunk as the upload arrives, so a reader (and a
+process restarted after SIGKILL) finds every byte a reader could have seen.
+``loom.fsync`` says when data also reaches the disk: ``never``, ``finish``
+(data and metadata at the end) or ``always`` (after every chunk); fsync runs
+in gevent's thread pool so it never stalls other greenlets.
+
+On :meth:`Store.open`, streams found ``live`` become ``aborted`` ("server
+restarted") with the size of what is on disk (a partial compressed frame is
+cut off). Retention (:meth:`Store.purge`) removes the oldest ended streams
+by age and by total stored bytes; live streams are never purged.
+
+The store imports nothing of the hub or of HTTP: the door passes a
+``notify(stream, event)`` callback, called after each change with event
+``"start"``, ``"data"`` or ``"end"``. All methods run in the process's
+gevent thread and do not yield except where they say so.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+
+from . import frames
+
+log = logging.getLogger(__name__)
+
+LIVE = "live"
+FINISHED = "finished"
+ABORTED = "aborted"
+STATES = (LIVE, FINISHED, ABORTED)
+
+MAX_ID_LENGTH = 128
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+
+FSYNC_NEVER, FSYNC_FINISH, FSYNC_ALWAYS = "never", "finish", "always"
+
+Notify = Callable[["Stream", str], None]
+
+
+class StoreError(Exception):
+    """Base of the store's refusals; ``str()`` is client-safe."""
+
+
+class BadStreamId(StoreError):
+    """An id that is not acceptable (400)."""
+
+
+class StreamExists(StoreError):
+    """The id is taken and ``force`` was not given (409)."""
+
+
+class NoSuchStream(StoreError):
+    """No stream has that id (404)."""
+
+
+class TooManyStreams(StoreError):
+    """``loom.max_streams`` live streams already (503)."""
+
+
+def check_id(stream_id: str) -> str:
+    """Return ``stream_id`` if it is a valid id, else raise :class:`BadStreamId`."""
+    if not isinstance(stream_id, str) or not stream_id:
+        raise BadStreamId("a stream id must not be empty")
+    if len(stream_id) > MAX_ID_LENGTH:
+        raise BadStreamId(f"a stream id has at most {MAX_ID_LENGTH} characters")
+    if not _ID.match(stream_id):
+        raise BadStreamId(
+            "a stream id holds letters, digits, '.', '_' and '-' only, "
+            "and starts with a letter or digit"
+        )
+    return stream_id
+
+
+def new_id() -> str:
+    """A fresh id: ``loom-`` + the time in ms (hex, sortable) + 64 random bits."""
+    return f"loom-{time.time_ns() // 1_000_000:011x}-{secrets.token_hex(8)}"
+
+
+@dataclass(eq=False)
+class Stream:
+    """One stream instance. A replaced stream's object lives on for its readers.
+
+    ``size`` counts raw bytes, ``stored`` the bytes of the data file that hold
+    them (equal without compression); readers never read past ``stored``.
+    """
+
+    id: str
+    metadata: Any
+    state: str
+    created: float
+    compression: str
+    data_path: Path
+    ended: float | None = None
+    size: int = 0
+    stored: int = 0
+    reason: str | None = None
+    fd: int | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.state == LIVE
+
+    def info(self) -> dict[str, Any]:
+        """The JSON-able description (``GET /streams``, the metadata file)."""
+        return {
+            "id": self.id,
+            "metadata": self.metadata,
+            "state": self.state,
+            "created": self.created,
+            "ended": self.ended,
+            "size": self.size,
+            "stored": self.stored,
+            "compression": self.compression,
+            "reason": self.reason,
+        }
+
+
+class Store:
+    """Every stream under one folder; see the module doc.
+
+    :param root: ``loom.storage_dir``.
+    :param fsync: ``never``, ``finish`` or ``always``.
+    :param compression: ``none`` or ``zlib`` for new streams (a stream keeps
+        the format it was written with).
+    :param notify: called as ``notify(stream, event)`` after each change.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        fsync: str = FSYNC_FINISH,
+        compression: str = frames.NONE,
+        level: int = 1,
+        max_live: int = 10000,
+        notify: Notify | None = None,
+    ) -> None:
+        if fsync not in (FSYNC_NEVER, FSYNC_FINISH, FSYNC_ALWAYS):
+            raise ValueError(f"bad fsync policy {fsync!r}")
+        if compression not in frames.COMPRESSIONS:
+            raise ValueError(f"bad compression {compression!r}")
+        self.root = Path(root)
+        self.folder = self.root / "streams"
+        self.fsync = fsync
+        self.compression = compression
+        self.level = level
+        self.max_live = max_live
+        self.notify: Notify = notify or (lambda stream, event: None)
+        self._streams: dict[str, Stream] = {}
+        self._live = 0
+        self.purged = 0
+
+    # -- startup ------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the folder and load every stream; streams found live become aborted."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                self._load(path)
+            except (OSError, ValueError, KeyError, TypeError, StoreError) as err:
+                log.warning("loom: skipping unreadable stream file %s: %s", path.name, err)
+        for path in self.folder.glob("*.json.tmp"):
+            path.unlink(missing_ok=True)
+
+    def _load(self, path: Path) -> None:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        stream_id = check_id(info["id"])
+        if path.name != f"{stream_id}.json" or info["state"] not in STATES:
+            raise ValueError("id or state does not match the file")
+        compression = info.get("compression", frames.NONE)
+        if compression not in frames.COMPRESSIONS:
+            raise ValueError(f"unknown compression {compression!r}")
+        stream = Stream(
+            id=stream_id,
+            metadata=info.get("metadata"),
+            state=info["state"],
+            created=float(info["created"]),
+            compression=compression,
+            data_path=self.folder / f"{stream_id}.data",
+            ended=info.get("ended"),
+            size=int(info.get("size", 0)),
+            stored=int(info.get("stored", 0)),
+            reason=info.get("reason"),
+        )
+        if stream.state == LIVE:
+            self._recover(stream)
+            stream.state, stream.reason = ABORTED, "server restarted while the stream was live"
+            stream.ended = time.time()
+            self._write_meta(stream, sync=self.fsync != FSYNC_NEVER)
+            log.info(
+                "loom: stream %s was live at restart: aborted, %d bytes", stream_id, stream.size
+            )
+        self._streams[stream_id] = stream
+
+    def _recover(self, stream: Stream) -> None:
+        """Size a data file left by a process that died (cut a partial frame)."""
+        try:
+            fd = os.open(stream.data_path, os.O_RDWR)
+        except FileNotFoundError:
+            stream.size = stream.stored = 0
+            return
+        try:
+            length = os.fstat(fd).st_size
+            if stream.compression == frames.ZLIB:
+                stored, raw = frames.scan(fd, length)
+                if stored < length:
+                    os.ftruncate(fd, stored)
+                stream.stored, stream.size = stored, raw
+            else:
+                stream.stored = stream.size = length
+        finally:
+            os.close(fd)
+
+    # -- queries --------------------------------------------------------------
+
+    def get(self, stream_id: str) -> Stream:
+        """The current stream of that id; :class:`NoSuchStream` if none."""
+        stream = self._streams.get(check_id(stream_id))
+        if stream is None:
+            raise NoSuchStream(f"The stream with ID {stream_id} does not exist")
+        return stream
+
+    def streams(self) -> list[Stream]:
+        """Every stream, oldest first."""
+        return sorted(self._streams.values(), key=lambda s: s.created)
+
+    def live_streams(self) -> list[Stream]:
+        return [s for s in self.streams() if s.live]
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(s.stored for s in self._streams.values())
+
+    # -- producers --------------------------------------------------------------
+
+    def create(
+        self, stream_id: str | None, metadata: Any, *, force: bool = False
+    ) -> tuple[Stream, bool]:
+        """Create a live stream; return it and whether it replaced another.
+
+        :raises BadStreamId: a bad id. :raises StreamExists: taken, no force.
+        :raises TooManyStreams: ``max_live`` live streams already.
+        """
+        if stream_id is None:
+            stream_id = new_id()
+            while stream_id in self._streams:  # 64 random bits: never in practice
+                stream_id = new_id()
+        check_id(stream_id)
+        old = self._streams.get(stream_id)
+        if old is not None and not force:
+            raise StreamExists(
+                f"The stream with ID {stream_id} already exists. "
+                "Specify force=true query param to override."
+            )
+        if self._live >= self.max_live:
+            raise TooManyStreams(f"{self.max_live} streams are live already (loom.max_streams)")
+        if old is not None:
+            self._remove(old, "replaced by a new stream with the same id")
+        stream = Stream(
+            id=stream_id,
+            metadata=metadata,
+            state=LIVE,
+            created=time.time(),
+            compression=self.compression,
+            data_path=self.folder / f"{stream_id}.data",
+        )
+        stream.fd = os.open(
+            stream.data_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644
+        )
+        self._write_meta(stream, sync=False)
+        self._streams[stream_id] = stream
+        self._live += 1
+        self.notify(stream, "start")
+        return stream, old is not None
+
+    def append(self, stream: Stream, data: bytes) -> None:
+        """Append ``data`` to a live stream (ignored once it is not live).
+
+        With ``fsync = always`` this yields while the thread pool syncs.
+        """
+        if stream.fd is None or not data:
+            return
+        if stream.compression == frames.ZLIB:
+            for start in range(0, len(data), frames.MAX_FRAME_RAW):
+                chunk = data[start : start + frames.MAX_FRAME_RAW]
+                frame = frames.encode(chunk, self.level)
+                _write_all(stream.fd, frame)
+                stream.stored += len(frame)
+                stream.size += len(chunk)
+        else:
+            _write_all(stream.fd, data)
+            stream.stored += len(data)
+            stream.size += len(data)
+        if self.fsync == FSYNC_ALWAYS and stream.fd is not None:
+            _sync(stream.fd)
+        self.notify(stream, "data")
+
+    def finish(self, stream: Stream) -> None:
+        """The upload ended cleanly: ``finished`` (if still live)."""
+        self._end(stream, FINISHED, None)
+
+    def abort(self, stream: Stream, reason: str) -> None:
+        """The upload cannot go on: ``aborted`` with ``reason`` (if still live)."""
+        self._end(stream, ABORTED, reason)
+
+    def _end(self, stream: Stream, state: str, reason: str | None, *, save: bool = True) -> None:
+        if stream.state != LIVE:
+            return
+        fd, stream.fd = stream.fd, None
+        stream.state, stream.reason, stream.ended = state, reason, time.time()
+        self._live -= 1
+        if fd is not None:
+            try:
+                if self.fsync != FSYNC_NEVER:
+                    _sync(fd)
+            finally:
+                os.close(fd)
+        if save and self._streams.get(stream.id) is stream:
+            self._write_meta(stream, sync=self.fsync != FSYNC_NEVER)
+        self.notify(stream, "end")
+
+    def delete(self, stream_id: str) -> Stream:
+        """Remove a stream and its files (a live one is aborted first)."""
+        stream = self.get(stream_id)
+        self._remove(stream, "deleted")
+        return stream
+
+    def _remove(self, stream: Stream, reason: str) -> None:
+        """Forget ``stream`` and unlink its files; readers keep their open files."""
+        del self._streams[stream.id]
+        self._end(stream, ABORTED, reason, save=False)
+        for path in (stream.data_path, self._meta_path(stream.id)):
+            path.unlink(missing_ok=True)
+
+    # -- retention --------------------------------------------------------------
+
+    def purge(
+        self, *, max_age: float = 0.0, max_bytes: int = 0, now: float | None = None
+    ) -> list[str]:
+        """Remove ended streams older than ``max_age`` seconds, then the oldest
+        ended ones while more than ``max_bytes`` are stored (0 = no limit).
+
+        :returns: the ids removed, oldest first.
+        """
+        now = time.time() if now is None else now
+        removed: list[str] = []
+        ended = [s for s in self.streams() if not s.live]
+        ended.sort(key=lambda s: s.ended or s.created)
+        if max_age > 0:
+            for stream in list(ended):
+                if now - (stream.ended or stream.created) > max_age:
+                    self._remove(stream, "purged")
+                    removed.append(stream.id)
+                    ended.remove(stream)
+        if max_bytes > 0:
+            total = self.stored_bytes
+            for stream in ended:
+                if total <= max_bytes:
+                    break
+                total -= stream.stored
+                self._remove(stream, "purged")
+                removed.append(stream.id)
+        if removed:
+            self.purged += len(removed)
+            log.info("loom: retention purged %d streams: %s", len(removed), ", ".join(removed))
+        return removed
+
+    # -- files ------------------------------------------------------------------
+
+    def _meta_path(self, stream_id: str) -> Path:
+        return self.folder / f"{stream_id}.json"
+
+    def _write_meta(self, stream: Stream, *, sync: bool) -> None:
+        path = self._meta_path(stream.id)
+        tmp = path.with_name(path.name + ".tmp")
+        data = json.dumps(stream.info(), separators=(",", ":")).encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, data)
+            if sync:
+                _sync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+    def close(self) -> None:
+        """Abort every live stream ("server stopping"); used on shutdown."""
+        for stream in self.live_streams():
+            self.abort(stream, "server stopped while the stream was live")
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _sync(fd: int) -> None:
+    """fsync in gevent's thread pool (the calling greenlet waits, others run)."""
+    try:
+        gevent.get_hub().threadpool.apply(os.fsync, (fd,))
+    except OSError as err:
+        if err.errno != errno.EINVAL:  # e.g. a filesystem without fsync
+            raise
+
+
+def open_data(stream: Stream) -> int:
+    """Open a stream's data file for reading; raises OSError if it is gone."""
+    return os.open(stream.data_path, os.O_RDONLY)

@@ -1,0 +1,207 @@
+"""The stream store: files, states, ids, restart recovery, compression, retention."""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from pathlib import Path
+
+import pytest
+
+from loom import frames
+from loom.reader import StreamReader
+from loom.store import (
+    ABORTED,
+    FINISHED,
+    LIVE,
+    BadStreamId,
+    NoSuchStream,
+    Store,
+    StreamExists,
+    TooManyStreams,
+    check_id,
+    new_id,
+)
+
+
+def make_store(root: Path, **options) -> Store:
+    events: list[tuple[str, str]] = []
+    store = Store(root, notify=lambda stream, event: events.append((stream.id, event)), **options)
+    store.events = events  # type: ignore[attr-defined]
+    store.open()
+    return store
+
+
+def read_all(stream) -> bytes:
+    with StreamReader(stream) as reader:
+        parts = []
+        while chunk := reader.read():
+            parts.append(chunk)
+        return b"".join(parts)
+
+
+@pytest.mark.parametrize("compression", ["none", "zlib"])
+def test_a_stream_goes_live_then_finished_with_its_bytes_and_metadata(tmp_path, compression):
+    store = make_store(tmp_path, compression=compression)
+    stream, replaced = store.create("build-1-task-2", {"task": {"id": 2}})
+    assert not replaced and stream.state == LIVE
+    payload = [bytes(range(256)) * 40, b"", b"tail\x00\xff"]
+    for chunk in payload:
+        store.append(stream, chunk)
+    assert read_all(stream) == b"".join(payload)
+    store.finish(stream)
+    assert stream.state == FINISHED and stream.size == len(b"".join(payload))
+    info = json.loads((tmp_path / "streams" / "build-1-task-2.json").read_text())
+    assert info["state"] == FINISHED and info["metadata"] == {"task": {"id": 2}}
+    assert info["size"] == stream.size and info["compression"] == compression
+    assert store.events == [
+        (stream.id, "start"),
+        (stream.id, "data"),
+        (stream.id, "data"),
+        (stream.id, "end"),
+    ]
+    store.append(stream, b"late")  # ignored once ended
+    assert stream.size == len(b"".join(payload))
+
+
+@pytest.mark.parametrize(
+    "bad", ["", ".", "..", "../etc/passwd", "a/b", "a\\b", ".hidden", "-x", "a b", "é", "x" * 129]
+)
+def test_ids_that_could_escape_or_are_odd_are_refused(tmp_path, bad):
+    store = make_store(tmp_path)
+    with pytest.raises(BadStreamId):
+        store.create(bad, None)
+    with pytest.raises(BadStreamId):
+        store.get(bad)
+    assert list((tmp_path / "streams").iterdir()) == []
+
+
+def test_valid_and_generated_ids(tmp_path):
+    for good in ("a", "A.b_c-9", "build-12-task-3", "x" * 128, "1.2.3"):
+        assert check_id(good) == good
+    ids = {new_id() for _ in range(10000)}
+    assert len(ids) == 10000
+    assert all(check_id(i) for i in ids)
+    store = make_store(tmp_path)
+    stream, _ = store.create(None, None)
+    assert stream.id.startswith("loom-")
+
+
+def test_a_taken_id_conflicts_unless_forced_and_the_old_readers_keep_their_bytes(tmp_path):
+    store = make_store(tmp_path)
+    old, _ = store.create("s", {"v": 1})
+    store.append(old, b"old bytes")
+    reader = StreamReader(old)
+    with pytest.raises(StreamExists, match=r"The stream with ID s already exists\. Specify"):
+        store.create("s", None)
+    new, replaced = store.create("s", {"v": 2}, force=True)
+    assert replaced and new is not old
+    assert old.state == ABORTED and "replaced" in old.reason
+    store.append(new, b"new")
+    assert reader.read() == b"old bytes" and reader.done
+    reader.close()
+    assert store.get("s") is new and read_all(new) == b"new"
+
+
+def test_delete_and_not_found(tmp_path):
+    store = make_store(tmp_path)
+    stream, _ = store.create("gone", None)
+    store.delete("gone")
+    assert stream.state == ABORTED
+    with pytest.raises(NoSuchStream, match="The stream with ID gone does not exist"):
+        store.get("gone")
+    assert list((tmp_path / "streams").iterdir()) == []
+
+
+def test_max_live_streams(tmp_path):
+    store = make_store(tmp_path, max_live=1)
+    first, _ = store.create("one", None)
+    with pytest.raises(TooManyStreams):
+        store.create("two", None)
+    store.finish(first)
+    store.create("two", None)
+
+
+@pytest.mark.parametrize("compression", ["none", "zlib"])
+def test_a_restart_aborts_live_streams_and_keeps_every_written_byte(tmp_path, compression):
+    store = make_store(tmp_path, compression=compression, fsync="never")
+    live, _ = store.create("live", {"m": 1})
+    store.append(live, b"a" * 1000)
+    store.append(live, b"b" * 10)
+    done, _ = store.create("done", None)
+    store.append(done, b"finished")
+    store.finish(done)
+    # the process dies: nothing more is written (fds leak on purpose)
+    again = make_store(tmp_path, compression=compression)
+    live2 = again.get("live")
+    assert live2.state == ABORTED and "restarted" in live2.reason
+    assert live2.size == 1010 and read_all(live2) == b"a" * 1000 + b"b" * 10
+    assert again.get("done").state == FINISHED and read_all(again.get("done")) == b"finished"
+    # the state change is on disk
+    third = make_store(tmp_path)
+    assert third.get("live").state == ABORTED
+
+
+def test_a_partial_compressed_frame_is_cut_at_restart_and_never_crashes_a_reader(tmp_path):
+    store = make_store(tmp_path, compression="zlib")
+    stream, _ = store.create("z", None)
+    store.append(stream, b"first chunk")
+    store.append(stream, b"second chunk")
+    whole = stream.stored
+    with open(stream.data_path, "ab") as f:  # a crash in the middle of a frame
+        f.write(frames.encode(b"third", 1)[:7])
+    again = make_store(tmp_path)
+    z = again.get("z")
+    assert z.stored == whole and os.path.getsize(z.data_path) == whole
+    assert read_all(z) == b"first chunksecond chunk"
+
+
+def test_a_damaged_compressed_file_ends_the_reader_without_an_exception(tmp_path):
+    store = make_store(tmp_path, compression="zlib")
+    stream, _ = store.create("bad", None)
+    store.append(stream, b"good")
+    store.append(stream, b"to be damaged")
+    store.finish(stream)
+    good = frames.HEADER_SIZE + len(zlib.compress(b"good", 1))
+    with open(stream.data_path, "r+b") as f:
+        f.seek(good + frames.HEADER_SIZE + 2)
+        f.write(b"\xff\xff\xff\xff")
+    with StreamReader(stream) as reader:
+        assert reader.read() == b"good"
+        assert reader.read() == b""
+        assert reader.corrupt and reader.done
+    with open(stream.data_path, "r+b") as f:  # an absurd announced length
+        f.write(b"\xff" * 8)
+    with StreamReader(stream) as reader:
+        assert reader.read() == b"" and reader.corrupt
+
+
+def test_unreadable_metadata_files_are_skipped(tmp_path):
+    (tmp_path / "streams").mkdir()
+    (tmp_path / "streams" / "broken.json").write_text("{not json")
+    (tmp_path / "streams" / "evil.json").write_text(
+        json.dumps({"id": "../evil", "state": "live", "created": 1})
+    )
+    store = make_store(tmp_path)
+    assert store.streams() == []
+
+
+def test_retention_by_age_then_by_total_size_keeps_live_streams(tmp_path):
+    store = make_store(tmp_path)
+    streams = {}
+    for n, name in enumerate(["old", "mid", "new"]):
+        stream, _ = store.create(name, None)
+        store.append(stream, b"x" * 100)
+        store.finish(stream)
+        stream.ended = 1000.0 + n * 100
+        streams[name] = stream
+    live, _ = store.create("live", None)
+    store.append(live, b"y" * 500)
+    live.created = 0.0  # the oldest, but live
+    assert store.purge(max_age=250, now=1300.0) == ["old"]
+    assert not streams["old"].data_path.exists()
+    assert store.purge(max_bytes=650, now=1300.0) == ["mid"]
+    assert {s.id for s in store.streams()} == {"new", "live"}
+    assert store.purge(max_bytes=1) == ["new"]
+    assert [s.id for s in store.streams()] == ["live"]
