@@ -14,17 +14,19 @@ Each feature is a module or package with ``includeme(config)``, listed in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pyramid.config import Configurator
-from pyramid.router import Router
 
 from .runtime import Runtime
 from .settings import Settings, SettingsError, parse_settings
 
 #: Registry key of the process's :class:`~channelstream.runtime.Runtime`.
 RUNTIME_KEY = "channelstream.runtime"
+
+#: Registry key of the WSGI wrappers features add (:func:`add_wsgi_wrapper`).
+WSGI_WRAPPERS_KEY = "channelstream.wsgi_wrappers"
 
 #: Features included, in order, into every app.
 FEATURES: tuple[str, ...] = (
@@ -38,9 +40,11 @@ FEATURES: tuple[str, ...] = (
     "channelstream.packets.ingest",
     "channelstream.tcp_streamer",
     "channelstream.amqp",
+    "channelstream.sio",
     "channelstream.admin",
     "channelstream.metrics",
     "channelstream.openapi",
+    "loom",
 )
 
 
@@ -57,7 +61,16 @@ def find_runtime(app: Any) -> Runtime | None:
     return registry.get(RUNTIME_KEY)
 
 
-def make_app(global_config: Mapping[str, str], **settings: str) -> Router:
+def add_wsgi_wrapper(registry: Any, wrap: Callable[[Any], Any]) -> None:
+    """Have :func:`build_app` return ``wrap(app)`` (in the order added).
+
+    A wrapper must keep the app's ``registry`` attribute (``find_runtime``).
+    The socket.io feature uses it to serve its path beside the Pyramid routes.
+    """
+    registry.setdefault(WSGI_WRAPPERS_KEY, []).append(wrap)
+
+
+def make_app(global_config: Mapping[str, str], **settings: str) -> Any:
     """PasteDeploy app factory: :func:`load_settings`, then :func:`build_app`."""
     return build_app(load_settings(global_config, settings))
 
@@ -80,11 +93,13 @@ def load_settings(global_config: Mapping[str, str], settings: Mapping[str, str])
 
 def build_app(
     settings: Settings, *, runtime: Runtime | None = None, includes: Sequence[str] = ()
-) -> Router:
+) -> Any:
     """Build the WSGI app for ``settings`` (and a new runtime unless one is given).
 
     ``includes`` are extra ``includeme`` specs added after :data:`FEATURES`
-    (tests use it for test-only views).
+    (tests use it for test-only views). The app returned is Pyramid's router,
+    wrapped by the wrappers features added (:func:`add_wsgi_wrapper`); it
+    has the router's ``registry``.
     """
     if runtime is None:
         runtime = Runtime(settings)
@@ -92,4 +107,7 @@ def build_app(
     config.registry[RUNTIME_KEY] = runtime
     for feature in (*FEATURES, *includes):
         config.include(feature)
-    return config.make_wsgi_app()
+    app = config.make_wsgi_app()
+    for wrap in config.registry.get(WSGI_WRAPPERS_KEY, ()):
+        app = wrap(app)
+    return app

@@ -1,0 +1,154 @@
+"""The ``/stream`` namespace: what clients send, turned into chat and hub calls.
+
+Client -> server events (each may take a socket.io acknowledgement callback):
+
+- ``join``, ``leave`` with a list of channel names: the client's connection
+  joins or leaves them; the ack and a ``join``/``leave`` event carry the
+  channels joined or left (sorted);
+- ``query`` with an object of key/value pairs (``time``: start that many ms
+  in the past): replaces the client's GATD query; the ack is
+  ``{"ok": true}``.
+
+Bad input never ends the session: it gets an ``error`` event
+``{"message": "..."}`` (and the ack ``{"error": "..."}``), and changes
+nothing. Handlers run in the greenlet that read the packet and never block.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import socketio
+
+from ..errors import ClientError
+from ..packets import TIME_KEY, BadQuery, parse_query
+from .auth import AuthError, credentials
+from .session import Session
+
+if TYPE_CHECKING:
+    from ..chat.connections import Connection
+    from .door import SocketIODoor
+
+log = logging.getLogger(__name__)
+
+#: Most channels one ``join``/``leave`` may name, and their longest name.
+MAX_CHANNELS = 1000
+MAX_CHANNEL_NAME = 256
+
+
+class BadEvent(ValueError):
+    """An event to answer with an ``error`` event; ``str()`` is the message."""
+
+
+def channel_list(args: tuple[Any, ...], event: str) -> list[str]:
+    """The channel names of a ``join``/``leave`` event, or :class:`BadEvent`."""
+    if len(args) != 1 or not isinstance(args[0], list) or not args[0]:
+        raise BadEvent(f"{event}: expected a non-empty list of channel names")
+    names = args[0]
+    if len(names) > MAX_CHANNELS:
+        raise BadEvent(f"{event}: at most {MAX_CHANNELS} channels at once")
+    for name in names:
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_CHANNEL_NAME:
+            raise BadEvent(
+                f"{event}: channel names are strings of 1 to {MAX_CHANNEL_NAME} characters"
+            )
+    return sorted(set(names))
+
+
+class StreamNamespace(socketio.Namespace):
+    """Handlers of ``/stream`` (see the module doc); sessions live in the door."""
+
+    def __init__(self, door: SocketIODoor) -> None:
+        super().__init__(door.namespace)
+        self.door = door
+
+    # -- connect / disconnect -------------------------------------------------------------
+
+    def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        door = self.door
+        if door.stopping:
+            raise socketio.exceptions.ConnectionRefusedError("server shutting down")
+        try:
+            creds = credentials(auth, environ.get("QUERY_STRING", ""), door.secret)
+            connection = None if creds.anonymous else self._connection(creds)
+        except AuthError as err:
+            door.refused += 1
+            raise socketio.exceptions.ConnectionRefusedError(str(err)) from None
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, door.namespace)
+        session = Session(door, sid, self.server.eio.sockets.get(eio_sid))
+        door.sessions[sid] = session
+        door.connects += 1
+        if connection is not None:
+            session.attach_chat(connection, creds.resume)
+
+    def _connection(self, creds: Any) -> Connection:
+        chat = self.door.chat
+        if creds.conn_id is not None:
+            connection = chat.connections.get(creds.conn_id)
+            if connection is None:
+                raise AuthError("unknown connection")
+            if creds.username is not None and connection.user.name != creds.username:
+                raise AuthError("the connection belongs to another user")
+            return connection
+        made = chat.connect(creds.username)
+        return chat.connections[made["conn_id"]]
+
+    def on_disconnect(self, sid: str, reason: str | None = None) -> None:
+        session = self.door.sessions.pop(sid, None)
+        if session is not None:
+            session.close(f"socket.io client disconnected ({reason or 'no reason'})")
+
+    # -- channelstream -------------------------------------------------------------------------
+
+    def on_join(self, sid: str, *args: Any) -> Any:
+        return self._membership(sid, "join", args)
+
+    def on_leave(self, sid: str, *args: Any) -> Any:
+        return self._membership(sid, "leave", args)
+
+    def _membership(self, sid: str, event: str, args: tuple[Any, ...]) -> Any:
+        session = self.door.sessions.get(sid)
+        if session is None:
+            return None
+        try:
+            if session.connection is None or session.connection.closed:
+                raise BadEvent(
+                    f"{event}: needs a channelstream connection "
+                    "(connect with auth conn_id, or username + expires + sig)"
+                )
+            names = channel_list(args, event)
+            chat = self.door.chat
+            if event == "join":
+                chat.subscribe(session.connection.id, names)
+            else:
+                chat.unsubscribe(session.connection.id, names)
+        except (BadEvent, ClientError) as err:
+            return self._refuse(session, str(getattr(err, "message", err)))
+        session.emit(event, names)
+        return names
+
+    # -- GATD ------------------------------------------------------------------------------
+
+    def on_query(self, sid: str, *args: Any) -> Any:
+        session = self.door.sessions.get(sid)
+        if session is None:
+            return None
+        try:
+            if len(args) != 1:
+                raise BadEvent('query: expected one object such as {"profile_id": "..."}')
+            query = parse_query(args[0])
+        except (BadEvent, BadQuery) as err:
+            self.door.bad_queries += 1
+            return self._refuse(session, str(err))
+        session.query(query)
+        self.door.queries += 1
+        log.debug("socket.io %s: query %s (time %s)", sid, query.filter, args[0].get(TIME_KEY))
+        return {"ok": True}
+
+    def _refuse(self, session: Session, message: str) -> dict[str, str]:
+        session.emit("error", {"message": message})
+        return {"error": message}
+
+
+__all__ = ["BadEvent", "StreamNamespace", "channel_list"]

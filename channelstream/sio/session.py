@@ -1,0 +1,245 @@
+"""One socket.io client of ``/stream``: its chat transport, its GATD query, its writers.
+
+Fan-out goes through hub outboxes, as on every door: a channelstream client's
+connection outbox is drained by the session's chat writer greenlet (a
+:class:`~channelstream.transports.base.Transport`, attached, resumed, kicked
+and detached by :class:`~channelstream.chat.ChatState` exactly as ``/ws``
+is), and a GATD query has its own outbox on the packet channel, drained by a
+second writer. Each writer turns a drained batch into pre-encoded packets
+(:mod:`.codec`, cached on the hub messages) and hands them to the client's
+engine.io socket.
+
+Backpressure: engine.io queues packets per socket without bound, so a writer
+hands over one batch and waits until engine.io has taken it (the websocket
+writer took it, or the client's next long-poll did) before draining again.
+Whatever the client cannot take yet waits in its hub outbox, which is bounded:
+chat frames are not droppable, so a chat client past ``hub.outbox_hard_limit``
+is disconnected (and resumes by offset); GATD packets are, so a slow GATD
+client loses the oldest (counted). Publishing never waits for any of this.
+
+Engine.io internals used: ``Socket.send(packet)``, ``Socket.queue`` (a gevent
+``JoinableQueue``) and ``Socket.closed``/``closing``; an engine.io packet
+whose ``encode_cache`` is set is sent as that text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from engineio import packet as eio_packet
+
+from ..chat.connections import Connection
+from ..chat.frames import resume_failed
+from ..hub import Message, Outbox, run_writer
+from ..packets import Query
+from ..transports.base import Kicked, Transport
+from .codec import chat_packets, data_event, event_packet
+
+if TYPE_CHECKING:
+    from .door import SocketIODoor
+
+log = logging.getLogger(__name__)
+
+#: Most messages drained at once by a writer (one hand-over to engine.io).
+BATCH_LIMIT = 512
+#: Seconds between checks that the engine.io socket still lives, while waiting on it.
+JOIN_POLL = 1.0
+#: Longest wait for socket.io's CONNECT packet to be queued before the first event.
+CONNECT_WAIT = 5.0
+
+
+class ClientGone(ConnectionError):
+    """The engine.io socket of the session closed."""
+
+
+class Session:
+    """State of one socket.io client of ``/stream`` (created by the connect handler)."""
+
+    def __init__(self, door: SocketIODoor, sid: str, eio_socket: Any) -> None:
+        self.door = door
+        self.sid = sid
+        self.eio_socket = eio_socket
+        self.connection: Connection | None = None
+        self.transport: ChatTransport | None = None
+        self.packets: Outbox | None = None
+        self.packet_writer: gevent.Greenlet | None = None
+        self.ended = False
+
+    # -- sending ----------------------------------------------------------------------
+
+    @property
+    def gone(self) -> bool:
+        sock = self.eio_socket
+        return sock is None or sock.closed or sock.closing
+
+    def push(self, packets: Sequence[str]) -> None:
+        """Queue pre-encoded packets on the engine.io socket; never blocks."""
+        if self.gone:
+            raise ClientGone("the socket.io client is gone")
+        send = self.eio_socket.send
+        for text in packets:
+            pkt = eio_packet.Packet(eio_packet.MESSAGE)
+            pkt.encode_cache = text
+            send(pkt)
+
+    def send(self, packets: Sequence[str]) -> None:
+        """:meth:`push`, then wait until engine.io has taken them (backpressure)."""
+        self.push(packets)
+        queue = self.eio_socket.queue
+        while not queue.join(timeout=JOIN_POLL):
+            if self.gone:
+                raise ClientGone("the socket.io client is gone")
+
+    def emit(self, event: str, data: Any) -> None:
+        """Send one event now (acks, errors, join/leave answers); never blocks."""
+        try:
+            self.push([event_packet(event, data)])
+        except ClientGone:
+            pass
+
+    def wait_connected(self) -> None:
+        """Wait until socket.io has sent CONNECT for this session (events go after it)."""
+        manager = self.door.server.manager
+        waited = 0.0
+        while not manager.is_connected(self.sid, self.door.namespace):
+            if self.ended or waited >= CONNECT_WAIT:
+                raise ClientGone("the socket.io session did not connect")
+            gevent.sleep(0.002)
+            waited += 0.002
+
+    # -- channelstream ------------------------------------------------------------
+
+    def attach_chat(self, connection: Connection, resume: Mapping[str, tuple[str, int]]) -> None:
+        """Attach to ``connection`` (kicking its previous transport), resume, start the writer.
+
+        The writer first sends ``user_connect`` and any ``resume_failed`` frames.
+        May wait (up to 5 s) for a replaced transport to stop draining.
+        """
+        chat = self.door.chat
+        transport = ChatTransport(self)
+        previous = connection.transport
+        failures = chat.attach(connection, transport, resume)
+        self.connection = connection
+        self.transport = transport
+        transport.wait_replaced(previous)
+        user = connection.user
+        first = [
+            event_packet(
+                "user_connect",
+                {
+                    "conn_id": connection.id,
+                    "username": user.name,
+                    "channels": sorted(connection.channels),
+                    "state": user.public_state,
+                },
+            )
+        ]
+        first += chat_packets((), extra=[resume_failed(c, r) for c, r in failures])
+        transport.greenlet = gevent.spawn(transport.run, connection, first)
+
+    # -- GATD -----------------------------------------------------------------------------
+
+    def query(self, query: Query) -> None:
+        """Serve ``query`` from now on, replacing the previous one (nothing of it follows)."""
+        hub = self.door.hub
+        channel = self.door.packet_channel
+        outbox = self.packets
+        if outbox is None or outbox.closed:
+            outbox = self.packets = hub.open_outbox(name=f"socket.io {self.sid} query")
+            self.packet_writer = gevent.spawn(self._write_packets, outbox)
+        else:
+            previous = outbox.subscriptions.get(channel)
+            if previous is not None:
+                previous.cancel()
+            outbox.purge(channel)
+        hub.subscribe(outbox, channel, start=query.start, filter=query.filter)
+
+    def _write_packets(self, outbox: Outbox) -> None:
+        def write(batch: list[Message]) -> None:
+            self.send([message.encoded(data_event) for message in batch])
+            self.door.packets_sent += len(batch)
+
+        try:
+            self.wait_connected()
+            run_writer(outbox, write, batch_limit=BATCH_LIMIT)
+        except ClientGone:
+            pass
+        finally:
+            self.door.packets_dropped += outbox.dropped
+            outbox.close("socket.io client gone", discard=True)
+
+    # -- the end ----------------------------------------------------------------------------
+
+    def end(self, reason: str) -> None:
+        """Tell the client why, and disconnect it from the namespace; never blocks."""
+        if self.ended:
+            return
+        self.emit("error", {"message": f"disconnected: {reason}"})
+        self.door.server.disconnect(self.sid, namespace=self.door.namespace)
+        self.close(reason)  # if socket.io had already forgotten the session
+
+    def close(self, reason: str) -> None:
+        """Release everything (the client disconnected); idempotent, never blocks."""
+        if self.ended:
+            return
+        self.ended = True
+        transport = self.transport
+        if transport is not None:
+            transport.kick(reason)
+            if self.connection is not None:
+                self.door.chat.detach(self.connection, transport)
+        if self.packets is not None:
+            self.packets.close(reason, discard=True)
+        writer = self.packet_writer
+        if writer is not None and writer is not gevent.getcurrent():
+            writer.kill(block=False)
+
+
+class ChatTransport(Transport):
+    """A socket.io session as the transport of a channelstream connection."""
+
+    kind = "socket.io"
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+    def kick(self, reason: str) -> None:
+        """Never blocks: the writer (or a new greenlet) disconnects the client."""
+        writer = self.greenlet
+        super().kick(reason)
+        if writer is None or writer.dead:
+            gevent.spawn(self.session.end, reason)
+
+    def run(self, connection: Connection, first: list[str]) -> None:
+        """The writer: ``first``, then every batch of the connection's outbox."""
+        session = self.session
+        outbox = connection.outbox
+        try:
+            session.wait_connected()
+            session.send(first)
+            while not self.kicked:
+                outbox.wait()
+                if self.kicked:  # a wake-up may beat the Kicked exception: drain nothing
+                    break
+                batch = outbox.drain(BATCH_LIMIT)
+                if batch:
+                    session.send(chat_packets(batch, outbox.last_replayed))
+                elif outbox.closed:
+                    self.kicked = self.kicked or outbox.close_reason or "connection closed"
+                    break
+        except Kicked:
+            pass
+        except ClientGone:
+            return
+        finally:
+            self.ended.set()
+        if self.kicked and not session.ended:
+            log.debug("socket.io %s: %s", session.sid, self.kicked)
+            gevent.spawn(session.end, self.kicked)
+
+
+__all__ = ["BATCH_LIMIT", "ChatTransport", "ClientGone", "Session"]
