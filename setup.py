@@ -62,6 +62,10 @@ setup(
     entry_points={
         "paste.app_factory": ["main = channelstream.wsgi_app:make_app"],
         "paste.server_runner": ["main = channelstream.server:serve"],
-        "console_scripts": ["gatd-publish = channelstream.amqp.cli:run"],
+        "console_scripts": [
+            "gatd-publish = channelstream.amqp.cli:run",
+            "loom-stream = loom.cli:stream_main",
+            "loom-cat = loom.cli:cat_main",
+        ],
     },
 )

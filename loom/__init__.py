@@ -1,4 +1,124 @@
-"""loom: the byte-stream door (live producer uploads tailed by readers).
+"""loom: live byte streams with persistence, tailing and spy (the ProboCI loom API).
 
-The loom door lives here; it is filled in by a later change.
+Producers ``POST /stream/<id>`` a byte stream (a build's stdout) with JSON
+metadata; readers ``GET /stream/<id>`` what is stored and then the live tail
+until the producer ends; ``/spy`` shows every stream at once. The routes
+are described in :mod:`loom.views`.
+
+Parts:
+
+- :mod:`loom.store`: streams on disk, explicit states, restart recovery,
+  retention (no hub, no HTTP);
+- :mod:`loom.frames`: the optional zlib framing of stored data;
+- :mod:`loom.events`: the store's changes as small notifications on hub
+  channels (``loom``, ``loom:<id>``), and readers that wait on them;
+- :mod:`loom.reader`: reading stored bytes, and incremental upload reads;
+- :mod:`loom.responses`, :mod:`loom.spy`, :mod:`loom.views`: the HTTP side;
+- :mod:`loom.cli`: ``loom-stream`` and ``loom-cat``.
+
+The door ``loom`` (:class:`LoomDoor`) opens the store when the runtime
+starts (marking streams that were live as aborted), applies retention
+every ``loom.retention_interval`` and after each stream ends, and aborts
+the live streams when the runtime stops.
+
+Streams live in one process: run loom in a single server process (the
+``pserve`` runner), not in several gunicorn workers sharing one folder.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+from gevent.event import Event
+
+from channelstream.doors import LoopDoor
+from channelstream.hub import Hub
+from channelstream.settings import LoomSettings
+
+from .events import Notifier
+from .store import Store, Stream
+
+#: Name of the door in ``/healthz``.
+DOOR_NAME = "loom"
+#: Registry key of the door.
+REGISTRY_KEY = "loom.door"
+
+
+class LoomDoor(LoopDoor):
+    """The store's lifecycle and retention (see the module doc).
+
+    :attr:`ready` is True between :meth:`open` and :meth:`close`; views
+    answer 503 otherwise.
+    """
+
+    def __init__(self, settings: LoomSettings, hub: Hub) -> None:
+        super().__init__(DOOR_NAME)
+        self.settings = settings
+        self.hub = hub
+        self.notifier = Notifier(hub)
+        self.store = Store(
+            settings.storage_dir,
+            fsync=settings.fsync[0],
+            compression=settings.compression[0],
+            level=settings.compression_level,
+            max_live=settings.max_streams,
+            notify=self._notify,
+        )
+        self.ready = False
+        self._kick = Event()
+
+    def _notify(self, stream: Stream, event: str) -> None:
+        self.notifier(stream, event)
+        if event == "end":
+            self._kick.set()
+
+    def open(self) -> None:
+        self.store.open()
+        self.ready = True
+        self.store.purge(
+            max_age=self.settings.retention_age, max_bytes=self.settings.retention_bytes
+        )
+
+    def run(self) -> None:
+        while not self.stopping:
+            self._kick.wait(self.settings.retention_interval)
+            self._kick.clear()
+            if self.stopping:
+                return
+            self.store.purge(
+                max_age=self.settings.retention_age, max_bytes=self.settings.retention_bytes
+            )
+
+    def interrupt(self) -> None:
+        self._kick.set()
+
+    def close(self) -> None:
+        self.ready = False
+        self.store.close()
+
+    def extra_status(self) -> dict[str, Any]:
+        streams = self.store.streams()
+        return {
+            "streams": len(streams),
+            "live": sum(1 for s in streams if s.live),
+            "stored_bytes": sum(s.stored for s in streams),
+            "purged": self.store.purged,
+        }
+
+
+def get_door(registry: Any) -> LoomDoor:
+    """The loom door of an app's registry."""
+    return registry[REGISTRY_KEY]
+
+
+def includeme(config: Any) -> None:
+    """Register the door and the routes (:mod:`loom.views`)."""
+    from channelstream.wsgi_app import get_runtime
+
+    from .views import add_routes
+
+    runtime = get_runtime(config.registry)
+    door = LoomDoor(runtime.settings.loom, runtime.hub)
+    runtime.doors.add(door)
+    config.registry[REGISTRY_KEY] = door
+    add_routes(config)

@@ -249,6 +249,10 @@ class Store:
             raise NoSuchStream(f"The stream with ID {stream_id} does not exist")
         return stream
 
+    def find(self, stream_id: str) -> Stream | None:
+        """The current stream of that id, or None (no validation)."""
+        return self._streams.get(stream_id)
+
     def streams(self) -> list[Stream]:
         """Every stream, oldest first."""
         return sorted(self._streams.values(), key=lambda s: s.created)

@@ -64,7 +64,7 @@ def test_healthz(probe_server):
     assert body["state"] == "running"
     assert body["version"] == "0.1.0"
     assert body["uptime_seconds"] >= 0
-    assert list(body["doors"]) == ["channelstream-gc", "tcp-streamer", "socketio"]
+    assert list(body["doors"]) == ["channelstream-gc", "tcp-streamer", "socketio", "loom"]
     assert body["doors"]["channelstream-gc"]["state"] == "running"
     assert body["hub"]["running"] is True
 

@@ -1,0 +1,188 @@
+"""The long-lived responses of loom: upload, stored stream, live tail, spy body.
+
+Each is a Pyramid response whose ``__call__`` drives the socket itself:
+
+- :class:`IngestResponse` answers ``201`` with ``X-Stream-Id`` at once
+  (after ``100 Continue`` if the client asked for it), then stores the
+  upload as it arrives and ends the (empty, chunked) body when the upload
+  ended, so the producer knows its bytes are stored.
+- :class:`StoredResponse` sends a stream's bytes up to a known length with
+  ``Content-Length``: ``os.sendfile`` from the data file for uncompressed
+  streams under our server (``environ[RAW_RESPONSE]``), decoded frames
+  otherwise.
+- :class:`ChunkedResponse` sends an open-ended body (a live tail, the spy)
+  with chunked framing and, under our server, a final trailer such as
+  ``X-Stream-State: finished``.
+
+Under a server without ``RAW_RESPONSE`` (gunicorn) the same bodies go
+through plain WSGI iteration (no sendfile, no trailer).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import gevent
+from pyramid.response import Response
+
+from channelstream.httpserver import RAW_RESPONSE
+
+from . import frames
+from .reader import StreamReader, UploadReader
+from .store import Store, Stream
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, str]]
+
+#: Bytes ingested between two yields to the event loop (a fast producer whose
+#: data is always ready must not starve the readers).
+INGEST_YIELD_EVERY = 4 << 20
+
+
+def _is_head(environ: dict[str, Any]) -> bool:
+    return environ.get("REQUEST_METHOD") == "HEAD"
+
+
+class IngestResponse(Response):
+    """``201`` now, then the upload into ``stream``; see the module doc."""
+
+    def __init__(self, store: Store, stream: Stream, upload: UploadReader, headers: Headers):
+        super().__init__(status=201)
+        self._store = store
+        self._stream = stream
+        self._upload = upload
+        self._headers = headers
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        store, stream, upload = self._store, self._stream, self._upload
+        try:
+            upload.start()
+            write = start_response("201 Created", self._headers)
+            write(b"")  # the headers go out now, while the body is still coming
+            since_yield = 0
+            while True:
+                try:
+                    data = upload.read()
+                except (OSError, ValueError) as err:
+                    store.abort(stream, f"the producer's connection broke: {err}")
+                    log.info("loom: stream %s aborted: %s", stream.id, err)
+                    return []
+                if not data:
+                    break
+                store.append(stream, data)
+                since_yield += len(data)
+                if since_yield >= INGEST_YIELD_EVERY:
+                    since_yield = 0
+                    gevent.sleep(0)
+        except BaseException:
+            # the client vanished while we answered, the disk failed, or the
+            # server is being stopped: never leave the stream live
+            store.abort(stream, "the upload failed on the server side")
+            raise
+        store.finish(stream)
+        return []
+
+
+class StoredResponse(Response):
+    """``length`` raw bytes of ``reader``'s stream with Content-Length."""
+
+    def __init__(self, reader: StreamReader, length: int, stored: int, headers: Headers):
+        super().__init__(status=200)
+        self._reader = reader
+        self._length = length
+        self._stored = stored
+        self._headers = [*headers, ("Content-Length", str(length))]
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        reader = self._reader
+        raw_response = environ.get(RAW_RESPONSE)
+        if raw_response is None:
+            start_response("200 OK", self._headers)
+            if _is_head(environ):
+                reader.close()
+                return []
+            return _closing(self._chunks(), reader)
+        try:
+            raw = raw_response("200 OK", self._headers)
+            if _is_head(environ):
+                return []
+            if reader.stream.compression == frames.NONE:
+                sent = raw.sendfile(reader.fd, 0, self._length)
+            else:
+                sent = 0
+                for chunk in self._chunks():
+                    raw.sendall(chunk)
+                    sent += len(chunk)
+            if sent < self._length:  # a damaged file: the client must see the truncation
+                raw.close_connection()
+        finally:
+            reader.close()
+        return []
+
+    def _chunks(self) -> Iterator[bytes]:
+        # the stored offset that matched ``length`` when the request came: never past it
+        while chunk := self._reader.read(self._stored):
+            yield chunk
+
+
+class ChunkedResponse(Response):
+    """An open-ended body from ``chunks``; ``trailers()`` gives the final trailers.
+
+    :param chunks: a generator (closed when the client goes away).
+    :param trailers: called once the body ended; its headers go in the
+        final chunk (under our server only).
+    """
+
+    def __init__(
+        self,
+        chunks: Iterator[bytes],
+        headers: Headers,
+        trailers: Callable[[], Headers] | None = None,
+    ) -> None:
+        super().__init__(status=200)
+        self._chunks = chunks
+        self._trailers = trailers
+        self._headers = headers
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        raw_response = environ.get(RAW_RESPONSE)
+        chunks = self._chunks
+        if raw_response is None:
+            start_response("200 OK", self._headers)
+            if _is_head(environ):
+                _close(chunks)
+                return []
+            return chunks
+        headers = [*self._headers, ("Transfer-Encoding", "chunked")]
+        if self._trailers is not None:
+            headers.append(("Trailer", "X-Stream-State"))
+        try:
+            raw = raw_response("200 OK", headers)
+            if _is_head(environ):
+                return []
+            for chunk in chunks:
+                if chunk:
+                    raw.sendall(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            tail = b"0\r\n"
+            for name, value in self._trailers() if self._trailers is not None else ():
+                tail += f"{name}: {value}\r\n".encode("latin-1")
+            raw.sendall(tail + b"\r\n")
+        finally:
+            _close(chunks)
+        return []
+
+
+def _close(chunks: Iterator[bytes]) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
+
+
+def _closing(chunks: Iterator[bytes], reader: StreamReader) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    finally:
+        reader.close()

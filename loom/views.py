@@ -1,0 +1,261 @@
+"""The loom HTTP routes (the seed's API, plus a list, a state query and DELETE).
+
+==========================  =================================================
+``POST /stream[/][:id]``    create (``X-Stream-Metadata`` JSON; ``?force=true``
+                            replaces, answering ``x-stream-replaced: true``);
+                            ``201`` + ``X-Stream-Id`` at once, then the upload
+``GET /stream/:id``         stored bytes, then the live tail until the end
+                            (``?notail``: only what is stored now)
+``DELETE /stream/:id``      remove a stream (a live one is aborted)
+``GET /streams``            every stream: id, metadata, state, size, times
+``GET /streams/:id``        one stream's description (its final state)
+``GET /spy[?color]``        every live and new stream, multiplexed
+==========================  =================================================
+
+Errors are JSON: ``400`` bad id or metadata, ``401`` missing or unknown
+token, ``404`` ``{"error": "The stream with ID X does not exist"}``,
+``409`` ``{"error": "The stream with ID X already exists. Specify
+force=true query param to override."}``, ``503`` too many live streams or
+storage not open.
+
+Responses of ``GET /stream/:id`` carry ``Content-Type:
+application/octet-stream``, ``X-Stream-Metadata`` (JSON), ``X-Stream-State``
+(``live``, ``finished``, ``aborted``); a stream that is not live (or
+``?notail``) gets ``Content-Length``; a live tail is chunked and ends with
+the trailer ``X-Stream-State`` saying how the stream ended (also visible
+afterwards at ``GET /streams/:id``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from pyramid.config import Configurator
+from pyramid.httpexceptions import HTTPUnauthorized
+from pyramid.request import Request
+from pyramid.response import Response
+
+from channelstream import strict_json
+from channelstream.errors import BadRequest, ClientError, Conflict, NotFound
+from channelstream.hub import Hub
+
+from .events import Follower, stream_channel
+from .reader import StreamReader, UploadReader
+from .responses import ChunkedResponse, IngestResponse, StoredResponse
+from .spy import Spy
+from .store import BadStreamId, NoSuchStream, Store, Stream, StreamExists, TooManyStreams
+
+#: Largest ``X-Stream-Metadata`` header, in characters.
+MAX_METADATA = 65536
+
+#: Query parameters that look like a credential: refused, never read.
+URL_TOKEN_PARAMS = ("token", "access_token")
+
+
+class Unavailable(ClientError):
+    """The service cannot take this now (503)."""
+
+    status: ClassVar[int] = 503
+    code: ClassVar[str] = "unavailable"
+
+
+def _door(request: Request):  # -> LoomDoor (imported lazily: it imports this module)
+    from . import get_door
+
+    door = get_door(request.registry)
+    if not door.ready:
+        raise Unavailable("loom storage is not open (the server is starting or stopping)")
+    return door
+
+
+# -- admission --------------------------------------------------------------------------
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+def check_token(request: Request, tokens: tuple[str, ...]) -> None:
+    """Admit the request when no token is configured, or it carries one of them.
+
+    :raises HTTPUnauthorized: 401 with a JSON error and ``WWW-Authenticate``.
+    """
+    if not tokens:
+        return
+    challenge = {"WWW-Authenticate": 'Bearer realm="loom"'}
+    for name in URL_TOKEN_PARAMS:
+        if name in request.GET:
+            raise HTTPUnauthorized(
+                detail=f"a token in the URL ({name}=) is never accepted (URLs end up in logs); "
+                "send Authorization: Bearer <token>",
+                headers=challenge,
+            )
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise HTTPUnauthorized(
+            detail="this server needs Authorization: Bearer <token>", headers=challenge
+        )
+    wanted = _digest(given.strip())
+    found = False
+    for token in tokens:  # no early exit: the time says nothing about which one is near
+        found |= hmac.compare_digest(wanted, _digest(token))
+    if not found:
+        raise HTTPUnauthorized(detail="unknown bearer token", headers=challenge)
+
+
+def _admit(request: Request):
+    door = _door(request)
+    check_token(request, door.settings.tokens)
+    return door
+
+
+def _stream(store: Store, stream_id: str) -> Stream:
+    try:
+        return store.get(stream_id)
+    except BadStreamId as err:
+        raise BadRequest(str(err), field="id") from None
+    except NoSuchStream as err:
+        raise NotFound(str(err)) from None
+
+
+def parse_metadata(request: Request) -> Any:
+    """The ``X-Stream-Metadata`` header as a JSON value (None when absent)."""
+    raw = request.headers.get("X-Stream-Metadata")
+    if raw is None or not raw.strip():
+        return None
+    if len(raw) > MAX_METADATA:
+        raise BadRequest(
+            f"X-Stream-Metadata is longer than {MAX_METADATA} characters", field="X-Stream-Metadata"
+        )
+    try:
+        return strict_json.loads(raw.encode("latin-1").decode("utf-8"))
+    except (ValueError, UnicodeError) as err:
+        raise BadRequest(
+            f"X-Stream-Metadata is not valid JSON: {err}", field="X-Stream-Metadata"
+        ) from None
+
+
+def stream_headers(stream: Stream) -> list[tuple[str, str]]:
+    """The headers of every ``GET /stream/:id`` answer."""
+    return [
+        ("Content-Type", "application/octet-stream"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Cache-Control", "no-store"),
+        ("X-Stream-Id", stream.id),
+        ("X-Stream-Metadata", json.dumps(stream.metadata, separators=(",", ":"))),
+        ("X-Stream-State", stream.state),
+    ]
+
+
+# -- views ----------------------------------------------------------------------------------
+
+
+def create_stream(request: Request) -> Response:
+    """``POST /stream[/:id]``: see the module doc."""
+    door = _admit(request)
+    stream_id = request.matchdict.get("id") or None
+    metadata = parse_metadata(request)
+    force = request.GET.get("force", "").lower() == "true"
+    try:
+        stream, replaced = door.store.create(stream_id, metadata, force=force)
+    except BadStreamId as err:
+        raise BadRequest(str(err), field="id") from None
+    except StreamExists as err:
+        raise Conflict(str(err)) from None
+    except TooManyStreams as err:
+        raise Unavailable(str(err)) from None
+    headers = [("X-Stream-Id", stream.id), ("Cache-Control", "no-store")]
+    if replaced:
+        headers.append(("x-stream-replaced", "true"))
+    return IngestResponse(door.store, stream, UploadReader(request.environ["wsgi.input"]), headers)
+
+
+def read_stream(request: Request) -> Response:
+    """``GET /stream/:id[?notail]``: see the module doc."""
+    door = _admit(request)
+    stream = _stream(door.store, request.matchdict["id"])
+    headers = stream_headers(stream)
+    try:
+        reader = StreamReader(stream)
+    except FileNotFoundError:
+        raise NotFound(f"The stream with ID {stream.id} does not exist") from None
+    if stream.live and "notail" not in request.GET:
+        return ChunkedResponse(
+            tail(door.hub, reader), headers, trailers=lambda: [("X-Stream-State", stream.state)]
+        )
+    return StoredResponse(reader, stream.size, stream.stored, headers)
+
+
+def tail(hub: Hub, reader: StreamReader) -> Iterator[bytes]:
+    """Everything stored, then the live bytes until the stream ends (or the server stops)."""
+    follower = Follower(hub, stream_channel(reader.stream.id), name="loom reader")
+    try:
+        while True:
+            data = reader.read()
+            if data:
+                yield data
+            elif reader.done or follower.closed:
+                return
+            else:
+                follower.wait()
+    finally:
+        follower.close()
+        reader.close()
+
+
+def delete_stream(request: Request) -> Response:
+    """``DELETE /stream/:id``: 200 with the stream's last description."""
+    door = _admit(request)
+    stream = _stream(door.store, request.matchdict["id"])
+    door.store.delete(stream.id)
+    return _json({"deleted": True, **stream.info()})
+
+
+def list_streams(request: Request) -> Response:
+    """``GET /streams``: every stream, oldest first."""
+    door = _admit(request)
+    return _json({"streams": [stream.info() for stream in door.store.streams()]})
+
+
+def describe_stream(request: Request) -> Response:
+    """``GET /streams/:id``: one stream's description."""
+    door = _admit(request)
+    return _json(_stream(door.store, request.matchdict["id"]).info())
+
+
+def spy(request: Request) -> Response:
+    """``GET /spy[?color]``: see :mod:`loom.spy`."""
+    door = _admit(request)
+    body = Spy(door.hub, door.store, color="color" in request.GET)
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Cache-Control", "no-store"),
+    ]
+    return ChunkedResponse(iter(body), headers)
+
+
+def _json(body: dict[str, Any]) -> Response:
+    response = Response(json_body=body)
+    response.cache_control = "no-store"
+    return response
+
+
+def add_routes(config: Configurator) -> None:
+    """The routes and views of the module doc."""
+    config.add_route("loom_create", "/stream")
+    config.add_route("loom_stream", "/stream/{id:.*}")
+    config.add_route("loom_streams", "/streams")
+    config.add_route("loom_stream_info", "/streams/{id:.*}")
+    config.add_route("loom_spy", "/spy")
+    config.add_view(create_stream, route_name="loom_create", request_method="POST")
+    config.add_view(create_stream, route_name="loom_stream", request_method="POST")
+    config.add_view(read_stream, route_name="loom_stream", request_method="GET")
+    config.add_view(delete_stream, route_name="loom_stream", request_method="DELETE")
+    config.add_view(list_streams, route_name="loom_streams", request_method="GET")
+    config.add_view(describe_stream, route_name="loom_stream_info", request_method="GET")
+    config.add_view(spy, route_name="loom_spy", request_method="GET")
