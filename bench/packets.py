@@ -1005,6 +1005,12 @@ class Bench:
             "publisher_behind": published["behind"],
             "healthz_ms_at_stop": round(at_stop["healthz_ms"], 1),
             "cpu_pct_of_core": cpu_pct,
+            # CPU time per packet ingested while publishing: what each process costs per
+            # packet whatever the machine's load (the server's must stay under 1e6 / rate).
+            "cpu_us_per_packet": {
+                name: round(pct / 100 * window * 1e6 / consumed_at_stop, 1)
+                for name, pct in cpu_pct.items() if name != "others" and pct == pct
+            } if consumed_at_stop else {},
             "machine_busy_pct_of_all_cores": published["machine_busy"],
             "server_rss_mb_before_after": [mb(rss_before), mb(rss_after)],
         }
@@ -1142,7 +1148,8 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             f"{run['delivered_packets_per_s']:>6,} packets/s = {run['deliveries_per_s']:>7,} "
             f"deliveries/s to {run['clients']} clients (x{run['fanout']}); latency p50 "
             f"{run['latency_p50_ms']} ms p99 {run['latency_p99_ms']} ms; dropped "
-            f"{run['dropped_by_server']}, missing {run['missing_deliveries']}; cpu % server "
+            f"{run['dropped_by_server']}, missing {run['missing_deliveries']}; server "
+            f"{run['cpu_us_per_packet'].get('server')} us cpu/packet; cpu % server "
             f"{cpu.get('server')} rabbitmq {cpu.get('rabbitmq', '?')} publishers {pubs:.0f} "
             f"readers {readers:.0f} others {cpu['others']}, machine "
             f"{run['machine_busy_pct_of_all_cores']}% busy {' '.join(flags)}")
