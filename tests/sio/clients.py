@@ -20,7 +20,13 @@ class StreamClient:
     """
 
     def __init__(
-        self, url: str, *, auth: Any = None, query: str = "", transports: list[str] | None = None
+        self,
+        url: str,
+        *,
+        auth: Any = None,
+        query: str = "",
+        transports: list[str] | None = None,
+        path: str = "socket.io",
     ) -> None:
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.sio = socketio.Client(reconnection=False)
@@ -32,6 +38,7 @@ class StreamClient:
             namespaces=[NAMESPACE],
             auth=auth,
             transports=transports or ["websocket"],
+            socketio_path=path,
             wait_timeout=10,
         )
 
