@@ -131,14 +131,15 @@ class StoredResponse(Response):
 class ChunkedResponse(Response):
     """An open-ended body from ``chunks``; ``trailers()`` gives the final trailers.
 
-    :param chunks: a generator (closed when the client goes away).
+    :param chunks: an iterable; its ``close()``, if any, is called at the end
+        (also when the client went away, or the body never started).
     :param trailers: called once the body ended; its headers go in the
         final chunk (under our server only).
     """
 
     def __init__(
         self,
-        chunks: Iterator[bytes],
+        chunks: Iterable[bytes],
         headers: Headers,
         trailers: Callable[[], Headers] | None = None,
     ) -> None:
@@ -155,7 +156,7 @@ class ChunkedResponse(Response):
             if _is_head(environ):
                 _close(chunks)
                 return []
-            return chunks
+            return _closing(iter(chunks), chunks)
         headers = [*self._headers, ("Transfer-Encoding", "chunked")]
         if self._trailers is not None:
             headers.append(("Trailer", "X-Stream-State"))
@@ -163,7 +164,7 @@ class ChunkedResponse(Response):
             raw = raw_response("200 OK", headers)
             if _is_head(environ):
                 return []
-            for chunk in chunks:
+            for chunk in iter(chunks):
                 if chunk:
                     raw.sendall(b"%x\r\n%b\r\n" % (len(chunk), chunk))
             tail = b"0\r\n"
@@ -175,14 +176,15 @@ class ChunkedResponse(Response):
         return []
 
 
-def _close(chunks: Iterator[bytes]) -> None:
-    close = getattr(chunks, "close", None)
+def _close(thing: object) -> None:
+    close = getattr(thing, "close", None)
     if close is not None:
         close()
 
 
-def _closing(chunks: Iterator[bytes], reader: StreamReader) -> Iterator[bytes]:
+def _closing(chunks: Iterator[bytes], owner: object) -> Iterator[bytes]:
+    """``chunks``, then ``owner.close()`` (the WSGI server closes this generator)."""
     try:
         yield from chunks
     finally:
-        reader.close()
+        _close(owner)

@@ -46,6 +46,9 @@ class Spy:
         self._colors = 0
         self._shown: dict[Stream, tuple[StreamReader, int]] = {}
         self._last: Stream | None = None
+        # subscribed now, before the response's headers go out: a stream that
+        # starts once the client has them is always seen
+        self._follower = Follower(hub, EVENTS_CHANNEL, name="loom spy")
 
     def _format(self, text: bytes, color: int) -> bytes:
         return colorize(text, color) if self.color else text
@@ -76,8 +79,15 @@ class Spy:
                 del self._shown[stream]
         return out
 
+    def close(self) -> None:
+        """Unsubscribe and close the data files (idempotent)."""
+        self._follower.close()
+        for reader, _ in self._shown.values():
+            reader.close()
+        self._shown.clear()
+
     def __iter__(self) -> Iterator[bytes]:
-        follower = Follower(self.hub, EVENTS_CHANNEL, name="loom spy")
+        follower = self._follower
         try:
             yield b"".join(self._show(stream) for stream in self.store.live_streams())
             while not follower.closed:
@@ -93,7 +103,4 @@ class Spy:
                 if out:
                     yield b"".join(out)
         finally:
-            follower.close()
-            for reader, _ in self._shown.values():
-                reader.close()
-            self._shown.clear()
+            self.close()

@@ -236,7 +236,7 @@ def spy(request: Request) -> Response:
         ("X-Content-Type-Options", "nosniff"),
         ("Cache-Control", "no-store"),
     ]
-    return ChunkedResponse(iter(body), headers)
+    return ChunkedResponse(body, headers)
 
 
 def _json(body: dict[str, Any]) -> Response:
