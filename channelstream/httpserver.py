@@ -3,8 +3,13 @@
 Used by the project's server runner (:mod:`channelstream.server`) and by the
 gunicorn worker (:mod:`channelstream.gunicorn_worker`), so both serve alike:
 
-- a view of an upgraded request finds the websocket in
-  ``environ["wsgi.websocket"]`` (gevent-websocket);
+- websocket upgrades of the paths in the server's ``raw_websocket_paths``
+  (the runtime's, see :attr:`channelstream.runtime.Runtime.raw_websocket_paths`)
+  are left to the view: it finds a callable in
+  ``environ["channelstream.websocket.takeover"]`` that answers the handshake
+  and hands it the connection as a non-blocking socket, detached from the
+  handler (whose greenlet then ends); other upgrades go through
+  gevent-websocket, whose websocket is in ``environ["wsgi.websocket"]``;
 - every accepted TCP socket gets ``TCP_NODELAY`` (small frames go out now);
 - ``environ["RAW_URI"]`` is the request target exactly as sent on the request
   line (as gunicorn's own workers set it): signed server API calls are
@@ -28,6 +33,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Collection
 from typing import Any
 
 import gevent
@@ -37,8 +43,13 @@ from gevent.pool import Pool
 from gevent.socket import wait_write
 from geventwebsocket.handler import WebSocketHandler
 
+from .transports.wsframes import HandshakeError, accept_key
+
 access_log = logging.getLogger("channelstream.access")
 log = logging.getLogger("channelstream.server")
+
+#: environ key of :meth:`Handler.take_over_websocket` for views of raw websocket paths.
+TAKEOVER_KEY = "channelstream.websocket.takeover"
 
 #: Query parameters whose values never reach a log line.
 REDACTED_PARAMS = frozenset({"sig", "token", "secret", "signature"})
@@ -127,6 +138,8 @@ class Handler(WebSocketHandler):
 
     busy = False
     greenlet: gevent.Greenlet | None = None
+    #: The view took the socket over (see :meth:`take_over_websocket`).
+    taken_over = False
 
     def handle(self) -> None:
         """Set TCP_NODELAY, register with the server, then serve the connection."""
@@ -154,6 +167,53 @@ class Handler(WebSocketHandler):
             self.busy = False
             if getattr(self.server, "draining", False):
                 self.close_connection = True
+
+    def run_application(self) -> None:
+        """Let views of ``server.raw_websocket_paths`` do their own upgrades."""
+        environ = self.environ
+        paths: Collection[str] = getattr(self.server, "raw_websocket_paths", ())
+        if (
+            environ.get("PATH_INFO") in paths
+            and environ.get("HTTP_UPGRADE", "").lower() == "websocket"
+            and environ.get("REQUEST_METHOD") == "GET"
+        ):
+            environ[TAKEOVER_KEY] = self.take_over_websocket
+            pywsgi.WSGIHandler.run_application(self)  # not gevent-websocket's upgrade
+        else:
+            super().run_application()
+
+    def process_result(self) -> None:
+        """Write the app's response, unless a view took the socket over."""
+        if self.taken_over:
+            self.status = "101 Switching Protocols"  # for the access line
+            return
+        super().process_result()
+
+    def take_over_websocket(self) -> socket.socket:
+        """Answer the upgrade with 101 and return the connection, detached.
+
+        The returned socket is a plain non-blocking stdlib socket that the
+        caller owns; this handler ends without touching it. Raises
+        :class:`~channelstream.transports.wsframes.HandshakeError` (nothing
+        sent) if the request is not a version 13 upgrade with a valid key.
+        """
+        environ = self.environ
+        if environ.get("HTTP_SEC_WEBSOCKET_VERSION") != "13":
+            raise HandshakeError("Sec-WebSocket-Version must be 13")
+        if "upgrade" not in environ.get("HTTP_CONNECTION", "").lower():
+            raise HandshakeError("Connection must include Upgrade")
+        accept = accept_key(environ.get("HTTP_SEC_WEBSOCKET_KEY", ""))
+        self.socket.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept.encode() + b"\r\n\r\n"
+        )
+        self.taken_over = True
+        self.close_connection = True
+        fd = self.socket.detach()
+        self.socket = None  # pywsgi neither reads from nor closes a handler without one
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        return sock
 
     def get_environ(self) -> dict[str, Any]:
         """pywsgi's environ plus ``RAW_URI``: the request target as sent."""
@@ -215,6 +275,8 @@ class WSGIServer(pywsgi.WSGIServer):
         self.handlers: set[Handler] = set()
         #: Set by :meth:`drain`: finished requests close their connection.
         self.draining = False
+        #: Paths whose websocket upgrades the app's views do (:class:`Handler`).
+        self.raw_websocket_paths: Collection[str] = _raw_websocket_paths(self.application)
 
     def close(self) -> None:
         """Stop accepting and close idle keep-alive connections at once.
@@ -254,3 +316,10 @@ class WSGIServer(pywsgi.WSGIServer):
         for handler in list(self.handlers):
             if not handler.busy and handler.greenlet not in (None, current):
                 handler.greenlet.kill(block=False)
+
+
+def _raw_websocket_paths(app: Any) -> Collection[str]:
+    from .wsgi_app import find_runtime  # the app layer imports this module's users
+
+    runtime = find_runtime(app)
+    return runtime.raw_websocket_paths if runtime is not None else ()

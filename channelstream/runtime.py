@@ -68,6 +68,10 @@ class Runtime:
         self._settings = settings
         self.hub = hub if hub is not None else Hub(hub_config(settings))
         self.doors = DoorRegistry()
+        #: URL paths whose websocket upgrades a view performs itself (it finds
+        #: a ``channelstream.websocket.takeover`` callable in the environ);
+        #: other upgrades go through gevent-websocket (engine.io uses it).
+        self.raw_websocket_paths: set[str] = set()
         #: Set when :meth:`stop` begins; long-lived responses wait on it and end.
         self.stopping = Event()
         self.state = RuntimeState.NEW

@@ -1,10 +1,18 @@
 """Outboxes: the bounded queue between the hub and one connection's writer.
 
 Every connection (a websocket, a TCP streamer client, a G3 client, ...) owns
-one outbox. Channels push messages into it without ever blocking; the door's
-writer greenlet waits on it, drains what has accumulated and writes it in as
-few socket writes as the protocol allows. One outbox may hold subscriptions to
-several channels (a channelstream connection joins many channels).
+one outbox. Channels push messages into it without ever blocking; the door
+drains what has accumulated and writes it in as few socket writes as the
+protocol allows. One outbox may hold subscriptions to several channels (a
+channelstream connection joins many channels).
+
+A door consumes an outbox in one of two ways, never both at once:
+
+* a writer greenlet blocks in :meth:`Outbox.wait`, then drains;
+* a listener (:meth:`Outbox.listen`) is called from the gevent hub when
+  messages arrive and writes without blocking (non-blocking sockets and I/O
+  watchers). It costs no greenlet per connection: what makes 10,000 idle
+  websockets cheap.
 
 Bounds, checked on every push:
 
@@ -132,6 +140,7 @@ class Outbox:
         self._replay: deque[Message] | None = None
         self._bytes = 0
         self._writer = None  # the greenlet blocked in wait(), if any
+        self._listener: Callable[[], None] | None = None
         self._wake_pending = False
         self._close_callbacks: list[Callable[[Outbox], None]] = []
 
@@ -145,7 +154,7 @@ class Outbox:
         live.append(message)
         self.delivered += 1
         n = len(live)
-        if n == 1 and self._writer is not None:
+        if n == 1 and (self._writer is not None or self._listener is not None):
             self._wake()
         if message.size:
             self._bytes += message.size
@@ -220,6 +229,8 @@ class Outbox:
             return True
         if self._writer is not None:
             raise RuntimeError(f"outbox {self.name!r} already has a waiting writer")
+        if self._listener is not None:
+            raise RuntimeError(f"outbox {self.name!r} has a listener; it cannot also be waited on")
         current = getcurrent()
         hub = get_hub()
         if current is hub:
@@ -236,13 +247,42 @@ class Outbox:
             if timer is not None:
                 timer.close()
 
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` whenever messages are queued or the outbox closes.
+
+        The call comes from the gevent hub, batched with the wake-ups of other
+        outboxes, once per burst rather than once per message: the callback
+        must not block, and should drain everything it can write now. If it
+        stops early (its socket is full), it must come back by itself (e.g.
+        from a write watcher): messages queued meanwhile do not call it again.
+        If messages are already queued, the first call is scheduled at once.
+        Exceptions it raises are logged. Replaces any previous listener.
+        """
+        if self._writer is not None:
+            raise RuntimeError(f"outbox {self.name!r} has a waiting writer")
+        self._listener = callback
+        if self._live or self._replay or self.closed:
+            self._wake()
+
+    def unlisten(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback`` (if it is still the listener)."""
+        if self._listener == callback:
+            self._listener = None
+
     def _wake(self) -> None:
-        if self._writer is not None and not self._wake_pending:
+        if (self._writer is not None or self._listener is not None) and not self._wake_pending:
             self._wake_pending = True
             _waker.add(self)
 
     def _deliver_wake(self) -> None:
         self._wake_pending = False
+        listener = self._listener
+        if listener is not None:
+            try:
+                listener()
+            except Exception:
+                log.exception("listener of outbox %r failed", self.name)
+            return
         writer = self._writer
         # The wait this wake was meant for may have timed out in the same loop
         # iteration and a new wait begun: wake that one only if there is news.

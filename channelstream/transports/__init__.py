@@ -2,13 +2,22 @@
 
 from pyramid.config import Configurator
 
+#: Path of the websocket transport; its upgrades are done by the view.
+WEBSOCKET_PATH = "/ws"
+
 
 def includeme(config: Configurator) -> None:
+    from ..wsgi_app import get_runtime
     from .listen import listen_view
     from .sse import sse_view
-    from .websocket import websocket_view
+    from .websocket import Heartbeats, websocket_view
 
-    config.add_route("ws", "/ws")
+    runtime = get_runtime(config.registry)
+    runtime.raw_websocket_paths.add(WEBSOCKET_PATH)
+    config.registry["channelstream.websocket.heartbeats"] = Heartbeats(
+        runtime.settings.client_heartbeat
+    )
+    config.add_route("ws", WEBSOCKET_PATH)
     config.add_view(websocket_view, route_name="ws", request_method="GET")
     config.add_route("listen", "/listen")
     config.add_view(listen_view, route_name="listen", request_method="GET")

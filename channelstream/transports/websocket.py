@@ -1,13 +1,30 @@
 """``GET /ws?conn_id=…[&resume=…]``: a connection's frames over a websocket.
 
-The handler greenlet reads what the client sends (anything refreshes the
-connection; the content is ignored, as channelstream 0.7.1 did); a writer
-greenlet drains the connection's outbox and sends each batch as one text
-frame holding a JSON array, ``[]`` as a heartbeat when idle.
+The upgrade is answered by the HTTP server (:mod:`channelstream.httpserver`
+hands the view a ``takeover`` callable for the paths in
+``Runtime.raw_websocket_paths``); from then on a websocket is not a greenlet
+but a non-blocking socket with two libev watchers, driven from the gevent
+hub:
 
-gevent-websocket parses the client's frames; frames to the client are built
-here because its ``send`` turns bytes into "b'...'" and its ``close`` drops
-the status code.
+- the connection's outbox calls :meth:`WebSocketTransport._on_ready` when
+  frames are queued (:meth:`channelstream.hub.Outbox.listen`); it drains the
+  outbox and sends the batch as one text frame holding a JSON array. A
+  single live message is sent as a frame encoded once for all recipients;
+- when the kernel's send buffer is full, the rest waits for a write watcher
+  and nothing more is drained: the outbox bounds what piles up meanwhile
+  (drop oldest, close past the hard limit), so a stalled client never
+  delays anyone;
+- a read watcher consumes what the client sends: pings are answered, close
+  is echoed, data frames are ignored (as channelstream 0.7.1 did) without
+  being stored;
+- one timer per process (:class:`Heartbeats`) sends ``[]`` to websockets that
+  sent nothing for ``client_heartbeat`` seconds.
+
+An idle websocket therefore costs a socket, two watchers and a few small
+objects, not two greenlets with their stacks.
+
+Close codes: 4000 kicked (replaced, collected, shutdown), 4404 unknown
+connection, 1008 bad request parameters, 1002 protocol error.
 """
 
 from __future__ import annotations
@@ -15,134 +32,360 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import time
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
-import gevent
-from geventwebsocket.websocket import Header, WebSocket
+from gevent import get_hub
 from pyramid.request import Request
 from pyramid.response import Response
 
 from ..chat import ChatState
 from ..chat.connections import Connection
-from ..chat.frames import encode_batch, resume_failed
+from ..chat.frames import encode_batch, live_json, resume_failed
 from ..errors import BadRequest
-from .base import Kicked, Transport, parse_resume
+from ..hub import Message
+from .base import Transport, parse_resume
+from .wsframes import (
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    FrameReader,
+    HandshakeError,
+    ProtocolError,
+    close_frame,
+    frame,
+)
 
 log = logging.getLogger(__name__)
 
-OPCODE_TEXT = 0x1
-OPCODE_CLOSE = 0x8
+#: environ key of the upgrade callable set by the HTTP server.
+TAKEOVER_KEY = "channelstream.websocket.takeover"
 
 #: Close codes: 4000 kicked (replaced, collected, shutdown), 4404 unknown connection.
 CLOSE_KICKED = 4000
 CLOSE_UNKNOWN = 4404
-#: Seconds a close frame may take to go out to a client that does not read.
+#: Seconds the closing handshake may take before the socket is closed anyway.
 CLOSE_TIMEOUT = 2.0
+#: Bytes read from a client at a time.
+READ_SIZE = 16384
+
+_READ, _WRITE = 1, 2
 
 
-class WebSocketTransport(Transport):
-    kind = "websocket"
+def live_frame(message: Message) -> bytes:
+    """Codec: a websocket text frame holding ``[<live frame of message>]``."""
+    return frame(b"[" + message.encoded(live_json) + b"]")
 
-    def __init__(self, ws: WebSocket) -> None:
-        super().__init__()
-        self.ws = ws
-        self._closed = False
 
-    def send(self, payload: bytes, opcode: int = OPCODE_TEXT) -> None:
-        if self._closed:
-            raise ConnectionError("websocket closed")
-        header = Header.encode_header(True, opcode, b"", len(payload), 0)
-        self.ws.handler.socket.sendall(header + payload)
+class WebSocket:
+    """A server-side websocket on a non-blocking socket, driven by watchers.
+
+    Subclasses override :meth:`on_closed` (called once, when the socket is
+    closed) and may send with :meth:`send`. Every method runs in the gevent
+    hub or in a greenlet, and none blocks.
+
+    :param sock: the upgraded connection, a non-blocking stdlib socket.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        loop = get_hub().loop
+        self._read_watcher = loop.io(sock.fileno(), _READ)
+        self._write_watcher = None
+        self._close_timer = None
+        self._reader: FrameReader | None = None
+        self._pending: memoryview | None = None
+        #: The close frame is queued: nothing else goes out.
+        self.closing = False
+        #: The socket is closed.
+        self.closed = False
+        #: ``time.monotonic()`` of the last frame handed to the kernel.
+        self.last_send = time.monotonic()
+
+    # -- output ------------------------------------------------------------------------
+
+    @property
+    def blocked(self) -> bool:
+        """True while earlier bytes wait for the client to read."""
+        return self._pending is not None
+
+    def send(self, data: bytes) -> None:
+        """Send ``data`` (whole frames) now, or as soon as earlier bytes are out."""
+        if self.closed:
+            return
+        self.last_send = time.monotonic()
+        if self._pending is not None:
+            self._pending = memoryview(self._pending.tobytes() + data)
+            return
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._shut()
+            return
+        if sent < len(data):
+            self._pending = memoryview(data)[sent:]
+            if self._write_watcher is None:
+                self._write_watcher = get_hub().loop.io(self.sock.fileno(), _WRITE)
+            self._write_watcher.start(self._on_writable)
+
+    def _on_writable(self) -> None:
+        pending = self._pending
+        if pending is None:  # pragma: no cover - the watcher is stopped with it
+            return
+        try:
+            sent = self.sock.send(pending)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._shut()
+            return
+        if sent < len(pending):
+            self._pending = pending[sent:]
+            return
+        self._pending = None
+        self._write_watcher.stop()
+        if self.closing:
+            self._half_close()
+        else:
+            self.on_drained()
+
+    def on_drained(self) -> None:
+        """Called when bytes that had to wait are all out."""
+
+    # -- input --------------------------------------------------------------------------
+
+    def start_reading(self) -> None:
+        if not self.closed:
+            self._read_watcher.start(self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._shut()
+            return
+        if self._reader is None:
+            if self.closing:  # after a protocol error: drop all until the client hangs up
+                return
+            self._reader = FrameReader()
+        try:
+            for opcode, payload in self._reader.feed(data):
+                if self.closing:  # only the client's answering close matters now
+                    if opcode == OP_CLOSE:
+                        self._shut()
+                        return
+                elif opcode == OP_CLOSE:
+                    code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+                    self.close(code if code in _ECHOED else CLOSE_NORMAL, "")
+                    return
+                elif opcode == OP_PING:
+                    self.send(frame(payload, OP_PONG))
+        except ProtocolError as err:
+            self._reader = None
+            self.close(err.code, err.reason)
+
+    # -- closing -------------------------------------------------------------------------
 
     def close(self, code: int, reason: str) -> None:
-        """Send a close frame with ``code`` and stop reading; idempotent.
+        """Start the closing handshake with ``code``; never blocks. Idempotent.
 
-        May block up to ``CLOSE_TIMEOUT`` on a client that does not read.
+        The close frame goes out after any bytes still pending; the socket is
+        then half-closed and closed when the client answers or hangs up, or
+        after :data:`CLOSE_TIMEOUT` seconds.
         """
-        if self._closed:
+        if self.closing or self.closed:
             return
-        sock = self.ws.handler.socket
+        self.send(close_frame(code, reason))
+        self.closing = True
+        if self.closed:
+            return
+        self._close_timer = get_hub().loop.timer(CLOSE_TIMEOUT)
+        self._close_timer.start(self._shut)
+        self.start_reading()
+        if self._pending is None:
+            self._half_close()
+
+    def _half_close(self) -> None:
         try:
-            sock.settimeout(CLOSE_TIMEOUT)
-            self.send(struct.pack("!H", code) + reason.encode()[:120], OPCODE_CLOSE)
+            self.sock.shutdown(socket.SHUT_WR)
         except OSError:
-            pass
-        self._closed = True
+            self._shut()
+
+    def _shut(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.closing = True
+        self._pending = None
+        self._reader = None
+        for watcher in (self._read_watcher, self._write_watcher, self._close_timer):
+            if watcher is not None:
+                watcher.stop()
+                watcher.close()
         try:
-            sock.shutdown(socket.SHUT_RDWR)  # the reader's receive() returns
-        except OSError:
+            self.sock.close()
+        except OSError:  # pragma: no cover - closing a socket does not fail here
             pass
+        try:
+            self.on_closed()
+        except Exception:
+            log.exception("closing websocket %r failed", self)
+
+    def on_closed(self) -> None:
+        """Called once when the socket is closed."""
+
+
+#: Close codes a client may send that the server echoes back.
+_ECHOED = frozenset({1000, 1001}) | frozenset(range(3000, 5000))
+
+
+class WebSocketTransport(WebSocket, Transport):
+    """A websocket attached to a channelstream connection (see the module doc)."""
+
+    kind = "websocket"
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        chat: ChatState,
+        connection: Connection,
+        heartbeats: Heartbeats,
+    ) -> None:
+        WebSocket.__init__(self, sock)
+        Transport.__init__(self)
+        self.chat = chat
+        self.connection = connection
+        self.heartbeats = heartbeats
+
+    def start(self, extra: list[bytes]) -> None:
+        """Send ``extra`` frames first, then follow the outbox. From the view's greenlet."""
+        if self.kicked is not None or self.closed:
+            return
+        self.start_reading()
+        if extra:
+            self.send(frame(encode_batch((), extra=extra)))
+        self.heartbeats.add(self)
+        self.connection.outbox.listen(self._on_ready)
+
+    def _on_ready(self) -> None:
+        outbox = self.connection.outbox
+        while self._pending is None and not self.closing and self.kicked is None:
+            batch = outbox.drain()
+            if not batch:
+                if outbox.closed:
+                    self.kick(outbox.close_reason or "connection closed")
+                return
+            if len(batch) == 1 and not outbox.last_replayed:
+                self.send(batch[0].encoded(live_frame))
+            else:
+                self.send(frame(encode_batch(batch, outbox.last_replayed)))
+
+    on_drained = _on_ready
+
+    def heartbeat(self) -> None:
+        if self._pending is None and not self.closing:
+            self.send(b"\x81\x02[]")
 
     def kick(self, reason: str) -> None:
-        """Never blocks: the writer closes the socket when the kick reaches it."""
-        writer = self.greenlet
-        super().kick(reason)
-        if writer is None or writer.dead:
-            gevent.spawn(self.close, CLOSE_KICKED, reason)
+        """Take nothing more from the outbox; close with 4000 soon. Never blocks."""
+        if self.kicked is not None:
+            return
+        self._stop_following(reason)
+        get_hub().loop.run_callback(self.close, CLOSE_KICKED, reason)
 
-    def write_loop(self, connection: Connection, extra: list[bytes], heartbeat: float) -> None:
-        outbox = connection.outbox
-        try:
-            if extra:
-                self.send(encode_batch((), extra=extra))
-            while not self.kicked:
-                ready = outbox.wait(heartbeat)
-                if self.kicked:  # a wake-up may beat the Kicked exception: drain nothing
-                    self.close(CLOSE_KICKED, self.kicked)
-                    break
-                batch = outbox.drain()
-                if batch:
-                    self.send(encode_batch(batch, outbox.last_replayed))
-                elif outbox.closed:
-                    self.close(CLOSE_KICKED, outbox.close_reason or "connection closed")
-                    return
-                elif not ready:
-                    self.send(b"[]")
-        except Kicked as kicked:
-            self.close(CLOSE_KICKED, str(kicked))
-        except (OSError, ConnectionError):
-            pass
-        finally:
-            self.ended.set()
+    def close(self, code: int, reason: str) -> None:
+        self._stop_following("websocket closed")
+        super().close(code, reason)
+
+    def _stop_following(self, reason: str) -> None:
+        if self.kicked is None:
+            self.kicked = reason
+        self.connection.outbox.unlisten(self._on_ready)
+        self.ended.set()
+
+    def on_closed(self) -> None:
+        self._stop_following("websocket closed")
+        self.heartbeats.discard(self)
+        self.chat.detach(self.connection, self)
+
+
+class Heartbeats:
+    """Sends ``[]`` to every websocket that sent nothing for ``interval`` seconds.
+
+    One libev timer for the whole process instead of one per connection; it
+    runs while at least one websocket is registered.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.tick = max(interval / 4, 0.05)
+        self.sockets: set[WebSocketTransport] = set()
+        self._timer = None
+
+    def add(self, transport: WebSocketTransport) -> None:
+        self.sockets.add(transport)
+        if self._timer is None:
+            self._timer = get_hub().loop.timer(self.tick, self.tick)
+            self._timer.start(self._beat)
+
+    def discard(self, transport: WebSocketTransport) -> None:
+        self.sockets.discard(transport)
+        if not self.sockets and self._timer is not None:
+            self._timer.stop()
+            self._timer.close()
+            self._timer = None
+
+    def _beat(self) -> None:
+        due = time.monotonic() - self.interval
+        for transport in [t for t in self.sockets if t.last_send <= due]:
+            try:
+                transport.heartbeat()
+            except Exception:  # pragma: no cover - heartbeat only sends
+                log.exception("heartbeat to %r failed", transport)
+
+
+def _close_now(sock: socket.socket, code: int, reason: str) -> None:
+    WebSocket(sock).close(code, reason)
 
 
 def websocket_view(request: Request) -> Response:
-    ws: WebSocket | None = request.environ.get("wsgi.websocket")
-    if ws is None:
+    takeover: Callable[[], socket.socket] | None = request.environ.get(TAKEOVER_KEY)
+    if takeover is None:
         raise BadRequest("this endpoint needs a websocket upgrade", field="Upgrade")
     chat: ChatState = request.registry["channelstream.chat"]
-    settings = request.registry["channelstream.runtime"].settings
-    transport = WebSocketTransport(ws)
+    heartbeats: Heartbeats = request.registry["channelstream.websocket.heartbeats"]
     # Not request.GET: webob caches it in the environ, and that cycle kept
     # every closed websocket's socket and buffers alive until a full GC pass.
     params = parse_qs(request.environ.get("QUERY_STRING", ""))
     conn_id = params.get("conn_id", [""])[0]
+    bad_resume = None
     try:
         resume = parse_resume(params.get("resume", [None])[0])
     except BadRequest as err:
-        transport.close(1008, err.message)
+        resume, bad_resume = {}, err.message
+    try:
+        sock = takeover()
+    except HandshakeError as err:
+        raise BadRequest(str(err), field="Sec-WebSocket-Key") from None
+    if bad_resume is not None:
+        _close_now(sock, CLOSE_POLICY, bad_resume)
         return Response()
     connection = chat.connections.get(conn_id)
     if connection is None:
-        transport.close(CLOSE_UNKNOWN, "unknown connection")
+        _close_now(sock, CLOSE_UNKNOWN, "unknown connection")
         return Response()
+    transport = WebSocketTransport(sock, chat, connection, heartbeats)
     previous = connection.transport
     failures = chat.attach(connection, transport, resume)
     transport.wait_replaced(previous)
-    extra = [resume_failed(channel, reason) for channel, reason in failures]
-    writer = gevent.spawn(transport.write_loop, connection, extra, settings.client_heartbeat)
-    transport.greenlet = writer
-    try:
-        while not transport.kicked:
-            try:
-                message = ws.receive()
-            except Exception:  # a broken or closed socket: the client is gone
-                break
-            if message is None:
-                break
-    finally:
-        transport.kick("websocket closed")
-        writer.join(timeout=5)
-        chat.detach(connection, transport)
-        transport.close(1000, "")
+    transport.start([resume_failed(channel, reason) for channel, reason in failures])
     return Response()

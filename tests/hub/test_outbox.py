@@ -150,3 +150,78 @@ def test_bad_bounds_are_refused():
         Outbox(10, 5)
     with pytest.raises(ValueError):
         Outbox(10, 10, max_bytes=100, hard_bytes=50)
+
+
+# -- listeners (consumers without a greenlet) -----------------------------------------
+
+
+def msg(n):
+    return Message("c", {"n": n})
+
+
+def test_a_listener_is_called_once_per_burst_from_the_hub():
+    outbox = Outbox(max_queue=100, hard_limit=200)
+    calls = []
+    outbox.listen(lambda: calls.append((gevent.getcurrent() is gevent.get_hub(), len(outbox))))
+    for n in range(10):
+        outbox.put(msg(n))
+    assert calls == []  # never from inside the publish
+    gevent.sleep(0)
+    assert calls == [(True, 10)]
+
+
+def test_a_listener_that_leaves_messages_queued_is_not_called_again_until_it_drains():
+    outbox = Outbox(max_queue=100, hard_limit=200)
+    calls = []
+    outbox.listen(lambda: calls.append(len(outbox)))
+    outbox.put(msg(1))
+    gevent.sleep(0)
+    outbox.put(msg(2))  # the listener did not drain: it comes back by itself
+    gevent.sleep(0)
+    assert calls == [1]
+    outbox.drain()
+    outbox.put(msg(3))
+    gevent.sleep(0)
+    assert calls == [1, 1]
+
+
+def test_listening_to_an_outbox_with_messages_calls_at_once_and_close_calls_too():
+    outbox = Outbox(max_queue=100, hard_limit=200)
+    outbox.put(msg(1))
+    seen = []
+    outbox.listen(lambda: seen.append((outbox.drain(), outbox.closed)))
+    gevent.sleep(0)
+    outbox.close("bye")
+    gevent.sleep(0)
+    assert [(len(batch), closed) for batch, closed in seen] == [(1, False), (0, True)]
+
+
+def test_unlisten_stops_the_calls_and_a_failing_listener_is_logged(caplog):
+    outbox = Outbox(max_queue=100, hard_limit=200, name="box")
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    outbox.listen(broken)
+    outbox.put(msg(1))
+    gevent.sleep(0)
+    assert "listener of outbox 'box' failed" in caplog.text
+    outbox.drain()
+    outbox.unlisten(broken)
+    outbox.put(msg(2))
+    gevent.sleep(0)
+    assert caplog.text.count("failed") == 1
+
+
+def test_an_outbox_has_either_a_listener_or_a_waiting_writer():
+    outbox = Outbox(max_queue=100, hard_limit=200)
+    outbox.listen(lambda: None)
+    with pytest.raises(RuntimeError, match="listener"):
+        outbox.wait(0.01)
+    outbox.unlisten(outbox._listener)
+    waiter = gevent.spawn(outbox.wait, 1)
+    gevent.sleep(0)
+    with pytest.raises(RuntimeError, match="waiting writer"):
+        outbox.listen(lambda: None)
+    outbox.put(msg(1))
+    assert waiter.get(timeout=1) is True
