@@ -200,62 +200,30 @@ def test_the_seed_cli_example_streams_stdin_in_real_time(loom_server):
     assert producer.wait(10) == 0
 
 
+def run_cli(argv: list[str], stdin: bytes = b"") -> subprocess.CompletedProcess:
+    return subprocess.run(argv, input=stdin, capture_output=True, timeout=30, check=False)
+
+
 def test_cli_errors_force_and_metadata(loom_server):
-    first = subprocess.run(
-        [LOOM_STREAM, loom_server.url, "cli-x"],
-        input=b"one",
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    first = run_cli([LOOM_STREAM, loom_server.url, "cli-x"], b"one")
     assert first.returncode == 0, first.stderr
-    again = subprocess.run(
-        [LOOM_STREAM, loom_server.url, "cli-x"],
-        input=b"two",
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    again = run_cli([LOOM_STREAM, loom_server.url, "cli-x"], b"two")
     assert again.returncode == 1
     assert b"409" in again.stderr and b"The stream with ID cli-x already exists" in again.stderr
-    forced = subprocess.run(
-        [LOOM_STREAM, loom_server.url, "cli-x", "--force", "--metadata", '{"v": 2}'],
-        input=b"three",
-        capture_output=True,
-        timeout=30,
-        check=False,
+    forced = run_cli(
+        [LOOM_STREAM, loom_server.url, "cli-x", "--force", "--metadata", '{"v": 2}'], b"three"
     )
     assert forced.returncode == 0, forced.stderr
     got = requests.get(f"{loom_server.url}/stream/cli-x", timeout=5)
     assert got.content == b"three" and got.headers["X-Stream-Metadata"] == '{"v":2}'
-    bad = subprocess.run(
-        [LOOM_STREAM, loom_server.url, "../up"],
-        input=b"x",
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    bad = run_cli([LOOM_STREAM, loom_server.url, "../up"], b"x")
     assert bad.returncode == 1 and b"400" in bad.stderr
-    meta = subprocess.run(
-        [LOOM_STREAM, loom_server.url, "m", "--metadata", "{no"],
-        input=b"",
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    meta = run_cli([LOOM_STREAM, loom_server.url, "m", "--metadata", "{no"], b"")
     assert meta.returncode == 2 and b"--metadata" in meta.stderr
-    missing = subprocess.run(
-        [LOOM_CAT, loom_server.url, "no-such"], capture_output=True, timeout=30, check=False
-    )
+    missing = run_cli([LOOM_CAT, loom_server.url, "no-such"])
     assert missing.returncode == 1
     assert b"The stream with ID no-such does not exist" in missing.stderr
-    down = subprocess.run(
-        [LOOM_STREAM, "http://127.0.0.1:9", "x"],
-        input=b"x",
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    down = run_cli([LOOM_STREAM, "http://127.0.0.1:9", "x"], b"x")
     assert down.returncode == 1 and b"failed" in down.stderr
     notail = curl(f"{loom_server.url}/stream/cli-x?notail")
     assert notail.stdout == b"three"
