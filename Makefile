@@ -33,13 +33,22 @@ $(VENV)/.stamp-bench: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@
 
+# node's socket.io-client for tests/sio/test_node.py (skipped without it, except in CI).
+SIO_NODE := tests/sio/node
+$(SIO_NODE)/node_modules/.stamp: $(SIO_NODE)/package.json $(SIO_NODE)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(SIO_NODE) --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+		echo "npm not found: the node socket.io client tests will be skipped"; \
+	fi
+
 serve: $(VENV)/.stamp-base
 	$(BIN)/pserve development.ini
 
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check .
 
-test: lint
+test: lint $(SIO_NODE)/node_modules/.stamp
 	$(BIN)/pytest
 
 bench: $(VENV)/.stamp-bench
