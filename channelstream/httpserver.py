@@ -51,6 +51,9 @@ log = logging.getLogger("channelstream.server")
 #: environ key of :meth:`Handler.take_over_websocket` for views of raw websocket paths.
 TAKEOVER_KEY = "channelstream.websocket.takeover"
 
+#: Largest first body chunk sent in the same write as the headers.
+COMBINED_WRITE_MAX = 65536
+
 #: Query parameters whose values never reach a log line.
 REDACTED_PARAMS = frozenset({"sig", "token", "secret", "signature"})
 
@@ -214,6 +217,31 @@ class Handler(WebSocketHandler):
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
         return sock
+
+    def _write_with_headers(self, data: bytes) -> None:
+        """Send the status line, the headers and a first body chunk in one write.
+
+        pywsgi sends the headers and the body in two writes: for the small
+        JSON answers of the server API that is twice the syscalls and
+        wake-ups of the client. Large or chunked bodies keep pywsgi's way.
+        """
+        self.headers_sent = True
+        self.finalize_headers()
+        towrite = bytearray(b"HTTP/1.1 ")
+        towrite += self.status
+        towrite += b"\r\n"
+        for header, value in self.response_headers:
+            towrite += header
+            towrite += b": "
+            towrite += value
+            towrite += b"\r\n"
+        towrite += b"\r\n"
+        if self.response_use_chunked or len(data) > COMBINED_WRITE_MAX:
+            self._sendall(towrite)
+            self._write(data)
+        else:
+            towrite += data
+            self._sendall(towrite)
 
     def get_environ(self) -> dict[str, Any]:
         """pywsgi's environ plus ``RAW_URI``: the request target as sent."""

@@ -12,7 +12,7 @@ from gevent.event import Event
 from hypothesis import given
 from hypothesis import strategies as st
 
-from channelstream.httpserver import REDACTED_PARAMS, WSGIServer, redact
+from channelstream.httpserver import REDACTED_PARAMS, Handler, WSGIServer, redact
 
 
 @pytest.mark.parametrize(
@@ -151,3 +151,54 @@ def test_a_second_signal_skips_the_grace_period():
     began = time.monotonic()
     assert server.drain(30.0, force) == 1
     assert time.monotonic() - began < 2.0
+
+
+# headers + body in one write; a large body in a second; a chunked one: headers, chunk, end
+@pytest.mark.parametrize(
+    ("body", "chunked", "writes"),
+    [(b"x" * 100, False, 1), (b"x" * 200_000, False, 2), (b"x" * 100, True, 3)],
+)
+def test_small_responses_go_out_in_one_write(body, chunked, writes):
+    sent: list[bytes] = []
+
+    def app(environ, start_response):
+        handler = environ["channelstream.test.handler"]
+        handler.socket = Recorder(handler.socket, sent)
+        headers = [] if chunked else [("Content-Length", str(len(body)))]
+        start_response("200 OK", headers)
+        return iter([body]) if chunked else [body]
+
+    server = start_server(app)
+    server.handler_class = RecordingHandler
+    try:
+        client = http_get(server.server_port, "/")
+        data = b""
+        while not data.endswith(body if not chunked else b"0\r\n\r\n"):
+            data += client.recv(65536)
+        client.close()
+    finally:
+        server.stop(timeout=1)
+    assert len(sent) == writes
+    assert b"".join(sent) == data
+
+
+class RecordingHandler(Handler):
+    def get_environ(self):
+        environ = super().get_environ()
+        environ["channelstream.test.handler"] = self
+        return environ
+
+
+class Recorder:
+    """A socket whose sendall calls are recorded."""
+
+    def __init__(self, sock, sent):
+        self._sock = sock
+        self._sent = sent
+
+    def sendall(self, data):
+        self._sent.append(bytes(data))
+        return self._sock.sendall(data)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
