@@ -240,7 +240,8 @@ class Handler(WebSocketHandler):
             self._sendall(towrite)
             self._write(data)
         else:
-            towrite += data
+            if data:  # gevent-websocket writes '' (a str) to send its 101
+                towrite += data
             self._sendall(towrite)
 
     def get_environ(self) -> dict[str, Any]:
