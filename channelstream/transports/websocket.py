@@ -80,6 +80,31 @@ def live_frame(message: Message) -> bytes:
     return frame(b"[" + message.encoded(live_json) + b"]")
 
 
+class _LastBatchFrame:
+    """The frame of the last batch encoded, reused while the next batches are the same.
+
+    A publish of several messages to a channel queues the same messages in
+    every subscriber's outbox, and the listeners drain them one after the
+    other: all but the first reuse the first one's frame instead of joining
+    and framing the same bytes again.
+    """
+
+    def __init__(self) -> None:
+        self.batch: list[Message] = []
+        self.replayed = 0
+        self.data = b""
+
+    def encode(self, batch: list[Message], replayed: int) -> bytes:
+        if replayed == self.replayed and batch == self.batch:  # identity per item
+            return self.data
+        self.batch, self.replayed = batch, replayed
+        self.data = frame(encode_batch(batch, replayed))
+        return self.data
+
+
+_batch_frames = _LastBatchFrame()
+
+
 class WebSocket:
     """A server-side websocket on a non-blocking socket, driven by watchers.
 
@@ -287,7 +312,7 @@ class WebSocketTransport(WebSocket, Transport):
             if len(batch) == 1 and not outbox.last_replayed:
                 self.send(batch[0].encoded(live_frame))
             else:
-                self.send(frame(encode_batch(batch, outbox.last_replayed)))
+                self.send(_batch_frames.encode(batch, outbox.last_replayed))
 
     on_drained = _on_ready
 
