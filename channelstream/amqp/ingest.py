@@ -120,7 +120,14 @@ def decode_packet(body: bytes, *, max_size: int | None = None) -> dict[str, Any]
     if max_size is not None and len(body) > max_size:
         raise BadPacket(f"the body is {len(body)} bytes, more than the limit of {max_size}")
     try:
-        packet = strict_json.loads(body.decode("utf-8"))
+        text = body.decode("utf-8")
+        if b"\\u" not in body and body.count(b"{") + body.count(b"[") <= strict_json.MAX_DEPTH:
+            # What strict_json.check() looks for cannot be there: a lone
+            # surrogate needs a \u escape (UTF-8 decoding refuses one), and
+            # with at most MAX_DEPTH brackets nothing nests deeper. ~2x faster.
+            packet = strict_json.DECODER.decode(text)
+        else:
+            packet = strict_json.loads(text)
     except UnicodeDecodeError as err:
         raise BadPacket(f"not UTF-8: {err.reason} at byte {err.start}") from None
     except ValueError as err:
@@ -404,7 +411,7 @@ class AmqpIngestDoor(LoopDoor):
                     f"the body is {body.size} bytes, more than the limit of {self.max_body_size}"
                 )
             packet = decode_packet(body, max_size=self.max_body_size)
-            message = packet_message(self.packet_channel, packet, size=len(body))
+            message = packet_message(self.packet_channel, packet, size=len(body), raw=body)
         except BadPacket as err:
             self._malformed += 1
             self._log_malformed(err, body if isinstance(body, bytes) else b"")

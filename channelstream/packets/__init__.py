@@ -39,23 +39,66 @@ class BadQuery(ValueError):
     """A query that is not an object of scalar key/value pairs."""
 
 
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
 def is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
 
 
-def packet_message(channel: str, packet: Any, *, size: int = 0) -> Message:
+class PacketMessage(Message):
+    """A packet's message that may carry the packet's JSON text as received.
+
+    ``line`` is that text as one NDJSON line, which :func:`ndjson` sends as it
+    is instead of encoding the packet again (~8 us per packet here).
+    """
+
+    __slots__ = ("line",)
+
+    def __init__(self, channel: str, body: Any, *, fields: dict, size: int, line: bytes | None):
+        super().__init__(channel, body, fields=fields, size=size)
+        self.line = line
+
+
+def _one_line(raw: bytes) -> bytes | None:
+    """``raw`` (a JSON text that decoded) as one NDJSON line, or None if it spans lines.
+
+    JSON strings cannot hold a raw line break, so one in ``raw`` is
+    whitespace between tokens: such a text is encoded again instead.
+    """
+    line = raw.strip(b" \t\r\n")
+    if b"\n" in line or b"\r" in line:
+        return None
+    return line + b"\n"
+
+
+def packet_message(
+    channel: str, packet: Any, *, size: int = 0, raw: bytes | None = None
+) -> Message:
     """The hub message carrying ``packet`` (its scalar fields are filterable).
 
+    :param raw: the UTF-8 JSON text ``packet`` was decoded from (strictly:
+        :mod:`channelstream.strict_json`), if the door has it: NDJSON clients
+        then get that text (on one line) rather than the packet encoded again.
     :raises BadPacket: if ``packet`` is not a JSON object.
     """
     if not isinstance(packet, dict):
         raise BadPacket(f"a packet must be a JSON object, not {type_name(packet)}")
-    fields = {key: value for key, value in packet.items() if is_scalar(value)}
-    return Message(channel, packet, fields=fields, size=size)
+    scalar = _SCALAR_TYPES
+    fields = {
+        key: value
+        for key, value in packet.items()
+        if type(value) in scalar or (type(value) not in (dict, list) and is_scalar(value))
+    }
+    line = _one_line(raw) if raw is not None else None
+    return PacketMessage(channel, packet, fields=fields, size=size, line=line)
 
 
 def ndjson(message: Message) -> bytes:
     """Codec: the packet as one line of newline-delimited JSON."""
+    line = getattr(message, "line", None)
+    if line is not None:
+        return line
     return _dumps(message.body).encode() + b"\n"
 
 
@@ -119,6 +162,7 @@ __all__ = [
     "TIME_KEY",
     "BadPacket",
     "BadQuery",
+    "PacketMessage",
     "Query",
     "configure_packet_channel",
     "includeme",

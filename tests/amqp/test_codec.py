@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import struct
 
 import pika.data
 import pika.exceptions
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from channelstream import strict_json
 from channelstream.amqp.broker import (
     BadBrokerUrl,
     broker_address,
@@ -224,3 +228,36 @@ def test_broker_tests_skip_only_outside_ci(monkeypatch, ci, outcome):
     expected = pytest.skip.Exception if outcome == "skip" else pytest.fail.Exception
     with pytest.raises(expected, match="RabbitMQ is not reachable"):
         require_broker(unreachable)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(st.characters(categories=["L", "N", "P", "Cs", "Cc"]), max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=json_values, depth=st.integers(0, 40), ascii=st.booleans(), indent=st.booleans())
+def test_decode_packet_agrees_with_the_strict_reader_on_any_json(value, depth, ascii, indent):
+    """Its fast path skips strict_json.check() only where it cannot find anything."""
+    for _ in range(depth):
+        value = [value]
+    text = json.dumps({"v": value}, ensure_ascii=ascii, indent=2 if indent else None)
+    try:
+        body = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate written as itself: not UTF-8
+        return
+    try:
+        expected = strict_json.loads(body.decode("utf-8"))
+    except ValueError:
+        with pytest.raises(BadPacket):
+            decode_packet(body)
+    else:
+        assert json.dumps(decode_packet(body)) == json.dumps(expected)

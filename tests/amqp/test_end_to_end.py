@@ -50,7 +50,9 @@ def test_packets_from_amqp_reach_the_tcp_clients_whose_query_matches(
         publish_raw(
             broker_url,
             exchange,
-            [json.dumps(p).encode() for p in formatted] + [b"not a packet"],
+            # The second one spread over lines: TCP clients still get it on one.
+            [json.dumps(p, indent=2 if p["n"] == 2 else None).encode() for p in formatted]
+            + [b"not a packet"],
             headers={"profile_id": "klmnopqrst"},
         )
         with PacketPublisher(broker_url, exchange) as publisher:

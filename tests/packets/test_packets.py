@@ -74,3 +74,21 @@ def test_the_packet_channel_replays_exactly_the_window_and_is_never_collected():
     clock.advance(10_000_000)
     outbox.close("done")
     assert hub.collect() == 0 and hub.channel("packets") is not None
+
+
+@pytest.mark.parametrize(
+    "raw, line",
+    [
+        (b'{"a":"\xc3\xa9","n":1}', b'{"a":"\xc3\xa9","n":1}\n'),  # as received
+        (b' {"n": 1, "a": "\\u00e9"}\r\n', b'{"n": 1, "a": "\\u00e9"}\n'),  # one line, trimmed
+        (b'{\n  "n": 1\n}', b'{"n":1}\n'),  # spread over lines: encoded again
+        (None, b'{"n":1}\n'),
+    ],
+)
+def test_ndjson_sends_the_text_received_when_it_fits_on_one_line(raw, line):
+    import json
+
+    packet = json.loads(raw) if raw is not None else {"n": 1}
+    message = Hub().publish(packet_message("packets", packet, raw=raw))
+    assert message.encoded(ndjson) == line
+    assert json.loads(line) == packet
