@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .filters import Decimation, Filter
+from .filters import _MISSING, Decimation, Filter, _json_equal, match_key
 from .history import History
 from .message import Message
 from .outbox import Outbox
@@ -51,6 +51,99 @@ def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
+class _Group:
+    """Subscriptions with the same filter: it is evaluated once for them all."""
+
+    __slots__ = ("rest", "subs")
+
+    def __init__(self, rest: tuple[tuple[str, object], ...], subs: tuple[Subscription, ...]):
+        #: the filter's pairs but the one it is indexed by (original values)
+        self.rest = rest
+        self.subs = subs
+
+
+class _FanOut:
+    """A channel's subscriptions arranged so that a publish costs in
+    proportion to the subscriptions it reaches, not to all of them.
+
+    - ``plain``: no filter, no decimation: every (public) message;
+    - ``index``: subscriptions with a filter and no decimation, grouped by
+      identical filter (:meth:`Filter.index_pairs`), each group filed under
+      one of its pairs: ``{key: {match_key(value): [groups]}}``. A message
+      looks up its own value of each indexed key, and only the groups found
+      evaluate their other pairs (as :meth:`Filter.matches` does);
+    - ``evaluated``: the rest (decimation counts every message it sees, a
+      NaN filter value): ``Subscription.accepts`` as before.
+
+    Private messages and deferred ones go through ``all`` with
+    ``Subscription.accepts``, in subscription order. Built from a snapshot
+    and never changed: a subscription cancelled during a fan-out cannot
+    upset it.
+    """
+
+    __slots__ = ("all", "plain", "evaluated", "index")
+
+    def __init__(self, subs: list[Subscription]) -> None:
+        self.all = tuple(subs)
+        plain: list[Subscription] = []
+        evaluated: list[Subscription] = []
+        grouped: dict[tuple, list[Subscription]] = {}
+        for sub in subs:
+            if sub.decimation is not None:
+                evaluated.append(sub)
+            elif sub.filter is None:
+                plain.append(sub)
+            else:
+                pairs = sub.filter.index_pairs()
+                if pairs is None:
+                    evaluated.append(sub)
+                else:
+                    grouped.setdefault(pairs, []).append(sub)
+        index: dict[str, dict[object, list[_Group]]] = {}
+        for pairs, members in grouped.items():
+            key, value = pairs[0]
+            original = dict(members[0].filter.pairs)  # type: ignore[union-attr]
+            rest = tuple((k, original[k]) for k, _ in pairs[1:])
+            index.setdefault(key, {}).setdefault(value, []).append(_Group(rest, tuple(members)))
+        self.plain = tuple(plain)
+        self.evaluated = tuple(evaluated)
+        self.index = tuple((key, table) for key, table in index.items())
+
+    def deliver(self, message: Message) -> int:
+        """Queue a public message to every subscription that accepts it."""
+        delivered = 0
+        for sub in self.plain:
+            sub.delivered += 1
+            sub.outbox.put(message)
+        delivered += len(self.plain)
+        for sub in self.evaluated:
+            if sub.accepts(message):
+                sub.delivered += 1
+                sub.outbox.put(message)
+                delivered += 1
+        fields = message.fields
+        for key, table in self.index:
+            value = fields.get(key, _MISSING)
+            if value is _MISSING:
+                continue
+            try:
+                groups = table.get(match_key(value))
+            except TypeError:  # unhashable: equal to no scalar
+                continue
+            if groups is None:
+                continue
+            for group in groups:
+                if group.rest and not all(
+                    _json_equal(fields.get(k, _MISSING), v) for k, v in group.rest
+                ):
+                    continue
+                for sub in group.subs:
+                    sub.delivered += 1
+                    sub.outbox.put(message)
+                delivered += len(group.subs)
+        return delivered
+
+
 class Channel:
     """One named stream of messages. Created by the hub on first use.
 
@@ -77,9 +170,10 @@ class Channel:
         self.dropped = 0
         self._sticky: dict[str, Message] = {}
         self._subs: list[Subscription] = []
-        # Copy-on-write snapshot iterated by fan-out, so a subscription that is
-        # cancelled during fan-out (its outbox overflowed) cannot upset the loop.
-        self._snapshot: tuple[Subscription, ...] | None = ()
+        # Copy-on-write arrangement of _subs used by fan-out (None: to build),
+        # so a subscription that is cancelled during fan-out (its outbox
+        # overflowed) cannot upset the loop.
+        self._fanout: _FanOut | None = None
         # Messages published while a fan-out is running (by an outbox's
         # on_close callback, say) wait for it to end, so that every outbox
         # still receives the channel's messages in offset order.
@@ -129,12 +223,15 @@ class Channel:
         return message
 
     def _fan_out(self, message: Message, deferred: bool = False) -> None:
-        subs = self._snapshot
-        if subs is None:
-            subs = self._snapshot = tuple(self._subs)
+        fanout = self._fanout
+        if fanout is None:
+            fanout = self._fanout = _FanOut(self._subs)
         private = message.audience is not None or message.excluded is not None
+        if not private and not deferred:
+            self.delivered += fanout.deliver(message)
+            return
         delivered = 0
-        for sub in subs:
+        for sub in fanout.all:
             # A subscription made after a deferred message was sequenced has
             # had it through its replay (or started after it) already.
             if deferred and message.offset <= sub.since:
@@ -187,7 +284,7 @@ class Channel:
             outbox.put_replay(accepted)
         outbox.subscriptions[self.name] = sub
         self._subs.append(sub)
-        self._snapshot = None
+        self._fanout = None
         self.last_active = self._monotonic()
         return sub
 
@@ -255,7 +352,7 @@ class Channel:
             self._subs.remove(sub)
         except ValueError:
             return
-        self._snapshot = None
+        self._fanout = None
         self.last_active = self._monotonic()
 
     # -- introspection ---------------------------------------------------------

@@ -28,6 +28,40 @@ def _json_equal(a: Any, b: Any) -> bool:
     return a == b
 
 
+class _BoolKey:
+    """The index key of a boolean: equal to nothing but itself."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+_TRUE_KEY = _BoolKey("true")
+_FALSE_KEY = _BoolKey("false")
+
+
+def match_key(value: Any) -> Any:
+    """``value`` as a dict key under JSON equality, for the channel's filter index.
+
+    For a JSON scalar ``b`` that is not NaN and any value ``a`` that keeps
+    Python's hash/equality contract (every JSON scalar does),
+    ``match_key(a) == match_key(b)`` exactly when ``a`` is JSON-equal to
+    ``b`` (:meth:`Filter.matches`), and their hashes agree: ``70`` and
+    ``70.0`` share a key, ``True`` and ``1`` do not (booleans get keys of
+    their own), ``"70"`` and ``70`` do not. Unhashable values raise
+    ``TypeError`` when looked up; they equal no scalar.
+    """
+    if value is True:
+        return _TRUE_KEY
+    if value is False:
+        return _FALSE_KEY
+    return value
+
+
 class Filter:
     """All key/value pairs must match the message's fields.
 
@@ -60,6 +94,19 @@ class Filter:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.pairs)
+
+    def index_pairs(self) -> tuple[tuple[str, Any], ...] | None:
+        """The pairs sorted by key, values as :func:`match_key`: two filters
+        with equal index pairs match exactly the same messages. None when a
+        value is NaN (it equals nothing, not even itself: such a filter is
+        left to :meth:`matches`)."""
+        pairs = []
+        for key, value in self.pairs:
+            if value != value:  # NaN
+                return None
+            pairs.append((key, match_key(value)))
+        pairs.sort(key=lambda pair: pair[0])
+        return tuple(pairs)
 
 
 class Decimation:
