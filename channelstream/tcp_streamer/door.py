@@ -9,9 +9,11 @@ A session (one greenlet from accept to close):
 2. opens a bounded hub outbox and subscribes it to the packet channel with
    the query's filter and start (``time``: exactly the window, then live);
 3. becomes the writer: each drained batch (at most :data:`BATCH_LIMIT`
-   packets) goes out in one ``sendall`` of the packets' NDJSON lines, each
+   packets) goes out in one write of the packets' NDJSON lines, each
    encoded once and shared by every client; a write that takes longer than
-   ``send_timeout`` closes the client (counted as a slow disconnect);
+   ``send_timeout`` closes the client (counted as a slow disconnect). The
+   timeout is the socket's own (no timer per write), and a write is one
+   ``send`` when the socket takes it all, as it does unless the client lags;
 4. meanwhile a small reader greenlet reads and discards whatever the client
    sends after its query; its EOF (or error) ends the session.
 
@@ -284,6 +286,8 @@ class TcpStreamer(LoopDoor):
             )
             if subscription.resume_error:
                 log.debug("tcp-streamer %s: %s", client.peer, subscription.resume_error)
+            # Bounds every write (and makes the reader's recv wake up now and then).
+            client.sock.settimeout(self.config.send_timeout or None)
             reader = gevent.spawn(_read_until_eof, client.sock, outbox)
             reason = run_writer(
                 outbox, lambda batch: self._write(client.sock, batch), batch_limit=BATCH_LIMIT
@@ -305,20 +309,28 @@ class TcpStreamer(LoopDoor):
             self._dropped_closed += outbox.dropped
 
     def _write(self, sock: socket.socket, batch: list[Message]) -> None:
+        """One batch in one write; the socket's timeout (``send_timeout``) bounds it."""
         data = b"".join([message.encoded(ndjson) for message in batch])
-        if self.config.send_timeout:
-            with gevent.Timeout(self.config.send_timeout, SendStalled):
-                sock.sendall(data)
-        else:
-            sock.sendall(data)
+        try:
+            # gevent's sendall asks the kernel for SO_SNDBUF on every call:
+            # one send does when the socket takes everything, as it mostly does.
+            sent = sock.send(data)
+            if sent < len(data):
+                sock.sendall(memoryview(data)[sent:])
+        except TimeoutError:
+            raise SendStalled(f"a write took over {self.config.send_timeout:g} s") from None
         self.packets_sent += len(batch)
 
 
 def _read_until_eof(sock: socket.socket, outbox: Outbox) -> None:
     """Discard what the client sends after its query; its EOF ends the session."""
     try:
-        while sock.recv(READ_CHUNK):
-            pass
+        while True:
+            try:
+                if not sock.recv(READ_CHUNK):
+                    break
+            except TimeoutError:  # the socket's send timeout: nothing wrong here
+                continue
         reason = "client closed the connection"
     except OSError as err:
         reason = f"client connection failed: {err}"

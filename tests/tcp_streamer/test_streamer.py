@@ -330,6 +330,16 @@ def test_a_slow_client_that_never_reads_does_not_stop_the_others(streamer):
             client.close()
 
 
+def test_a_client_idle_for_longer_than_send_timeout_keeps_streaming(streamer):
+    """send_timeout bounds writes, not quiet spells (it is the socket's timeout)."""
+    run = new_run()
+    with StreamClient(streamer).send({"run": run}) as client:
+        wait_for(lambda: door_status(streamer)["streaming"] >= 1)
+        time.sleep(SEND_TIMEOUT + 1)
+        accepted(post_packets(streamer, [{"run": run, "n": 1}]), 1)
+        assert client.packets(1) == [{"run": run, "n": 1}]
+
+
 def test_two_hundred_concurrent_clients_each_get_their_packets(streamer):
     run = new_run()
     count = 200
