@@ -41,7 +41,7 @@ class CorruptData(ValueError):
     """A frame of a data file cannot be decoded (damaged file)."""
 
 
-def encode(data: bytes, level: int) -> bytes:
+def encode(data: bytes | memoryview, level: int) -> bytes:
     """One frame holding ``data`` (at most :data:`MAX_FRAME_RAW` bytes)."""
     packed = zlib.compress(data, level)
     return _HEADER.pack(len(packed), len(data)) + packed

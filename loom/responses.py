@@ -24,7 +24,6 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import gevent
 from pyramid.response import Response
 
 from channelstream.httpserver import RAW_RESPONSE
@@ -36,10 +35,6 @@ from .store import Store, Stream
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, str]]
-
-#: Bytes ingested between two yields to the event loop (a fast producer whose
-#: data is always ready must not starve the readers).
-INGEST_YIELD_EVERY = 4 << 20
 
 
 def _is_head(environ: dict[str, Any]) -> bool:
@@ -62,7 +57,6 @@ class IngestResponse(Response):
             upload.start()
             write = start_response("201 Created", self._headers)
             write(b"")  # the headers go out now, while the body is still coming
-            since_yield = 0
             while True:
                 try:
                     data = upload.read()
@@ -72,11 +66,7 @@ class IngestResponse(Response):
                     return []
                 if not data:
                     break
-                store.append(stream, data)
-                since_yield += len(data)
-                if since_yield >= INGEST_YIELD_EVERY:
-                    since_yield = 0
-                    gevent.sleep(0)
+                store.append(stream, data)  # yields: the write is in the thread pool
         except BaseException:
             # the client vanished while we answered, the disk failed, or the
             # server is being stopped: never leave the stream live

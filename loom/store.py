@@ -123,6 +123,10 @@ class Stream:
     stored: int = 0
     reason: str | None = None
     fd: int | None = None
+    #: an append is writing in the thread pool (the fd must stay open)
+    writing: bool = False
+    #: an fd detached by an end during such a write, closed when it returns
+    orphan_fd: int | None = None
 
     @property
     def live(self) -> bool:
@@ -188,7 +192,7 @@ class Store:
                 self._load(path)
             except (OSError, ValueError, KeyError, TypeError, StoreError) as err:
                 log.warning("loom: skipping unreadable stream file %s: %s", path.name, err)
-        for path in self.folder.glob("*.json.tmp"):
+        for path in self.folder.glob("*.tmp"):
             path.unlink(missing_ok=True)
 
     def _load(self, path: Path) -> None:
@@ -211,6 +215,7 @@ class Store:
             stored=int(info.get("stored", 0)),
             reason=info.get("reason"),
         )
+        self._streams[stream_id] = stream
         if stream.state == LIVE:
             self._recover(stream)
             stream.state, stream.reason = ABORTED, "server restarted while the stream was live"
@@ -300,33 +305,51 @@ class Store:
         stream.fd = os.open(
             stream.data_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644
         )
-        self._write_meta(stream, sync=False)
         self._streams[stream_id] = stream
         self._live += 1
+        self._write_meta(stream, sync=False)
         self.notify(stream, "start")
         return stream, old is not None
 
-    def append(self, stream: Stream, data: bytes) -> None:
+    def append(self, stream: Stream, data: bytes | memoryview) -> None:
         """Append ``data`` to a live stream (ignored once it is not live).
 
-        With ``fsync = always`` this yields while the thread pool syncs.
+        The write runs in gevent's thread pool, so a write the kernel holds
+        up (dirty page throttling on a slow disk) stalls only this producer,
+        never the event loop. Yields. One producer per stream: calls for one
+        stream must not overlap. If the stream ends meanwhile (replaced,
+        deleted, server stopping), the bytes in flight are not counted.
         """
-        if stream.fd is None or not data:
+        fd = stream.fd
+        if fd is None or not data:
             return
+        if stream.writing:
+            raise RuntimeError(f"stream {stream.id}: appends overlap (one producer per stream)")
+        pieces: list[tuple[bytes | memoryview, int]]
         if stream.compression == frames.ZLIB:
+            pieces = []
             for start in range(0, len(data), frames.MAX_FRAME_RAW):
                 chunk = data[start : start + frames.MAX_FRAME_RAW]
-                frame = frames.encode(chunk, self.level)
-                _write_all(stream.fd, frame)
-                stream.stored += len(frame)
-                stream.size += len(chunk)
+                pieces.append((frames.encode(chunk, self.level), len(chunk)))
         else:
-            _write_all(stream.fd, data)
-            stream.stored += len(data)
-            stream.size += len(data)
-        if self.fsync == FSYNC_ALWAYS and stream.fd is not None:
-            _sync(stream.fd)
-        self.notify(stream, "data")
+            pieces = [(data, len(data))]
+        stream.writing = True
+        try:
+            for piece, raw in pieces:
+                _pool(_write_all, fd, piece)
+                if stream.fd is not fd:
+                    return
+                stream.stored += len(piece)
+                stream.size += raw
+            if self.fsync == FSYNC_ALWAYS:
+                _pool(os.fsync, fd)
+        finally:
+            stream.writing = False
+            if stream.orphan_fd is not None:
+                orphan, stream.orphan_fd = stream.orphan_fd, None
+                os.close(orphan)
+        if stream.fd is fd:
+            self.notify(stream, "data")
 
     def finish(self, stream: Stream) -> None:
         """The upload ended cleanly: ``finished`` (if still live)."""
@@ -337,20 +360,27 @@ class Store:
         self._end(stream, ABORTED, reason)
 
     def _end(self, stream: Stream, state: str, reason: str | None, *, save: bool = True) -> None:
+        """End a live stream. With ``save`` (the stream stays): sync per policy
+        and write its metadata, which yields; without (it is being removed):
+        no yield, so the id cannot be taken again in between."""
         if stream.state != LIVE:
             return
         fd, stream.fd = stream.fd, None
         stream.state, stream.reason, stream.ended = state, reason, time.time()
         self._live -= 1
-        if fd is not None:
-            try:
-                if self.fsync != FSYNC_NEVER:
-                    _sync(fd)
-            finally:
-                os.close(fd)
-        if save and self._streams.get(stream.id) is stream:
-            self._write_meta(stream, sync=self.fsync != FSYNC_NEVER)
         self.notify(stream, "end")
+        if fd is None:
+            return
+        if stream.writing:  # the append in flight closes it
+            stream.orphan_fd = fd
+            return
+        try:
+            if save and self.fsync != FSYNC_NEVER:
+                _sync(fd)
+        finally:
+            os.close(fd)
+        if save:
+            self._write_meta(stream, sync=self.fsync != FSYNC_NEVER)
 
     def delete(self, stream_id: str) -> Stream:
         """Remove a stream and its files (a live one is aborted first)."""
@@ -404,17 +434,25 @@ class Store:
         return self.folder / f"{stream_id}.json"
 
     def _write_meta(self, stream: Stream, *, sync: bool) -> None:
+        """Write the metadata file atomically, if ``stream`` is still the one of its id.
+
+        With ``sync`` this yields; a stream replaced or removed meanwhile
+        does not overwrite its successor's file.
+        """
         path = self._meta_path(stream.id)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
         data = json.dumps(stream.info(), separators=(",", ":")).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             _write_all(fd, data)
             if sync:
                 _sync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        if self._streams.get(stream.id) is stream:
+            os.replace(tmp, path)
+        else:
+            tmp.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Abort every live stream ("server stopping"); used on shutdown."""
@@ -429,10 +467,15 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
+def _pool(function: Callable[..., Any], *args: Any) -> Any:
+    """Run ``function(*args)`` in gevent's thread pool; the calling greenlet waits."""
+    return gevent.get_hub().threadpool.apply(function, args)
+
+
 def _sync(fd: int) -> None:
     """fsync in gevent's thread pool (the calling greenlet waits, others run)."""
     try:
-        gevent.get_hub().threadpool.apply(os.fsync, (fd,))
+        _pool(os.fsync, fd)
     except OSError as err:
         if err.errno != errno.EINVAL:  # e.g. a filesystem without fsync
             raise

@@ -139,8 +139,28 @@ def test_a_restart_aborts_live_streams_and_keeps_every_written_byte(tmp_path, co
     assert live2.size == 1010 and read_all(live2) == b"a" * 1000 + b"b" * 10
     assert again.get("done").state == FINISHED and read_all(again.get("done")) == b"finished"
     # the state change is on disk
-    third = make_store(tmp_path)
-    assert third.get("live").state == ABORTED
+    info = json.loads((tmp_path / "streams" / "live.json").read_text())
+    assert info["state"] == ABORTED and info["size"] == 1010
+    assert [p.name for p in (tmp_path / "streams").glob("*.tmp")] == []
+
+
+def test_an_end_during_a_write_in_flight_closes_the_file_after_it(tmp_path):
+    import gevent
+
+    store = make_store(tmp_path)
+    stream, _ = store.create("racy", None)
+    writer = gevent.spawn(store.append, stream, b"x" * (8 << 20))
+    gevent.sleep(0)  # the write is in the thread pool now
+    assert stream.writing
+    replacement, replaced = store.create("racy", None, force=True)
+    assert replaced and stream.state == ABORTED and stream.orphan_fd is not None
+    writer.get(timeout=10)
+    assert stream.orphan_fd is None and not stream.writing
+    store.append(replacement, b"new")
+    store.finish(replacement)
+    assert read_all(store.get("racy")) == b"new"
+    info = json.loads((tmp_path / "streams" / "racy.json").read_text())
+    assert info["state"] == FINISHED and info["size"] == 3
 
 
 def test_a_partial_compressed_frame_is_cut_at_restart_and_never_crashes_a_reader(tmp_path):
