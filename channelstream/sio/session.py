@@ -1,19 +1,20 @@
 """One socket.io client of ``/stream``: its chat transport, its GATD query, its writers.
 
-Fan-out goes through hub outboxes, as on every door: a channelstream client's
-connection outbox is drained by the session's chat writer greenlet (a
+Fan-out goes through hub outboxes, as on every door. A channelstream
+client's connection outbox is drained by its :class:`ChatTransport` (a
 :class:`~channelstream.transports.base.Transport`, attached, resumed, kicked
 and detached by :class:`~channelstream.chat.ChatState` exactly as ``/ws``
-is), and a GATD query has its own outbox on the packet channel, drained by a
-second writer. Each writer turns a drained batch into pre-encoded packets
-(:mod:`.codec`, cached on the hub messages) and hands them to the client's
-engine.io socket.
+is), which listens to the outbox instead of running a writer greenlet; a
+GATD query has its own outbox on the packet channel, drained by a writer
+greenlet. Both turn a drained batch into pre-encoded packets (:mod:`.codec`,
+cached on the hub messages) and hand them to the client's engine.io socket,
+whose own writer (websocket) or the client's next poll (long-polling) sends them.
 
-Backpressure: engine.io queues packets per socket without bound, so a writer
-hands over one batch and waits until engine.io has taken it (the websocket
-writer took it, or the client's next long-poll did) before draining again.
-Whatever the client cannot take yet waits in its hub outbox, which is bounded:
-chat frames are not droppable, so a chat client past ``hub.outbox_hard_limit``
+Backpressure: engine.io queues packets per socket without bound, so no more
+than :data:`MAX_IN_FLIGHT` packets are left there; past that, the session
+waits until engine.io has taken them before draining again. Whatever the
+client cannot take yet waits in its hub outbox, which is bounded: chat
+frames are not droppable, so a chat client past ``hub.outbox_hard_limit``
 is disconnected (and resumes by offset); GATD packets are, so a slow GATD
 client loses the oldest (counted). Publishing never waits for any of this.
 
@@ -45,8 +46,10 @@ log = logging.getLogger(__name__)
 
 #: Most messages drained at once by a writer (one hand-over to engine.io).
 BATCH_LIMIT = 512
-#: Seconds between checks that the engine.io socket still lives, while waiting on it.
-JOIN_POLL = 1.0
+#: Packets a writer may leave in engine.io's queue before it waits for them to go:
+#: a live client takes each at once and the writer never waits; a slow one holds
+#: at most this many batches there, the rest stays in its (bounded) hub outbox.
+MAX_IN_FLIGHT = 4
 #: Longest wait for socket.io's CONNECT packet to be queued before the first event.
 CONNECT_WAIT = 5.0
 
@@ -86,10 +89,16 @@ class Session:
             send(pkt)
 
     def send(self, packets: Sequence[str]) -> None:
-        """:meth:`push`, then wait until engine.io has taken them (backpressure)."""
+        """:meth:`push`; then, past :data:`MAX_IN_FLIGHT` packets not yet taken by
+        engine.io, wait until it took them all (backpressure).
+
+        The wait ends when the client takes them or when :meth:`close` kills
+        the writer (the engine.io socket closed).
+        """
         self.push(packets)
         queue = self.eio_socket.queue
-        while not queue.join(timeout=JOIN_POLL):
+        if queue.unfinished_tasks > MAX_IN_FLIGHT:
+            queue.join()
             if self.gone:
                 raise ClientGone("the socket.io client is gone")
 
@@ -138,7 +147,7 @@ class Session:
             )
         ]
         first += chat_packets((), extra=[resume_failed(c, r) for c, r in failures])
-        transport.greenlet = gevent.spawn(transport.run, connection, first)
+        transport.greenlet = gevent.spawn(transport.start, connection, first)
 
     # -- GATD -----------------------------------------------------------------------------
 
@@ -199,47 +208,80 @@ class Session:
 
 
 class ChatTransport(Transport):
-    """A socket.io session as the transport of a channelstream connection."""
+    """A socket.io session as the transport of a channelstream connection.
+
+    No writer greenlet: a short-lived starter greenlet waits for socket.io's
+    CONNECT, sends the first packets and makes :meth:`on_ready` the outbox's
+    listener. From then on the hub calls :meth:`on_ready` (from its own
+    greenlet, batched per burst, never blocking) whenever frames are queued;
+    it drains them into engine.io's queue while fewer than
+    :data:`MAX_IN_FLIGHT` packets wait there, and otherwise leaves them in
+    the outbox and spawns one greenlet that waits for engine.io to take them
+    and then calls :meth:`on_ready` again.
+    """
 
     kind = "socket.io"
 
     def __init__(self, session: Session) -> None:
         super().__init__()
         self.session = session
+        self.outbox: Outbox | None = None
+        self._waiting: gevent.Greenlet | None = None
 
     def kick(self, reason: str) -> None:
-        """Never blocks: the writer (or a new greenlet) disconnects the client."""
-        writer = self.greenlet
+        """Never blocks; drains nothing more; disconnects the client soon."""
+        starter = self.greenlet
         super().kick(reason)
-        if writer is None or writer.dead:
-            gevent.spawn(self.session.end, reason)
+        if self.outbox is not None:
+            self.outbox.unlisten(self.on_ready)
+        waiting = self._waiting
+        if waiting is not None and waiting is not gevent.getcurrent():
+            waiting.kill(block=False)
+        if starter is None or starter.dead:
+            self.ended.set()
+            if not self.session.ended:
+                gevent.spawn(self.session.end, reason)
 
-    def run(self, connection: Connection, first: list[str]) -> None:
-        """The writer: ``first``, then every batch of the connection's outbox."""
+    def start(self, connection: Connection, first: list[str]) -> None:
+        """The starter greenlet: ``first`` after CONNECT, then listen to the outbox."""
         session = self.session
-        outbox = connection.outbox
         try:
             session.wait_connected()
-            session.send(first)
-            while not self.kicked:
-                outbox.wait()
-                if self.kicked:  # a wake-up may beat the Kicked exception: drain nothing
-                    break
-                batch = outbox.drain(BATCH_LIMIT)
-                if batch:
-                    session.send(chat_packets(batch, outbox.last_replayed))
-                elif outbox.closed:
-                    self.kicked = self.kicked or outbox.close_reason or "connection closed"
-                    break
+            session.push(first)
         except Kicked:
-            pass
+            return
         except ClientGone:
             return
+        if not self.kicked:
+            self.outbox = connection.outbox
+            self.outbox.listen(self.on_ready)
+
+    def on_ready(self) -> None:
+        """Drain the outbox into engine.io's queue (called by the hub; never blocks)."""
+        outbox = self.outbox
+        session = self.session
+        if self.kicked or outbox is None or self._waiting is not None:
+            return
+        queue = session.eio_socket.queue
+        try:
+            while len(outbox):
+                if queue.unfinished_tasks > MAX_IN_FLIGHT:
+                    self._waiting = gevent.spawn(self._wait_taken, queue)
+                    return
+                batch = outbox.drain(BATCH_LIMIT)
+                session.push(chat_packets(batch, outbox.last_replayed))
+        except ClientGone:
+            return  # the disconnect handler is ending the session
+        if outbox.closed and not self.kicked:
+            self.kick(outbox.close_reason or "connection closed")
+
+    def _wait_taken(self, queue: Any) -> None:
+        try:
+            queue.join()
         finally:
-            self.ended.set()
-        if self.kicked and not session.ended:
-            log.debug("socket.io %s: %s", session.sid, self.kicked)
-            gevent.spawn(session.end, self.kicked)
+            self._waiting = None
+        if not self.kicked and not self.session.gone:
+            self.on_ready()
 
 
 __all__ = ["BATCH_LIMIT", "ChatTransport", "ClientGone", "Session"]

@@ -1,0 +1,272 @@
+"""socket.io fan-out of the real server: deliveries/s, POST-to-receive latency, RSS per connection.
+
+The same measurement as ``bench/fanout_ws.py`` (whose server handling,
+posters, phases and checks this script reuses), with socket.io clients of
+namespace ``/stream`` instead of ``/ws`` websockets:
+
+- the readers: ``--readers`` processes of this script (``--reader-process``),
+  each a single-threaded epoll loop over raw non-blocking sockets speaking
+  engine.io v4 over websocket by hand: the upgrade on
+  ``/socket.io/?EIO=4&transport=websocket``, ``40/stream,{"conn_id": ...}``
+  to join the namespace with a connection made by ``/connect``, ``3`` for
+  each engine.io ping ``2``; each ``42/stream,["message",[...]]`` event is
+  counted by its ``"type":"message"`` frames, and one client in
+  ``--sample-every`` decodes every event (offsets, latency);
+- the server: ``pserve`` on a temporary copy of development.ini (local bus,
+  access log on), or ``--url``/``--pid``;
+- the posters: signed keep-alive clients in this process.
+
+Phases: ``fanout`` (``--clients`` on one channel, ``--batches`` messages per
+POST, flat out then paced at ``--paced-fraction``), ``single`` (one message
+per POST to ``--single-listeners``), ``memory`` (RSS per idle socket.io
+connection over ``--idle-conns``).
+
+Usage: python bench/fanout_socketio.py [--clients 1000] [--batches 10,50]
+       [--single-listeners 100] [--posters 4] [--duration 8] [--idle-conns 5000]
+       [--phases fanout,single,memory] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import select
+import socket
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fanout_ws
+from _support import REPO, ReaderProcs, raise_nofile
+
+READER_FLAG = "--reader-process"
+NAMESPACE = b"/stream"
+EVENT = b"42" + NAMESPACE + b","
+MESSAGE_EVENT = EVENT + b'["message",'
+CONNECTED = b"40" + NAMESPACE + b","
+REFUSED = b"44" + NAMESPACE + b","
+PONG = fanout_ws._masked_frame(0x1, b"3")
+
+
+class SioReader(fanout_ws.Reader):
+    """The websocket reader of fanout_ws, speaking engine.io/socket.io on top."""
+
+    def reset(self) -> None:
+        super().reset()
+        self.pings = 0
+        self.refused = 0
+
+    def stats(self, latencies: bool) -> dict[str, Any]:
+        result = super().stats(latencies)
+        result["heartbeats"] = self.pings  # engine.io pings answered
+        if self.refused:
+            self.server_closes["namespace refused"] = self.refused
+        return result
+
+    def _on_writable(self, conn: fanout_ws._Conn) -> None:
+        err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._open_failed(conn, f"connect: {os.strerror(err)}")
+            return
+        op = self.opening
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+            f"Host: {op['host']}:{op['port']}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        try:
+            conn.sock.send(request)
+        except OSError as exc:
+            self._open_failed(conn, f"send handshake: {exc}")
+            return
+        conn.state = fanout_ws.HANDSHAKE
+        self.ep.modify(conn.fd, select.EPOLLIN)
+
+    def _on_handshake(self, conn: fanout_ws._Conn, data: bytes) -> None:
+        super()._on_handshake(conn, data)
+        if conn.state == fanout_ws.OPEN:
+            auth = json.dumps({"conn_id": conn.conn_id}).encode()
+            try:
+                conn.sock.send(fanout_ws._masked_frame(0x1, CONNECTED[:-1] + b"," + auth))
+            except OSError as exc:
+                self._error(f"namespace connect: {exc}")
+
+    def _on_data(self, conn: fanout_ws._Conn, data: bytes, now_ns: int) -> None:
+        if conn.buf:
+            data = conn.buf + data
+        n = len(data)
+        pos = 0
+        messages = frames = 0
+        while n - pos >= 2:
+            length = data[pos + 1] & 0x7F
+            header = 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length, header = int.from_bytes(data[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length, header = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
+            start, end = pos + header, pos + header + length
+            if end > n:
+                break
+            opcode = data[pos] & 0x0F
+            frames += 1
+            pos = end
+            if opcode == 0x8:
+                self.server_closes["websocket close"] = (
+                    self.server_closes.get("websocket close", 0) + 1
+                )
+                self._drop(conn)
+                break
+            if opcode != 0x1:
+                self.other_frames += 1
+            elif data.startswith(EVENT, start):
+                count = data.count(fanout_ws.MESSAGE_MARK, start, end)
+                messages += count
+                if conn.sample and count and data.startswith(MESSAGE_EVENT, start):
+                    self._sample(conn, data[start + len(MESSAGE_EVENT) : end - 1], now_ns)
+            elif length == 1 and data[start] == 0x32:  # engine.io ping "2"
+                self.pings += 1
+                try:
+                    conn.sock.send(PONG)
+                except OSError as exc:
+                    self._error(f"pong: {exc}")
+            elif data.startswith(REFUSED, start):
+                self.refused += 1
+            else:
+                self.other_frames += 1  # OPEN, CONNECT, join acks...
+        conn.buf = data[pos:] if pos < n else b""
+        self.frames += frames
+        if messages:
+            conn.count += messages
+            self.messages += messages
+            if not self.first_ns:
+                self.first_ns = now_ns
+            self.last_ns = now_ns
+
+    def close_all(self) -> int:
+        closing = [c for c in self.conns.values() if c.state == fanout_ws.OPEN]
+        frame = fanout_ws._masked_frame(0x8, struct.pack("!H", 1000))
+        for conn in closing:
+            try:
+                conn.sock.send(frame)
+            except OSError:
+                pass
+            self._drop(conn)
+        return len(closing)
+
+
+class SioBench(fanout_ws.Bench):
+    """fanout_ws's bench with socket.io readers."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        self.readers.close()  # fanout_ws's own readers: replaced by socket.io ones
+        self.readers = ReaderProcs(args.readers, __file__, READER_FLAG)
+
+    def run_load(
+        self, label: str, channel: str, clients: int, batch: int, msg_rate: float | None
+    ) -> dict[str, Any]:
+        """fanout_ws's run; ``--paced-deliveries`` fixes the paced run's rate."""
+        if msg_rate and self.args.paced_deliveries:
+            msg_rate = self.args.paced_deliveries / clients
+            label = f"{label.split(' paced')[0]} paced {self.args.paced_deliveries:,}/s"
+        return super().run_load(label, channel, clients, batch, msg_rate)
+
+
+def reader_main() -> None:
+    raise_nofile()
+    SioReader().run()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--clients", type=int, default=1000, help="socket.io clients in fan-out runs")
+    add("--batches", default="10,50", help="messages per POST in fan-out runs, comma separated")
+    add("--single-listeners", type=int, default=100, help="clients of the 1-message-per-POST run")
+    add("--posters", type=int, default=4, help="concurrent posters")
+    add("--duration", type=float, default=8.0, help="seconds of posting per run")
+    add("--paced-fraction", type=float, default=0.5, help="paced run at this fraction of peak")
+    add("--paced-deliveries", type=int, default=0, help="paced run at this many deliveries/s")
+    add("--message-bytes", type=int, default=100, help="size of each message body as JSON")
+    add("--idle-conns", type=int, default=5000, help="connections of the memory phase")
+    add("--memory-cycles", type=int, default=1, help="repeat the memory cycle")
+    add("--idle-seconds", type=float, default=6.0, help="idle time with all clients open")
+    add("--settle", type=float, default=1.0, help="seconds before each RSS reading")
+    add("--readers", type=int, default=1, help="reader processes")
+    add("--sample-every", type=int, default=50, help="1 client in N decodes every event")
+    add("--connect-concurrency", type=int, default=8, help="parallel /connect clients")
+    add("--connect-timeout", type=float, default=180.0, help="bound on each open/connect step")
+    add("--open-concurrency", type=int, default=200, help="handshakes in flight per reader")
+    add("--phases", default="fanout,single,memory", help="fanout, single, memory")
+    add("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    add("--replay-cache-size", type=int, default=0, help="server replay_cache_size")
+    add("--url", help="an already running server (default: start one)")
+    add("--pid", type=int, help="pid of the --url server")
+    add("--secret", help="the --url server's secret")
+    add("--admin-secret", help="the --url server's admin_secret")
+    add("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    args.batches = [int(b) for b in str(args.batches).split(",") if b.strip()]
+    sys.path.insert(0, str(REPO))
+    if args.secret is None:
+        if args.url:
+            parser.error("--url needs --secret")
+        from tests.support.api import ADMIN_SECRET, SECRET
+
+        args.secret, args.admin_secret = SECRET, ADMIN_SECRET
+    bench = SioBench(args)
+    try:
+        results = bench.run()
+        cond = fanout_ws.conditions(bench)
+    finally:
+        bench.stop()
+    cond["where"] = cond["where"].replace("websocket reader", "socket.io reader")
+    results["server_problems"] = bench.server_problems
+    if args.json:
+        print(json.dumps({"conditions": cond, "results": results}))
+        return
+    print("socket.io fan-out through the server (namespace /stream, websocket transport):")
+    for key, value in cond.items():
+        print(f"  {key:18} {value}")
+    for run in results.get("runs", []):
+        print(f"\n[{run['run']}]")
+        for key, value in run.items():
+            print(f"  {key:32} {value}")
+    if "memory" in results:
+        print("\n[memory: idle socket.io connections]")
+        for key, value in results["memory"].items():
+            print(f"  {key:32} {value}")
+    print("\nsummary:")
+    for run in results.get("runs", []):
+        cpu = run["cpu_pct_of_core"]
+        flags = [name for name in ("client_saturated", "machine_contended") if run[name]]
+        print(
+            f"  {run['run']:24} {run['deliveries_per_s']:>9,} deliveries/s, latency p50 "
+            f"{run['latency_p50_ms']} ms p99 {run['latency_p99_ms']} ms; cpu % {cpu} "
+            f"{' '.join(flags)} {'PROBLEMS: ' + str(run['problems']) if run['problems'] else ''}"
+        )
+    memory = results.get("memory")
+    if memory and "skipped" not in memory:
+        print(
+            f"  memory: {memory['kib_per_idle_ws_conn_total']} KiB per idle socket.io "
+            f"connection ({memory['kib_per_connect_state']} KiB /connect state + "
+            f"{memory['kib_per_websocket_own']} KiB socket.io), {memory['idle_conns']} conns"
+        )
+    print(f"server problems: {bench.server_problems or 'none'}")
+
+
+if __name__ == "__main__":
+    if READER_FLAG in sys.argv[1:]:
+        reader_main()
+    else:
+        main()
