@@ -48,11 +48,18 @@ Runs of each variant, each ``--duration`` seconds of publishing:
   ingest rate of the same variant, a plain number = packets/s), publishers
   paced at that rate (still bounded by ``--max-backlog``).
 
+- ``drain`` (``--drain N``): N packets published while the server is stopped
+  (SIGSTOP), so that they wait in its queue in the broker, then the server
+  is continued (SIGCONT) and timed until every one was ingested and
+  delivered: the server's own capacity, with full reads and many packets
+  per client write, and no publishing competing for the two cores. Also
+  /healthz latency during the drain.
+
 Figures of a run (rates are over the publishing window): packets/s
 published; packets/s ingested (the ``amqp-ingest`` door's ``consumed``);
 the ``tcp-streamer`` door's ``packets_sent``/s (one per packet per client);
 deliveries/s counted by the readers (lines) and, divided by the fan-out,
-distinct packets/s delivered; latency p50/p99/max; what was dropped (the
+distinct packets/s delivered; CPU us per packet of each process; latency p50/p99/max; what was dropped (the
 door's ``dropped``, ``malformed``, ``failed``; deliveries missing against
 ingested x fan-out; published packets never ingested); CPU of the server,
 RabbitMQ, the publishers, the readers, this process and the rest of the
@@ -64,7 +71,7 @@ and delivered to 100 filtered TCP clients.
 
 Usage: python bench/packets.py [--clients 100] [--groups 10] [--duration 8]
        [--publishers 1] [--readers 1] [--paced 0.5x] [--variants filtered,all]
-       [--max-backlog 20000] [--prefetch N] [--amqp-url URL] [--json]
+       [--max-backlog 20000] [--prefetch N] [--drain N] [--amqp-url URL] [--json]
 """
 
 from __future__ import annotations
@@ -76,6 +83,7 @@ import random
 import re
 import resource
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -359,6 +367,7 @@ class Publisher:
         self.exchange = config["exchange"]
         self.index = config["index"]
         self.rate = float(config["rate"])
+        self.count = int(config.get("count", 0))  # stop after that many (0 = the duration)
         self.duration = float(config["duration"])
         self.max_backlog = int(config["max_backlog"]) or 1 << 62
         self.backlog_seconds = float(config["backlog_seconds"])
@@ -476,7 +485,7 @@ class Publisher:
 
     def _tick(self) -> None:
         now = time.perf_counter()
-        if now >= self.end:
+        if now >= self.end or (self.count and self.sent >= self.count):
             self._finish()
             return
         if self.backlog_seconds and now >= self.next_poll:
@@ -492,7 +501,7 @@ class Publisher:
         else:
             due = PUBLISH_CHUNK
         room = self.allowed - self.sent
-        count = min(due, room, PUBLISH_CHUNK)
+        count = min(due, room, PUBLISH_CHUNK, (self.count - self.sent) if self.count else due)
         if count > 0:
             self._publish(count)
         if room <= 0 and due > 0:  # the server's queue is --max-backlog deep: wait
@@ -735,6 +744,11 @@ class Bench:
             self.server_problems.append(f"server exited with {self.server.returncode}")
         return bad
 
+    def log_problems(self) -> list[str]:
+        """The server's new WARNING/ERROR lines, as one problem (or none)."""
+        lines = self.check_server_log()
+        return [f"server log: {len(lines)} WARNING/ERROR lines: {lines[:3]}"] if lines else []
+
     def stop(self) -> None:
         for proc in self.publishers:
             if proc.poll() is None:
@@ -820,7 +834,8 @@ class Bench:
 
     # -- publishers -------------------------------------------------------------------------
 
-    def start_publishers(self, rate: float, duration: float) -> list[subprocess.Popen]:
+    def start_publishers(self, rate: float, duration: float, count: int = 0,
+                         bounded: bool = True) -> list[subprocess.Popen]:
         args = self.args
         procs = []
         for index in range(args.publishers):
@@ -834,7 +849,8 @@ class Bench:
                 "duration": duration,
                 "rate": rate / args.publishers,
                 "max_backlog": args.max_backlog,
-                "backlog_seconds": args.backlog_seconds,
+                "backlog_seconds": args.backlog_seconds if bounded else 0,
+                "count": count // args.publishers + (index < count % args.publishers),
                 "healthz": ["127.0.0.1", self.server.port],
             }
             procs.append(subprocess.Popen(
@@ -1044,9 +1060,7 @@ class Bench:
             problems.append(f"{totals['open']} of {clients['opened']} clients still open")
         if rate and published["behind"] > rate * 0.02:
             problems.append(f"publishers {published['behind']} packets behind the pace")
-        log_lines = self.check_server_log()
-        if log_lines:
-            problems.append(f"server log: {len(log_lines)} WARNING/ERROR lines: {log_lines[:3]}")
+        problems += self.log_problems()
         result["problems"] = problems
         readers_max = max((v for k, v in cpu_pct.items() if k.startswith("reader")), default=0)
         pubs_max = max((v for k, v in cpu_pct.items() if k.startswith("publisher")), default=0)
@@ -1059,6 +1073,83 @@ class Bench:
         # Every core busy: the processes of the bench (server, broker, publishers,
         # readers) took CPU from each other, the server's figures are lower for it.
         result["machine_saturated"] = (published["machine_busy"] or 0) > 90
+        return result
+
+    def run_drain(self, variant: str, clients: dict[str, Any], count: int) -> dict[str, Any]:
+        """``count`` packets queued in the broker while the server is stopped (SIGSTOP),
+        then drained (SIGCONT): the server's own capacity, its reads full and each write
+        to a client carrying many packets, without publishing competing for the CPU."""
+        args = self.args
+        fanout = clients["fanout"]
+        self.readers.all({"cmd": "reset"})
+        procs = self.start_publishers(0.0, 600.0, count=count, bounded=False)
+        before = self.counters()
+        results: list[dict[str, Any]] = []
+        os.kill(self.pid, signal.SIGSTOP)
+        try:
+            for proc in procs:
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+            results = [json.loads(self._read_line(proc, 600)) for proc in procs]
+            for proc in procs:
+                proc.wait(10)
+            self.publishers = []
+        finally:
+            cpu = CpuWatch({"server": self.pid, "rabbitmq": self.broker_pid,
+                            **{f"reader{i}": pid for i, pid in enumerate(self.readers.pids)}})
+            resumed = time.monotonic()
+            os.kill(self.pid, signal.SIGCONT)
+        sent = sum(r.get("sent", 0) for r in results)
+        healthz_ms: list[float] = []
+        ingest_s = None
+        while time.monotonic() - resumed < args.drain_timeout:
+            counters = self.counters()
+            healthz_ms.append(counters["healthz_ms"])
+            if counters["consumed"] - before["consumed"] >= sent:
+                ingest_s = counters["at"] - resumed
+                break
+            time.sleep(0.05)
+        counters, totals, _ = self.wait_drained(before, sent, fanout, args.drain_timeout)
+        cpu_pct = cpu.percent()
+        elapsed = time.monotonic() - cpu.t0
+        consumed = counters["consumed"] - before["consumed"]
+        delivered = totals["lines"]
+        span_s = (totals["last_ns"] - totals["first_ns"]) / 1e9 if totals["first_ns"] else 0
+        healthz_ms.sort()
+        result: dict[str, Any] = {
+            "run": f"{variant} drain",
+            "variant": variant,
+            "clients": clients["opened"],
+            "fanout": fanout,
+            "queued": sent,
+            "ingested": consumed,
+            "ingested_per_s": round(consumed / ingest_s) if ingest_s else None,
+            "deliveries": delivered,
+            "deliveries_per_s": round(delivered / span_s) if span_s else None,
+            "delivered_packets_per_s": round(delivered / span_s / fanout) if span_s else None,
+            "delivery_span_s": round(span_s, 2),
+            "healthz_ms_p50_max_during_drain": [
+                round(percentile(healthz_ms, 0.5), 1), round(healthz_ms[-1], 1)
+            ] if healthz_ms else None,
+            "lines_per_read": round(delivered / totals["reads"], 2) if totals["reads"] else 0,
+            "cpu_pct_of_core": cpu_pct,
+            "cpu_us_per_packet": {
+                name: round(pct / 100 * elapsed * 1e6 / consumed, 1)
+                for name, pct in cpu_pct.items() if name != "others" and pct == pct
+            } if consumed else {},
+            "dropped_by_server": counters["dropped"] - before["dropped"],
+        }
+        problems = [e for r in results for e in ([r["error"]] if "error" in r else [])
+                    + r.get("errors", [])]
+        if consumed != sent:
+            problems.append(f"ingested {consumed} of {sent} packets queued")
+        if delivered != consumed * fanout:
+            problems.append(f"delivered {delivered} of {consumed * fanout} expected")
+        if totals["gaps"] or totals["dups"] or result["dropped_by_server"]:
+            problems.append(f"samplers saw seq gaps {totals['gaps']}, dups {totals['dups']}; "
+                            f"server dropped {result['dropped_by_server']}")
+        problems += self.log_problems()
+        result["problems"] = problems
         return result
 
     def variant(self, variant: str) -> list[dict[str, Any]]:
@@ -1081,6 +1172,8 @@ class Bench:
                     continue
                 time.sleep(0.3)
                 runs.append(self.run_load(label, variant, clients, rate))
+            if self.args.drain:
+                runs.append(self.run_drain(variant, clients, self.args.drain))
             return runs
         finally:
             self.close_clients()
@@ -1138,6 +1231,20 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             lines.append(f"  {run['run']:22} FAILED: {run['problems']}")
             continue
         cpu = run["cpu_pct_of_core"]
+        if run["run"].endswith(" drain"):
+            lines.append(
+                f"  {run['run']:22} {run['queued']:,} queued while the server was stopped: "
+                f"ingested {run['ingested_per_s'] or 0:>6,}/s, delivered "
+                f"{run['delivered_packets_per_s'] or 0:>6,} packets/s = "
+                f"{run['deliveries_per_s'] or 0:>7,} deliveries/s (x{run['fanout']}); server "
+                f"{run['cpu_us_per_packet'].get('server')} us cpu/packet; cpu % server "
+                f"{cpu.get('server')} rabbitmq {cpu.get('rabbitmq', '?')} readers "
+                f"{sum(v for k, v in cpu.items() if k.startswith('reader')):.0f} others "
+                f"{cpu['others']}; /healthz p50/max {run['healthz_ms_p50_max_during_drain']} ms"
+                f"{' PROBLEMS' if run['problems'] else ''}")
+            for problem in run["problems"]:
+                lines.append(f"    PROBLEM: {problem}")
+            continue
         readers = sum(v for k, v in cpu.items() if k.startswith("reader"))
         pubs = sum(v for k, v in cpu.items() if k.startswith("publisher"))
         flags = [name for name in ("publisher_limited", "readers_saturated", "machine_contended",
@@ -1183,6 +1290,10 @@ def main() -> None:
                         help="paced runs after each peak, comma separated: 0.5x (fraction of "
                         "the peak ingest rate) or packets/s; empty = none")
     parser.add_argument("--publishers", type=int, default=1, help="publisher processes")
+    parser.add_argument("--drain", type=int, default=0,
+                        help="after the peak and paced runs of each variant, queue this many "
+                        "packets while the server is stopped, then time how fast it drains "
+                        "them (0 = no drain run)")
     parser.add_argument("--readers", type=int, default=1, help="reader processes")
     parser.add_argument("--sample-every", type=int, default=10,
                         help="1 client in N (of each group) times every packet it gets")

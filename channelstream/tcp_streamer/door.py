@@ -310,7 +310,8 @@ class TcpStreamer(LoopDoor):
 
     def _write(self, sock: socket.socket, batch: list[Message]) -> None:
         """One batch in one write; the socket's timeout (``send_timeout``) bounds it."""
-        data = b"".join([message.encoded(ndjson) for message in batch])
+        # A packet's line as received (PacketMessage.line), else its cached encoding.
+        data = b"".join([getattr(m, "line", None) or m.encoded(ndjson) for m in batch])
         try:
             # gevent's sendall asks the kernel for SO_SNDBUF on every call:
             # one send does when the socket takes everything, as it mostly does.

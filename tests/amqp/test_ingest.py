@@ -7,6 +7,8 @@ counters and the hub's published count in /healthz.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
 from urllib.parse import urlsplit
 
@@ -16,7 +18,7 @@ import pytest
 from channelstream.amqp.ingest import limit_reads
 from channelstream.amqp.publisher import PacketPublisher
 from tests.amqp.conftest import DOOR, door_status, wait_for, wait_for_door
-from tests.support.broker import BoundQueue, broker_target, publish_raw, url_via
+from tests.support.broker import BoundQueue, broker_target, in_ci, publish_raw, url_via
 from tests.support.server import free_port
 from tests.support.tcp_proxy import TcpProxy
 
@@ -147,6 +149,34 @@ def test_malformed_bodies_are_counted_acked_and_logged_without_a_flood(
     assert door["state"] == "connected"
     logged = server.stderr.count("dropped a malformed packet")
     assert 1 <= logged < len(bad)
+
+
+def unacknowledged(queue: str) -> int | None:
+    """The broker's count of delivered, unacknowledged messages of ``queue``."""
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        if in_ci():
+            pytest.fail("rabbitmqctl is needed in CI to see the broker's unacked count")
+        pytest.skip("rabbitmqctl not found")
+    out = subprocess.run(
+        [ctl, "-q", "list_queues", "name", "messages_unacknowledged"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    for line in out.splitlines():
+        name, _, count = line.partition("\t")
+        if name == queue:
+            return int(count)
+    return None
+
+
+def test_a_few_packets_are_acknowledged_soon_without_waiting_for_more(
+    amqp_server, broker_url, exchange
+):
+    server = amqp_server()  # prefetch 1000: an ack per 256 packets while they flow
+    door = wait_for_door(server, lambda d: d["state"] == "connected", "connected")
+    publish_raw(broker_url, exchange, [json.dumps({"n": n}).encode() for n in range(5)])
+    wait_for(lambda: consumed(server) == 5, what="5 packets consumed")
+    wait_for(lambda: unacknowledged(door["queue"]) == 0, timeout=10, what="the 5 acked")
 
 
 def test_the_door_rides_out_a_broker_outage(amqp_server, broker_url, exchange):
