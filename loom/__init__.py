@@ -103,6 +103,7 @@ class LoomDoor(LoopDoor):
             "live": sum(1 for s in streams if s.live),
             "stored_bytes": sum(s.stored for s in streams),
             "purged": self.store.purged,
+            "slow_writes": self.store.slow_writes,
         }
 
 

@@ -62,6 +62,11 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 FSYNC_NEVER, FSYNC_FINISH, FSYNC_ALWAYS = "never", "finish", "always"
 
+#: A data write slower than this (seconds) sends writes to the thread pool...
+SLOW_WRITE = 0.002
+#: ...for this long (seconds) after it.
+SLOW_WRITE_HOLD = 1.0
+
 Notify = Callable[["Stream", str], None]
 
 
@@ -181,6 +186,9 @@ class Store:
         self._streams: dict[str, Stream] = {}
         self._live = 0
         self.purged = 0
+        #: times a write was slow enough to send writes to the thread pool
+        self.slow_writes = 0
+        self._slow_until = 0.0
 
     # -- startup ------------------------------------------------------------
 
@@ -302,9 +310,8 @@ class Store:
             compression=self.compression,
             data_path=self.folder / f"{stream_id}.data",
         )
-        stream.fd = os.open(
-            stream.data_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644
-        )
+        # one writer per file, which only ever writes at its end
+        stream.fd = os.open(stream.data_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self._streams[stream_id] = stream
         self._live += 1
         self._write_meta(stream, sync=False)
@@ -314,11 +321,14 @@ class Store:
     def append(self, stream: Stream, data: bytes | memoryview) -> None:
         """Append ``data`` to a live stream (ignored once it is not live).
 
-        The write runs in gevent's thread pool, so a write the kernel holds
-        up (dirty page throttling on a slow disk) stalls only this producer,
-        never the event loop. Yields. One producer per stream: calls for one
-        stream must not overlap. If the stream ends meanwhile (replaced,
-        deleted, server stopping), the bytes in flight are not counted.
+        A write to the page cache takes microseconds and runs inline; once
+        one took longer than :data:`SLOW_WRITE` (the kernel throttles writers
+        while a slow disk catches up with dirty pages), writes go through
+        gevent's thread pool for :data:`SLOW_WRITE_HOLD` seconds, so that
+        they stall only their producer, never the event loop. May yield.
+        One producer per stream: calls for one stream must not overlap. If
+        the stream ends meanwhile (replaced, deleted, server stopping), the
+        bytes in flight are not counted.
         """
         fd = stream.fd
         if fd is None or not data:
@@ -336,7 +346,14 @@ class Store:
         stream.writing = True
         try:
             for piece, raw in pieces:
-                _pool(_write_all, fd, piece)
+                if time.monotonic() < self._slow_until:
+                    _pool(_write_all, fd, piece)
+                else:
+                    began = time.monotonic()
+                    _write_all(fd, piece)
+                    if time.monotonic() - began > SLOW_WRITE:
+                        self._slow_until = time.monotonic() + SLOW_WRITE_HOLD
+                        self.slow_writes += 1
                 if stream.fd is not fd:
                     return
                 stream.stored += len(piece)

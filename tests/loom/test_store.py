@@ -149,6 +149,7 @@ def test_an_end_during_a_write_in_flight_closes_the_file_after_it(tmp_path):
 
     store = make_store(tmp_path)
     stream, _ = store.create("racy", None)
+    store._slow_until = float("inf")  # as after a slow write: writes go to the thread pool
     writer = gevent.spawn(store.append, stream, b"x" * (8 << 20))
     gevent.sleep(0)  # the write is in the thread pool now
     assert stream.writing
