@@ -59,9 +59,10 @@ Figures of a run (rates are over the publishing window): packets/s
 published; packets/s ingested (the ``amqp-ingest`` door's ``consumed``);
 the ``tcp-streamer`` door's ``packets_sent``/s (one per packet per client);
 deliveries/s counted by the readers (lines) and, divided by the fan-out,
-distinct packets/s delivered; CPU us per packet of each process; latency p50/p99/max; what was dropped (the
-door's ``dropped``, ``malformed``, ``failed``; deliveries missing against
-ingested x fan-out; published packets never ingested); CPU of the server,
+distinct packets/s delivered; CPU us per packet of each process; latency
+p50/p99/max; what was dropped (the door's ``dropped``, ``malformed``,
+``failed``; deliveries missing against ingested x fan-out; published packets
+never ingested); CPU of the server,
 RabbitMQ, the publishers, the readers, this process and the rest of the
 machine, in % of one core. After publishing stops, the run waits (bounded)
 until everything published was ingested and delivered.
