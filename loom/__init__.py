@@ -21,12 +21,18 @@ starts (marking streams that were live as aborted), applies retention
 every ``loom.retention_interval`` and after each stream ends, and aborts
 the live streams when the runtime stops.
 
-Streams live in one process: run loom in a single server process (the
-``pserve`` runner), not in several gunicorn workers sharing one folder.
+Streams live in one process: the door takes an exclusive lock on
+``<storage_dir>/.lock``; a second process on the same folder (another
+gunicorn worker) serves no loom route (503 naming the owner's pid) instead
+of corrupting the streams of the first. Run loom in one process (the
+``pserve`` runner, or one worker).
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 from typing import Any
 
 from gevent.event import Event
@@ -37,6 +43,8 @@ from channelstream.settings import LoomSettings
 
 from .events import Notifier
 from .store import Store, Stream
+
+log = logging.getLogger(__name__)
 
 #: Name of the door in ``/healthz``.
 DOOR_NAME = "loom"
@@ -65,6 +73,9 @@ class LoomDoor(LoopDoor):
             notify=self._notify,
         )
         self.ready = False
+        #: why this process does not serve loom (another one holds the folder)
+        self.standby: str | None = None
+        self._lock_fd: int | None = None
         self._kick = Event()
 
     def _notify(self, stream: Stream, event: str) -> None:
@@ -73,11 +84,34 @@ class LoomDoor(LoopDoor):
             self._kick.set()
 
     def open(self) -> None:
+        if not self._lock():
+            return
         self.store.open()
         self.ready = True
         self.store.purge(
             max_age=self.settings.retention_age, max_bytes=self.settings.retention_bytes
         )
+
+    def _lock(self) -> bool:
+        """Take ``<storage_dir>/.lock``; False (:attr:`standby` set) if another process has it."""
+        root = self.store.root
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            self.standby = (
+                f"loom streams of {root} are served by another process (pid {owner}); "
+                "loom runs in one process"
+            )
+            log.warning("loom: %s", self.standby)
+            return False
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+        return True
 
     def run(self) -> None:
         while not self.stopping:
@@ -85,6 +119,8 @@ class LoomDoor(LoopDoor):
             self._kick.clear()
             if self.stopping:
                 return
+            if not self.ready:
+                continue
             self.store.purge(
                 max_age=self.settings.retention_age, max_bytes=self.settings.retention_bytes
             )
@@ -93,12 +129,18 @@ class LoomDoor(LoopDoor):
         self._kick.set()
 
     def close(self) -> None:
-        self.ready = False
-        self.store.close()
+        if self.ready:
+            self.ready = False
+            self.store.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
 
     def extra_status(self) -> dict[str, Any]:
         streams = self.store.streams()
         return {
+            "serving": self.ready,
+            **({"standby": self.standby} if self.standby else {}),
             "streams": len(streams),
             "live": sum(1 for s in streams if s.live),
             "stored_bytes": sum(s.stored for s in streams),

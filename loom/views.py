@@ -68,7 +68,9 @@ def _door(request: Request):  # -> LoomDoor (imported lazily: it imports this mo
 
     door = get_door(request.registry)
     if not door.ready:
-        raise Unavailable("loom storage is not open (the server is starting or stopping)")
+        raise Unavailable(
+            door.standby or "loom storage is not open (the server is starting or stopping)"
+        )
     return door
 
 

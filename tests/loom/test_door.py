@@ -1,0 +1,54 @@
+"""The loom door: one process per storage folder, retention kicked by stream ends."""
+
+from __future__ import annotations
+
+import os
+
+import gevent
+
+from channelstream.hub import Hub
+from channelstream.settings import default_settings
+from loom import LoomDoor
+
+
+def make_door(tmp_path, **keys: str) -> LoomDoor:
+    settings = default_settings({"loom.storage_dir": str(tmp_path), **keys}).loom
+    return LoomDoor(settings, Hub())
+
+
+def test_a_second_process_on_the_same_folder_stands_by_with_the_owners_pid(tmp_path):
+    first, second = make_door(tmp_path), make_door(tmp_path)
+    first.start()
+    second.start()
+    try:
+        assert first.ready and first.status()["serving"] is True
+        assert not second.ready and f"pid {os.getpid()}" in second.standby
+        assert second.status()["serving"] is False
+    finally:
+        first.stop(5)
+        second.stop(5)
+    third = make_door(tmp_path)  # the lock went with the first door
+    third.start()
+    try:
+        assert third.ready
+    finally:
+        third.stop(5)
+
+
+def test_stopping_aborts_live_streams_and_an_end_kicks_retention(tmp_path):
+    door = make_door(tmp_path, **{"loom.retention_bytes": "10", "loom.retention_interval": "1h"})
+    door.start()
+    try:
+        store = door.store
+        old, _ = store.create("old", None)
+        store.append(old, b"x" * 100)
+        live, _ = store.create("live", None)
+        store.finish(old)  # kicks the retention loop at once (its interval is an hour)
+        for _ in range(100):
+            if store.find("old") is None:
+                break
+            gevent.sleep(0.01)
+        assert store.find("old") is None and store.find("live") is live
+    finally:
+        door.stop(5)
+    assert live.state == "aborted" and "stopped" in live.reason
