@@ -53,11 +53,7 @@ class PacketMessage(Message):
     is instead of encoding the packet again (~8 us per packet here).
     """
 
-    __slots__ = ("line",)
-
-    def __init__(self, channel: str, body: Any, *, fields: dict, size: int, line: bytes | None):
-        super().__init__(channel, body, fields=fields, size=size)
-        self.line = line
+    __slots__ = ("line",)  # set by packet_message when it has the line
 
 
 def _one_line(raw: bytes) -> bytes | None:
@@ -91,7 +87,10 @@ def packet_message(
         if type(value) in scalar or (type(value) not in (dict, list) and is_scalar(value))
     }
     line = _one_line(raw) if raw is not None else None
-    return PacketMessage(channel, packet, fields=fields, size=size, line=line)
+    message = PacketMessage(channel, packet, fields=fields, size=size)
+    if line is not None:
+        message.line = line
+    return message
 
 
 def ndjson(message: Message) -> bytes:
