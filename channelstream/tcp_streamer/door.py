@@ -17,6 +17,13 @@ A session (one greenlet from accept to close):
 4. meanwhile a small reader greenlet reads and discards whatever the client
    sends after its query; its EOF (or error) ends the session.
 
+A ``time`` query that reaches further back than the packet channel's
+history still gets what history holds, then live packets. The NDJSON stream
+has no room to say so without breaking clients that parse every line as a
+packet, so the door says it instead: ``partial_replays`` in ``/healthz``
+counts such queries, and the log tells (at most one line per
+:data:`LOG_EVERY` seconds, with the number of others).
+
 Packets are droppable: a client that falls behind by ``outbox_size``
 packets loses the oldest ones (counted in ``dropped``), and a stalled
 client never holds up the others, since publishing never blocks.
@@ -33,6 +40,7 @@ import errno
 import json
 import logging
 import socket as _stdlib_socket
+import time
 from typing import Any
 
 import gevent
@@ -63,6 +71,8 @@ _ACCEPT_BACKOFF_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, e
 #: accept() errors about one connection only.
 _ACCEPT_SKIP_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EAGAIN, errno.EINTR})
 _ACCEPT_BACKOFF = 0.1
+#: Seconds between two log lines about time queries history could not fully serve.
+LOG_EVERY = 10.0
 
 
 class SendStalled(Exception):
@@ -131,7 +141,10 @@ class TcpStreamer(LoopDoor):
         self.bad_queries = 0
         self.query_timeouts = 0
         self.slow_disconnects = 0
+        self.partial_replays = 0
         self._dropped_closed = 0
+        self._partial_logged_at: float | None = None
+        self._partial_unlogged = 0
 
     # -- LoopDoor hooks ------------------------------------------------------------------
 
@@ -203,6 +216,7 @@ class TcpStreamer(LoopDoor):
             "bad_queries": self.bad_queries,
             "query_timeouts": self.query_timeouts,
             "slow_disconnects": self.slow_disconnects,
+            "partial_replays": self.partial_replays,
         }
 
     # -- one client -------------------------------------------------------------------------
@@ -285,7 +299,7 @@ class TcpStreamer(LoopDoor):
                 outbox, self.config.channel, start=query.start, filter=query.filter
             )
             if subscription.resume_error:
-                log.debug("tcp-streamer %s: %s", client.peer, subscription.resume_error)
+                self._partial_replay(client, subscription.resume_error)
             # Bounds every write (and makes the reader's recv wake up now and then).
             client.sock.settimeout(self.config.send_timeout or None)
             reader = gevent.spawn(_read_until_eof, client.sock, outbox)
@@ -307,6 +321,21 @@ class TcpStreamer(LoopDoor):
             if reader is not None:
                 reader.kill(block=True, timeout=1.0)
             self._dropped_closed += outbox.dropped
+
+    def _partial_replay(self, client: _Client, reason: str) -> None:
+        """Count a time query history could not fully serve; log it, rate-limited."""
+        self.partial_replays += 1
+        now = time.monotonic()
+        if self._partial_logged_at is not None and now - self._partial_logged_at < LOG_EVERY:
+            self._partial_unlogged += 1
+            return
+        others, self._partial_unlogged = self._partial_unlogged, 0
+        self._partial_logged_at = now
+        log.info(
+            "tcp-streamer %s: its time query replays only what history holds (%s)%s",
+            client.peer, reason, f"; {others} more such queries since the last report"
+            if others else "",
+        )
 
     def _write(self, sock: socket.socket, batch: list[Message]) -> None:
         """One batch in one write; the socket's timeout (``send_timeout``) bounds it."""

@@ -161,6 +161,26 @@ def test_time_replays_exactly_the_window_then_live(streamer):
         assert client.packets(1) == [{"run": run, "fence": True}]
 
 
+def test_a_time_query_past_the_history_gets_what_is_kept_and_is_counted(tmp_path):
+    """No extra line for NDJSON clients: /healthz counts it and the log says it."""
+    for server in run_packets_server(tmp_path, **{"packets.history_size": "3"}):
+        run = new_run()
+        accepted(post_packets(server, [{"run": run, "n": n} for n in range(5)]), 5)
+        assert door_status(server)["partial_replays"] == 0
+        with StreamClient(server).send({"run": run, "time": 60000}) as client:
+            assert client.packets(3) == [{"run": run, "n": n} for n in (2, 3, 4)]
+            accepted(post_packets(server, [{"run": run, "n": 5}]), 1)
+            assert client.packets(1) == [{"run": run, "n": 5}]
+        with StreamClient(server).send({"run": run, "time": 60000}) as client:
+            assert len(client.packets(3)) == 3
+        with StreamClient(server).send({"run": run, "time": 1}) as client:  # within reach
+            accepted(post_packets(server, [{"run": run, "n": 6}]), 1)
+            assert client.packets(1) == [{"run": run, "n": 6}]
+        assert door_status(server)["partial_replays"] == 2
+        logged = server.stderr.count("replays only what history holds")
+        assert logged == 1  # the second within LOG_EVERY is counted, not logged
+
+
 def test_replay_and_live_meet_with_no_gap_and_no_duplicate(streamer):
     """A client connects while packets flow: it sees each one once, in order."""
     run = new_run()
