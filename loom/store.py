@@ -66,6 +66,10 @@ FSYNC_NEVER, FSYNC_FINISH, FSYNC_ALWAYS = "never", "finish", "always"
 SLOW_WRITE = 0.002
 #: ...for this long (seconds) after it.
 SLOW_WRITE_HOLD = 1.0
+#: Chunks at least this big are compressed in the thread pool.
+POOL_COMPRESS = 16 * 1024
+#: Frames stored as is after one that did not shrink, before trying again.
+INCOMPRESSIBLE_SKIP = 16
 
 Notify = Callable[["Stream", str], None]
 
@@ -132,6 +136,8 @@ class Stream:
     writing: bool = False
     #: an fd detached by an end during such a write, closed when it returns
     orphan_fd: int | None = None
+    #: zlib frames to store as is before trying to compress again
+    skip_compress: int = 0
 
     @property
     def live(self) -> bool:
@@ -335,17 +341,20 @@ class Store:
             return
         if stream.writing:
             raise RuntimeError(f"stream {stream.id}: appends overlap (one producer per stream)")
-        pieces: list[tuple[bytes | memoryview, int]]
         if stream.compression == frames.ZLIB:
-            pieces = []
-            for start in range(0, len(data), frames.MAX_FRAME_RAW):
-                chunk = data[start : start + frames.MAX_FRAME_RAW]
-                pieces.append((frames.encode(chunk, self.level), len(chunk)))
+            pieces = [
+                data[start : start + frames.MAX_FRAME_RAW]
+                for start in range(0, len(data), frames.MAX_FRAME_RAW)
+            ]
         else:
-            pieces = [(data, len(data))]
+            pieces = [data]
         stream.writing = True
         try:
-            for piece, raw in pieces:
+            for chunk in pieces:
+                raw = len(chunk)
+                piece = self._encode(stream, chunk) if stream.compression == frames.ZLIB else chunk
+                if stream.fd is not fd:
+                    return
                 if time.monotonic() < self._slow_until:
                     _pool(_write_all, fd, piece)
                 else:
@@ -367,6 +376,21 @@ class Store:
                 os.close(orphan)
         if stream.fd is fd:
             self.notify(stream, "data")
+
+    def _encode(self, stream: Stream, chunk: bytes | memoryview) -> bytes:
+        """A zlib frame of ``chunk``; large ones are compressed in the thread pool
+        (zlib releases the GIL: the other core works); data that did not shrink
+        makes the next :data:`INCOMPRESSIBLE_SKIP` frames be stored as is."""
+        if stream.skip_compress:
+            stream.skip_compress -= 1
+            return frames.encode_stored(chunk)
+        if len(chunk) >= POOL_COMPRESS:
+            frame, shrank = _pool(frames.encode, chunk, self.level)
+        else:
+            frame, shrank = frames.encode(chunk, self.level)
+        if not shrank:
+            stream.skip_compress = INCOMPRESSIBLE_SKIP
+        return frame
 
     def finish(self, stream: Stream) -> None:
         """The upload ended cleanly: ``finished`` (if still live)."""

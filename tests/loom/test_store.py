@@ -171,7 +171,7 @@ def test_a_partial_compressed_frame_is_cut_at_restart_and_never_crashes_a_reader
     store.append(stream, b"second chunk")
     whole = stream.stored
     with open(stream.data_path, "ab") as f:  # a crash in the middle of a frame
-        f.write(frames.encode(b"third", 1)[:7])
+        f.write(frames.encode(b"third", 1)[0][:7])
     again = make_store(tmp_path)
     z = again.get("z")
     assert z.stored == whole and os.path.getsize(z.data_path) == whole
@@ -181,15 +181,16 @@ def test_a_partial_compressed_frame_is_cut_at_restart_and_never_crashes_a_reader
 def test_a_damaged_compressed_file_ends_the_reader_without_an_exception(tmp_path):
     store = make_store(tmp_path, compression="zlib")
     stream, _ = store.create("bad", None)
-    store.append(stream, b"good")
-    store.append(stream, b"to be damaged")
+    text = b"good " * 100
+    store.append(stream, text)
+    store.append(stream, b"to be damaged " * 100)
     store.finish(stream)
-    good = frames.HEADER_SIZE + len(zlib.compress(b"good", 1))
+    good = frames.HEADER_SIZE + len(zlib.compress(text, 1))
     with open(stream.data_path, "r+b") as f:
         f.seek(good + frames.HEADER_SIZE + 2)
         f.write(b"\xff\xff\xff\xff")
     with StreamReader(stream) as reader:
-        assert reader.read() == b"good"
+        assert reader.read() == text
         assert reader.read() == b""
         assert reader.corrupt and reader.done
     with open(stream.data_path, "r+b") as f:  # an absurd announced length
@@ -226,3 +227,34 @@ def test_retention_by_age_then_by_total_size_keeps_live_streams(tmp_path):
     assert {s.id for s in store.streams()} == {"new", "live"}
     assert store.purge(max_bytes=1) == ["new"]
     assert [s.id for s in store.streams()] == ["live"]
+
+
+def test_data_that_does_not_shrink_is_stored_as_is_and_compression_is_retried_later(tmp_path):
+    store = make_store(tmp_path, compression="zlib")
+    stream, _ = store.create("mixed", None)
+    noise = os.urandom(100_000)
+    text = b"compiling module %d\n" * 5000
+    store.append(stream, noise)  # stored as is; the next frames skip zlib
+    assert stream.skip_compress == 16 and stream.stored == len(noise) + frames.HEADER_SIZE
+    for _ in range(16):
+        store.append(stream, text)
+    assert stream.skip_compress == 0
+    before = stream.stored
+    store.append(stream, text)  # compressed again
+    assert stream.stored - before < len(text) // 10
+    store.finish(stream)
+    assert read_all(stream) == noise + text * 17
+
+
+def test_a_stored_frame_with_a_bad_crc_is_corrupt(tmp_path):
+    path = tmp_path / "frames"
+    good = frames.encode_stored(b"123456")
+    path.write_bytes(good + good[:-1] + b"7")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert frames.decode_at(fd, 0, len(good) * 2) == (b"123456", len(good))
+        with pytest.raises(frames.CorruptData, match="CRC"):
+            frames.decode_at(fd, len(good), len(good) * 2)
+        assert frames.scan(fd, len(good) * 2) == (len(good), 6)
+    finally:
+        os.close(fd)
