@@ -48,12 +48,13 @@ reader ~7 us): up to :data:`READ_CHUNK` bytes per read, every packet of a
 read published on the hub in one go (so each TCP client's writer wakes once
 per read, not once per packet). Acks are ``multiple``: one per
 ``min(prefetch // 2, 256)`` packets, and within :data:`ACK_DELAY` of the last
-packet when fewer come. The door yields between reads; a read is at most
-~270 small packets (some 5 ms of work when draining a backlog; while
-keeping up, reads are smaller). With a pika that lacks the internals the
-reader needs, pika's callbacks do the work: the door then yields every
-:data:`YIELD_EVERY` deliveries and pika parses at most
-:data:`PIKA_READ_CHUNK` bytes per read (:func:`limit_reads`).
+packet when fewer come. The door yields between reads: a read is at most
+~270 small packets, ~12 ms of work, when draining a backlog (yielding
+within a read too made each packet cost half as much again, with no
+quicker /healthz); while keeping up, reads are smaller. With a pika that
+lacks the internals the reader needs, pika's callbacks do the work: the
+door then yields every :data:`YIELD_EVERY` deliveries and pika parses at
+most :data:`PIKA_READ_CHUNK` bytes per read (:func:`limit_reads`).
 """
 
 from __future__ import annotations
