@@ -10,11 +10,12 @@ selectors loop over raw sockets that decodes the chunked response itself).
 Phases:
 
 - ``ingest``: one ``POST /stream/<id>`` of ``--size-mib`` MiB with
-  Content-Length, sent from a 1 MiB random buffer as fast as the server
-  reads; timed from the request's first byte until the server's response
-  ends, which it does after the data is written and, with ``--fsync finish``
-  (the default), fsynced: on the disk, not only in the page cache. The server's RSS is sampled every 20 ms: its
-  peak shows whether the upload is held in memory.
+  Content-Length, sent from a 1 MiB buffer (random bytes, or log-like text
+  lines with ``--text``) as fast as the server reads; timed from the
+  request's first byte until the server's response ends, which it does
+  after the data is written and, with ``--fsync finish`` (the default),
+  fsynced: on the disk, not only in the page cache. The server's RSS is
+  sampled every 20 ms: its peak shows whether the upload is held in memory.
 - ``get``: ``--gets`` GETs of that finished stream (Content-Length, served
   with sendfile), each read to the end into one 1 MiB buffer; MiB/s each.
 - ``fanout``: for each ``tailers x MiB/s`` of ``--fanout`` (default
@@ -56,6 +57,18 @@ from _support import REPO, CpuWatch, machine_info, mb, percentile, rss_of
 CHUNK = 64 * 1024
 STAMP = struct.Struct(">Q")
 MIB = 1 << 20
+
+
+def payload(size: int, text: bool) -> bytes:
+    """``size`` bytes of random data, or of build-log-like text lines."""
+    if not text:
+        return os.urandom(size)
+    lines = b"".join(
+        b"[%06d] compiling src/module_%d.c -> build/module_%d.o (%s)\n"
+        % (n, n % 97, n % 97, os.urandom(6).hex().encode())
+        for n in range(size // 40 + 1)
+    )
+    return lines[:size]
 
 
 # -- small raw HTTP helpers -------------------------------------------------------------------
@@ -255,7 +268,7 @@ class Bench:
 
     def ingest(self) -> None:
         size = self.args.size_mib * MIB
-        block = os.urandom(MIB)
+        block = payload(MIB, self.args.text)
         rss_before = rss_of(self.pid)
         peak = [rss_before]
         sampling = threading.Event()
@@ -361,7 +374,7 @@ class Bench:
         )
         interval = CHUNK / (rate_mib * MIB)
         chunks = int(self.args.seconds / interval)
-        filler = os.urandom(CHUNK - STAMP.size)
+        filler = payload(CHUNK - STAMP.size, self.args.text)
         frame_head = b"%x\r\n" % CHUNK
         start = time.perf_counter()
         late = 0
@@ -409,6 +422,7 @@ class Bench:
             "load_average_at_start": os.getloadavg(),
             "storage": str(self.tmp),
             "compression": self.args.compression,
+            "data": "text lines" if self.args.text else "random bytes",
             "fsync": self.args.fsync,
         }
         try:
@@ -443,6 +457,7 @@ def main() -> None:
         help="loom.fsync (finish: the ingest ends once the data is on the disk)",
     )
     parser.add_argument("--dir", default=str(REPO / "var"), help="where the temporary storage goes")
+    parser.add_argument("--text", action="store_true", help="log-like text instead of random")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     Path(args.dir).mkdir(parents=True, exist_ok=True)

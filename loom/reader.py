@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Most bytes one read returns (one write to a reader's socket).
 READ_SIZE = 256 * 1024
+#: Decoded frames kept per compressed stream for the other readers.
+DECODED_FRAMES = 16
 
 
 class StreamReader:
@@ -62,14 +64,22 @@ class StreamReader:
     def _read_frames(self, end: int, max_bytes: int) -> bytes:
         parts: list[bytes] = []
         total = 0
+        cache = self.stream.decoded
         while total < max_bytes:
-            try:
-                frame = frames.decode_at(self.fd, self.offset, end)  # type: ignore[arg-type]
-            except frames.CorruptData as err:
-                self.corrupt = str(err)
-                log.warning("loom: stream %s: damaged data file: %s", self.stream.id, err)
-                break
+            frame = cache.get(self.offset)
             if frame is None:
+                try:
+                    frame = frames.decode_at(self.fd, self.offset, end)  # type: ignore[arg-type]
+                except frames.CorruptData as err:
+                    self.corrupt = str(err)
+                    log.warning("loom: stream %s: damaged data file: %s", self.stream.id, err)
+                    break
+                if frame is None:
+                    break
+                cache[self.offset] = frame
+                if len(cache) > DECODED_FRAMES:
+                    del cache[next(iter(cache))]
+            elif frame[1] > end:  # decoded by a reader allowed further (notail)
                 break
             parts.append(frame[0])
             total += len(frame[0])

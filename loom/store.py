@@ -42,7 +42,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,9 @@ class Stream:
     orphan_fd: int | None = None
     #: zlib frames to store as is before trying to compress again
     skip_compress: int = 0
+    #: the last frames readers decoded (file offset -> (raw bytes, next offset)),
+    #: so that the tailers of a compressed stream decode each frame once
+    decoded: dict[int, tuple[bytes, int]] = field(default_factory=dict, repr=False)
 
     @property
     def live(self) -> bool:

@@ -137,9 +137,11 @@ def test_201_and_the_id_reach_the_producer_while_its_upload_is_still_open(loom_s
             seen += os.read(upload.stderr.fileno(), 4096)
     assert b"HTTP/1.1 201 Created" in seen and b"X-Stream-Id: early" in seen
     assert upload.poll() is None  # the upload is still open
-    assert requests.get(f"{loom_server.url}/stream/early?notail", timeout=5).content == (
-        b"first part\n"
-    )
+    stored = b""
+    while stored != b"first part\n":  # stored while the upload is open
+        assert time.monotonic() < deadline, stored
+        stored = requests.get(f"{loom_server.url}/stream/early?notail", timeout=5).content
+    assert upload.poll() is None
     upload.stdin.write(b"second part\n")
     upload.stdin.close()
     assert upload.wait(10) == 0

@@ -195,6 +195,7 @@ def test_a_damaged_compressed_file_ends_the_reader_without_an_exception(tmp_path
         assert reader.corrupt and reader.done
     with open(stream.data_path, "r+b") as f:  # an absurd announced length
         f.write(b"\xff" * 8)
+    stream.decoded.clear()  # frames decoded before the damage are still served from memory
     with StreamReader(stream) as reader:
         assert reader.read() == b"" and reader.corrupt
 
