@@ -347,7 +347,7 @@ class Bench:
     # -- fan-out ------------------------------------------------------------------------------
 
     def fanout(self, tailers: int, rate_mib: float) -> dict[str, Any]:
-        stream_id = f"fan-{tailers}x{rate_mib:g}"
+        stream_id = f"fan-{tailers}x{rate_mib:g}-{time.time_ns()}"
         port = self.server.port
         producer = connect(port)
         producer.sendall(
@@ -394,6 +394,7 @@ class Bench:
         for proc in procs:
             proc.wait(30)
         cpu = watch.percent({f"tailers{i}": r["cpu_s"] for i, r in enumerate(results)})
+        door = self.server.get("/healthz").json()["doors"]["loom"]
         latencies = sorted(lat for r in results for lat in r["latencies_ns"])
         expected = chunks * CHUNK
         received = [b for r in results for b in r["bytes"]]
@@ -414,6 +415,7 @@ class Bench:
             },
             "cpu_percent": cpu,
             "machine_busy_percent": watch.machine_busy,
+            "server_slow_writes_so_far": door.get("slow_writes"),
         }
 
     def run(self) -> dict[str, Any]:
