@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Most channels one ``join``/``leave`` may name, and their longest name.
+#: Most channels one ``join``/``leave`` may name (and a connection may be in
+#: through socket.io joins), and their longest name.
 MAX_CHANNELS = 1000
 MAX_CHANNEL_NAME = 256
 
@@ -119,6 +120,9 @@ class StreamNamespace(socketio.Namespace):
                 )
             names = channel_list(args, event)
             chat = self.door.chat
+            joined = session.connection.channels
+            if event == "join" and len(joined.union(names)) > MAX_CHANNELS:
+                raise BadEvent(f"join: a connection may be in at most {MAX_CHANNELS} channels")
             if event == "join":
                 chat.subscribe(session.connection.id, names)
             else:

@@ -260,8 +260,8 @@ class ChatTransport(Transport):
         """Drain the outbox into engine.io's queue (called by the hub; never blocks)."""
         outbox = self.outbox
         session = self.session
-        if self.kicked or outbox is None or self._waiting is not None:
-            return
+        if self.kicked or outbox is None or self._waiting is not None or session.gone:
+            return  # a gone client's session is being ended by the disconnect handler
         queue = session.eio_socket.queue
         try:
             while len(outbox):

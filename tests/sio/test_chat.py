@@ -127,6 +127,11 @@ def test_bad_join_and_leave_get_an_error_event_and_change_nothing(api, stream):
     for bad in ([], "lobby", [1], ["x" * 257], {"channels": ["a"]}):
         assert "error" in client.call("join", bad)
         assert client.next("error")[1]["message"].startswith("join: ")
+    many = [f"c{i}" for i in range(600)]
+    assert client.call("join", many[:500]) == sorted(many[:500])
+    assert "at most 1000 channels" in client.call("join", [f"d{i}" for i in range(501)])["error"]
+    assert client.next("error")[1]["message"].startswith("join: ")
+    assert client.call("leave", many[:500]) == sorted(many[:500])
     assert "error" in client.call("leave", [])
     assert client.next("error")[1]["message"].startswith("leave: ")
     assert api.info(channels=["x"])["channels"] == {}  # nothing was joined
