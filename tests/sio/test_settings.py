@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
 import requests
 
 from tests.sio.clients import StreamClient
-from tests.support.api import API_APP
+from tests.sio.test_slow import stalled_client
+from tests.support.api import API_APP, api_client
+from tests.support.packets import wait_for
 from tests.support.server import REPO, RunningServer
 
 ORIGIN = "https://app.example"
@@ -91,3 +94,21 @@ def test_seed_server_keys_set_path_transports_and_heartbeats_max_payload_from_th
         client.close()
     status = running.get("/healthz").json()["doors"]["socketio"]
     assert status["path"] == "/legacy.io/" and status["transports"] == ["websocket"]
+
+
+def test_a_client_that_never_answers_pings_is_dropped_after_ping_interval_and_timeout(server):
+    running = server(app={**API_APP, "socketio.ping_interval": "1", "socketio.ping_timeout": "1"})
+    api = api_client(running)
+    conn_id = api.connect("pat", ["lobby"])["conn_id"]
+    silent = stalled_client(running, json.dumps({"conn_id": conn_id}))
+    try:
+        door = running.get("/healthz").json()["doors"]["socketio"]
+        assert door["chat_clients"] == 1
+        started = time.monotonic()
+        wait_for(
+            lambda: running.get("/healthz").json()["doors"]["socketio"]["clients"] == 0,
+            timeout=15,
+        )
+        assert time.monotonic() - started >= 1.0  # not before a ping went unanswered
+    finally:
+        silent.close()
