@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import queue
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 import socketio
+import websocket
 
 NAMESPACE = "/stream"
 EVENTS = ("user_connect", "message", "presence", "user_state_change", "join", "leave", "data")
@@ -121,3 +123,16 @@ def refusal(url: str, auth: Any = None, transports: list[str] | None = None) -> 
     finally:
         client.disconnect()
     return errors.get(timeout=5)
+
+
+def stalled_client(url: str, connect: str) -> websocket.WebSocket:
+    """A raw engine.io websocket that joins ``/stream`` and then never reads again."""
+    ws = websocket.create_connection(
+        url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket",
+        sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),),
+        timeout=10,
+    )
+    assert ws.recv().startswith("0{")  # engine.io OPEN
+    ws.send("40/stream," + connect)
+    assert ws.recv().startswith("40/stream,")  # socket.io CONNECT
+    return ws

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.sio.clients import StreamClient
-from tests.sio.test_slow import stalled_client
+from tests.sio.clients import StreamClient, stalled_client
 from tests.support.api import API_APP, api_client
 from tests.support.packets import wait_for
 from tests.support.server import REPO, RunningServer
@@ -100,7 +99,7 @@ def test_a_client_that_never_answers_pings_is_dropped_after_ping_interval_and_ti
     running = server(app={**API_APP, "socketio.ping_interval": "1", "socketio.ping_timeout": "1"})
     api = api_client(running)
     conn_id = api.connect("pat", ["lobby"])["conn_id"]
-    silent = stalled_client(running, json.dumps({"conn_id": conn_id}))
+    silent = stalled_client(running.url, json.dumps({"conn_id": conn_id}))
     try:
         door = running.get("/healthz").json()["doors"]["socketio"]
         assert door["chat_clients"] == 1

@@ -4,15 +4,13 @@ past its outbox's hard limit (chat), or loses the oldest packets (GATD)."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
-import websocket
 
-from tests.sio.clients import StreamClient
+from tests.sio.clients import StreamClient, stalled_client
 from tests.support.api import api_client
 from tests.support.packets import PACKETS_APP, new_run, post_packets, wait_for
 from tests.support.server import REPO, RunningServer
@@ -28,26 +26,13 @@ def small_outboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
         yield running
 
 
-def stalled_client(server: RunningServer, connect: str) -> websocket.WebSocket:
-    """A raw engine.io websocket that joins ``/stream`` and then never reads again."""
-    ws = websocket.create_connection(
-        server.url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket",
-        sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),),
-        timeout=10,
-    )
-    assert ws.recv().startswith("0{")  # engine.io OPEN
-    ws.send("40/stream," + connect)
-    assert ws.recv().startswith("40/stream,")  # socket.io CONNECT
-    return ws
-
-
 def test_a_stalled_chat_client_is_disconnected_and_the_others_get_everything(small_outboxes):
     server = small_outboxes
     api = api_client(server)
     channel = f"room-{uuid.uuid4().hex[:8]}"
     slow_id = api.connect("slow", [channel])["conn_id"]
     fast_id = api.connect("fast", [channel])["conn_id"]
-    stalled = stalled_client(server, json.dumps({"conn_id": slow_id}))
+    stalled = stalled_client(server.url, json.dumps({"conn_id": slow_id}))
     fast = StreamClient(server.url, auth={"conn_id": fast_id})
     try:
         fast.next("user_connect")
@@ -69,7 +54,7 @@ def test_a_stalled_chat_client_is_disconnected_and_the_others_get_everything(sma
 def test_a_stalled_gatd_client_loses_the_oldest_packets_only(small_outboxes):
     server = small_outboxes
     run = new_run()
-    stalled = stalled_client(server, "")
+    stalled = stalled_client(server.url, "")
     fast = StreamClient(server.url)
     try:
         stalled.send("42/stream," + json.dumps(["query", {"run": run}]))
