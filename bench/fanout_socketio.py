@@ -34,7 +34,6 @@ import json
 import os
 import select
 import socket
-import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -93,7 +92,7 @@ class SioReader(fanout_ws.Reader):
         if conn.state == fanout_ws.OPEN:
             auth = json.dumps({"conn_id": conn.conn_id}).encode()
             try:
-                conn.sock.send(fanout_ws._masked_frame(0x1, CONNECTED[:-1] + b"," + auth))
+                conn.sock.send(fanout_ws._masked_frame(0x1, CONNECTED + auth))
             except OSError as exc:
                 self._error(f"namespace connect: {exc}")
 
@@ -151,17 +150,6 @@ class SioReader(fanout_ws.Reader):
             if not self.first_ns:
                 self.first_ns = now_ns
             self.last_ns = now_ns
-
-    def close_all(self) -> int:
-        closing = [c for c in self.conns.values() if c.state == fanout_ws.OPEN]
-        frame = fanout_ws._masked_frame(0x8, struct.pack("!H", 1000))
-        for conn in closing:
-            try:
-                conn.sock.send(frame)
-            except OSError:
-                pass
-            self._drop(conn)
-        return len(closing)
 
 
 class SioBench(fanout_ws.Bench):
