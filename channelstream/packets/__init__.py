@@ -81,11 +81,10 @@ def packet_message(
     if not isinstance(packet, dict):
         raise BadPacket(f"a packet must be a JSON object, not {type_name(packet)}")
     scalar = _SCALAR_TYPES
-    fields = {
-        key: value
-        for key, value in packet.items()
-        if type(value) in scalar or (type(value) not in (dict, list) and is_scalar(value))
-    }
+    if all(type(value) in scalar for value in packet.values()):
+        fields = packet  # flat, as most packets are: shared, not copied (read-only both)
+    else:
+        fields = {key: value for key, value in packet.items() if is_scalar(value)}
     line = _one_line(raw) if raw is not None else None
     message = PacketMessage(channel, packet, fields=fields, size=size)
     if line is not None:
