@@ -416,6 +416,7 @@ class Bench:
             "cpu_percent": cpu,
             "machine_busy_percent": watch.machine_busy,
             "server_slow_writes_so_far": door.get("slow_writes"),
+            "server_slowest_write_ms_so_far": door.get("slowest_write_ms"),
         }
 
     def run(self) -> dict[str, Any]:

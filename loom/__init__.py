@@ -146,6 +146,7 @@ class LoomDoor(LoopDoor):
             "stored_bytes": sum(s.stored for s in streams),
             "purged": self.store.purged,
             "slow_writes": self.store.slow_writes,
+            "slowest_write_ms": round(self.store.slowest_write * 1000, 1),
         }
 
 

@@ -197,6 +197,8 @@ class Store:
         self.purged = 0
         #: times a write was slow enough to send writes to the thread pool
         self.slow_writes = 0
+        #: the longest inline data write, in seconds
+        self.slowest_write = 0.0
         self._slow_until = 0.0
 
     # -- startup ------------------------------------------------------------
@@ -363,7 +365,9 @@ class Store:
                 else:
                     began = time.monotonic()
                     _write_all(fd, piece)
-                    if time.monotonic() - began > SLOW_WRITE:
+                    took = time.monotonic() - began
+                    self.slowest_write = max(self.slowest_write, took)
+                    if took > SLOW_WRITE:
                         self._slow_until = time.monotonic() + SLOW_WRITE_HOLD
                         self.slow_writes += 1
                 if stream.fd is not fd:
