@@ -27,6 +27,7 @@ import select
 import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 #: Largest read of stdin (one HTTP chunk).
@@ -169,24 +170,58 @@ def cat(url: str, stream_id: str, sink: int, *, token: str | None = None, notail
         if response.status != 200:
             raise _error(response)
         state = response.getheader("X-Stream-State", "")
-        while data := response.read1(READ_SIZE):
-            view = memoryview(data)
-            while view:
-                view = view[os.write(sink, view) :]
-        if state == "live" and not notail:  # how did it end?
-            conn.request("GET", f"{prefix}/streams/{quoted}", headers=_headers(token))
-            info = conn.getresponse()
-            if info.status == 200:
-                state = json.loads(info.read()).get("state", "")
-            else:
-                info.read()
-        return state
-    except (OSError, http.client.HTTPException) as err:
+        if not response.chunked:  # Content-Length: the stream had ended
+            while data := response.read1(READ_SIZE):
+                _write(sink, data)
+            return state
+        trailers = _copy_chunked(response.fp, sink)  # a live tail: its trailer says how it ended
+        if "x-stream-state" in trailers:
+            return trailers["x-stream-state"]
+        response.close()  # a server without trailers: ask
+        conn.request("GET", f"{prefix}/streams/{quoted}", headers=_headers(token))
+        info = conn.getresponse()
+        if info.status != 200:
+            raise _error(info)
+        return json.loads(info.read()).get("state", "")
+    except (OSError, http.client.HTTPException, ValueError) as err:
         if isinstance(err, BrokenPipeError):
             raise
-        raise CliError(f"connection to {url} failed: {err}") from None
+        raise CliError(f"connection to {url} failed: {err!r}") from None
     finally:
         conn.close()
+
+
+def _write(sink: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(sink, view) :]
+
+
+def _copy_chunked(fp: Any, sink: int) -> dict[str, str]:
+    """Copy a chunked body from ``fp`` to ``sink`` as it comes; return its trailers.
+
+    :raises http.client.IncompleteRead: the connection ended before the last chunk.
+    """
+    while True:
+        line = fp.readline(1024)
+        if not line.endswith(b"\n"):
+            raise http.client.IncompleteRead(line)
+        size = int(line.split(b";", 1)[0].strip() or b"x", 16)
+        if size == 0:
+            break
+        while size:
+            data = fp.read1(min(size, READ_SIZE))
+            if not data:
+                raise http.client.IncompleteRead(b"")
+            _write(sink, data)
+            size -= len(data)
+        if fp.readline(16) not in (b"\r\n", b"\n"):
+            raise http.client.IncompleteRead(b"")
+    trailers: dict[str, str] = {}
+    while (line := fp.readline(8192)) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        trailers[name.strip().lower()] = value.strip()
+    return trailers
 
 
 def cat_main(argv: Sequence[str] | None = None) -> int:

@@ -156,6 +156,30 @@ def test_sigkill_mid_stream_then_restart_serves_every_acknowledged_byte_as_abort
         again.stop()
 
 
+def test_a_graceful_stop_aborts_live_streams_and_ends_their_readers(tmp_path):
+    server = start_loom_server(tmp_path)
+    producer = popen([LOOM_STREAM, server.url, "stopped"], stdin=subprocess.PIPE)
+    producer.stdin.write(b"partial output\n")
+    producer.stdin.flush()
+    wait_for_stream(server, "stopped")
+    reader = popen([LOOM_CAT, server.url, "stopped"])
+    read_until(reader, reader.stdout, b"partial output\n")
+    assert server.stop(signal.SIGTERM) == 0
+    _, err = reader.communicate(timeout=15)
+    assert reader.returncode == 1 and b"aborted" in err
+    producer.stdin.close()
+    assert producer.wait(15) != 0  # its server went away before its end
+    again = RunningServer(REPO / "development.ini", tmp_path).start()
+    try:
+        info = requests.get(f"{again.url}/streams/stopped", timeout=5).json()
+        assert info["state"] == "aborted" and "stopped" in info["reason"]
+        assert requests.get(f"{again.url}/stream/stopped", timeout=5).content == (
+            b"partial output\n"
+        )
+    finally:
+        again.stop()
+
+
 def test_retention_purges_the_oldest_ended_streams_by_size_and_by_age(tmp_path):
     app = {"loom.retention_bytes": "2500", "loom.retention_interval": "0.2"}
     (tmp_path / "size").mkdir()

@@ -151,18 +151,34 @@ def test_the_spy_sees_a_stream_that_starts_after_it_connected_and_its_end(loom_s
     assert seen.index(b"last line\n") < seen.index(b"END: spied2\n")
 
 
-def test_the_seed_spy_color_example(loom_server):
-    spy = popen(["bash", "-c", f"curl --no-buffer localhost:{loom_server.port}/spy?color"])
-    time.sleep(1)
-    requests.post(f"{loom_server.url}/stream/colored", data=b"in colour\n", timeout=5)
-    seen = read_until(spy, spy.stdout, b"END:\x1b[22m colored\n\x1b[39m")
-    spy.kill()
-    spy.wait(5)
-    found = re.search(rb"\x1b\[1m(\x1b\[\d+m)START:\x1b\[22m colored\n\x1b\[39m", seen)
-    assert found, seen
+def test_the_seed_spy_examples(loom_server):
+    """``curl --no-buffer localhost:3060/spy`` and ``...?color`` as the seed writes them."""
+    spies = {
+        query: popen(["bash", "-c", f"curl --no-buffer localhost:{loom_server.port}/spy{query}"])
+        for query in ("", "?color")
+    }
+    # live until both spies showed it: a live stream is shown whenever a spy connects
+    producer = popen([LOOM_STREAM, loom_server.url, "colored"], stdin=subprocess.PIPE)
+    producer.stdin.write(b"in colour\n")
+    producer.stdin.flush()
+    plain = read_until(spies[""], spies[""].stdout, b"in colour\n")
+    colored = read_until(spies["?color"], spies["?color"].stdout, b"in colour\n")
+    producer.stdin.close()
+    assert producer.wait(10) == 0
+    if b"END: colored\n" not in plain:
+        plain += read_until(spies[""], spies[""].stdout, b"END: colored\n")
+    end = b"END:\x1b[22m colored\n\x1b[39m"
+    if end not in colored:
+        colored += read_until(spies["?color"], spies["?color"].stdout, end)
+    for spy in spies.values():
+        spy.kill()
+        spy.wait(5)
+    assert b"START: colored\ncolored:\nin colour\nEND: colored\n" in plain
+    found = re.search(rb"\x1b\[1m(\x1b\[\d+m)START:\x1b\[22m colored\n\x1b\[39m", colored)
+    assert found, colored
     color = found.group(1)  # one of the 9 colours, the same for all of the stream's text
-    assert b"\x1b[1m" + color + b"colored:\x1b[22m\nin colour\n\x1b[39m" in seen
-    assert b"\x1b[1m" + color + b"END:\x1b[22m colored\n\x1b[39m" in seen
+    assert b"\x1b[1m" + color + b"colored:\x1b[22m\nin colour\n\x1b[39m" in colored
+    assert b"\x1b[1m" + color + b"END:\x1b[22m colored\n\x1b[39m" in colored
 
 
 def test_a_reader_that_stops_reading_slows_neither_the_producer_nor_other_readers(loom_server):
