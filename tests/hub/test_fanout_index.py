@@ -167,3 +167,20 @@ def test_identical_filters_share_one_group_and_70_is_70_0():
     groups = [group for _key, table in fanout.index for g in table.values() for group in g]
     assert sorted(len(group.subs) for group in groups) == [2, 2]
     assert hub.channel("c").delivered == 4
+
+
+def test_a_subscription_closed_by_its_overflow_during_fan_out_upsets_no_other():
+    """The fan-out walks a snapshot: the group it walks loses a member midway."""
+    hub = make_hub(FakeClock())
+    small = hub.open_outbox(max_queue=1, hard_limit=1)  # undroppable 2nd message: closed
+    hub.subscribe(small, "c", filter={"k": 1})
+    others = [hub.open_outbox(max_queue=100, hard_limit=100) for _ in range(3)]
+    for outbox in others:
+        hub.subscribe(outbox, "c", filter={"k": 1})
+    sent = [Message("c", n, fields={"k": 1}, droppable=False) for n in range(3)]
+    for message in sent:
+        hub.publish(message)
+    assert small.closed
+    assert hub.channel("c").subscriber_count == 3
+    for outbox in others:
+        assert outbox.drain() == sent
