@@ -187,26 +187,37 @@ def read_stream(request: Request) -> Response:
         raise NotFound(f"The stream with ID {stream.id} does not exist") from None
     if stream.live and "notail" not in request.GET:
         return ChunkedResponse(
-            tail(door.hub, reader), headers, trailers=lambda: [("X-Stream-State", stream.state)]
+            Tail(door.hub, reader), headers, trailers=lambda: [("X-Stream-State", stream.state)]
         )
     return StoredResponse(reader, stream.size, stream.stored, headers)
 
 
-def tail(hub: Hub, reader: StreamReader) -> Iterator[bytes]:
-    """Everything stored, then the live bytes until the stream ends (or the server stops)."""
-    follower = Follower(hub, stream_channel(reader.stream.id), name="loom reader")
-    try:
-        while True:
-            data = reader.read()
-            if data:
-                yield data
-            elif reader.done or follower.closed:
-                return
-            else:
-                follower.wait()
-    finally:
-        follower.close()
-        reader.close()
+class Tail:
+    """The body of a live ``GET``: everything stored, then the live bytes until
+    the stream ends (or the server stops). Subscribed from the start; ``close()``
+    releases the subscription and the file even if the body never ran (HEAD)."""
+
+    def __init__(self, hub: Hub, reader: StreamReader) -> None:
+        self.reader = reader
+        self.follower = Follower(hub, stream_channel(reader.stream.id), name="loom reader")
+
+    def __iter__(self) -> Iterator[bytes]:
+        reader, follower = self.reader, self.follower
+        try:
+            while True:
+                data = reader.read()
+                if data:
+                    yield data
+                elif reader.done or follower.closed:
+                    return
+                else:
+                    follower.wait()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.follower.close()
+        self.reader.close()
 
 
 def delete_stream(request: Request) -> Response:

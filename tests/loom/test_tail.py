@@ -243,3 +243,34 @@ def test_cli_errors_force_and_metadata(loom_server):
     assert down.returncode == 1 and b"failed" in down.stderr
     notail = curl(f"{loom_server.url}/stream/cli-x?notail")
     assert notail.stdout == b"three"
+
+
+def test_head_and_abandoned_tails_of_a_live_stream_leave_nothing_behind(loom_server):
+    producer = popen([LOOM_STREAM, loom_server.url, "headed"], stdin=subprocess.PIPE)
+    producer.stdin.write(b"some bytes\n")
+    producer.stdin.flush()
+    wait_for_stream(loom_server, "headed")
+    fds = f"/proc/{loom_server.process.pid}/fd"
+    before_fds = len(os.listdir(fds))
+    before_outboxes = loom_server.get("/healthz").json()["hub"]["outboxes"]
+    for _ in range(20):
+        head = requests.head(f"{loom_server.url}/stream/headed", timeout=5)
+        assert head.status_code == 200 and head.headers["X-Stream-State"] == "live"
+    for _ in range(5):  # readers that go away in the middle of a live tail
+        with socket.create_connection(("127.0.0.1", loom_server.port), timeout=5) as sock:
+            sock.sendall(b"GET /stream/headed HTTP/1.1\r\nHost: x\r\n\r\n")
+            seen = b""
+            while b"some bytes" not in seen:
+                seen += sock.recv(65536)
+    # a tail notices that its reader is gone when a write fails, as the stream grows
+    deadline = time.monotonic() + 10
+    for _ in range(5):
+        producer.stdin.write(b"more\n")
+        producer.stdin.flush()
+        time.sleep(0.2)
+    while loom_server.get("/healthz").json()["hub"]["outboxes"] > before_outboxes:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert len(os.listdir(fds)) <= before_fds + 2
+    producer.stdin.close()
+    assert producer.wait(10) == 0
