@@ -8,7 +8,7 @@ are described in :mod:`loom.views`.
 Parts:
 
 - :mod:`loom.store`: streams on disk, explicit states, restart recovery,
-  retention (no hub, no HTTP);
+  retention (no hub, no HTTP); :mod:`loom.ids`: valid and fresh stream ids;
 - :mod:`loom.frames`: the optional zlib framing of stored data;
 - :mod:`loom.events`: the store's changes as small notifications on hub
   channels (``loom``, ``loom:<id>``), and readers that wait on them;

@@ -38,7 +38,6 @@ import errno
 import json
 import logging
 import os
-import re
 import secrets
 import time
 from collections.abc import Callable
@@ -49,6 +48,7 @@ from typing import Any
 import gevent
 
 from . import frames
+from .ids import StoreError, check_id, new_id
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,6 @@ LIVE = "live"
 FINISHED = "finished"
 ABORTED = "aborted"
 STATES = (LIVE, FINISHED, ABORTED)
-
-MAX_ID_LENGTH = 128
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 FSYNC_NEVER, FSYNC_FINISH, FSYNC_ALWAYS = "never", "finish", "always"
 
@@ -74,14 +71,6 @@ INCOMPRESSIBLE_SKIP = 16
 Notify = Callable[["Stream", str], None]
 
 
-class StoreError(Exception):
-    """Base of the store's refusals; ``str()`` is client-safe."""
-
-
-class BadStreamId(StoreError):
-    """An id that is not acceptable (400)."""
-
-
 class StreamExists(StoreError):
     """The id is taken and ``force`` was not given (409)."""
 
@@ -92,25 +81,6 @@ class NoSuchStream(StoreError):
 
 class TooManyStreams(StoreError):
     """``loom.max_streams`` live streams already (503)."""
-
-
-def check_id(stream_id: str) -> str:
-    """Return ``stream_id`` if it is a valid id, else raise :class:`BadStreamId`."""
-    if not isinstance(stream_id, str) or not stream_id:
-        raise BadStreamId("a stream id must not be empty")
-    if len(stream_id) > MAX_ID_LENGTH:
-        raise BadStreamId(f"a stream id has at most {MAX_ID_LENGTH} characters")
-    if not _ID.match(stream_id):
-        raise BadStreamId(
-            "a stream id holds letters, digits, '.', '_' and '-' only, "
-            "and starts with a letter or digit"
-        )
-    return stream_id
-
-
-def new_id() -> str:
-    """A fresh id: ``loom-`` + the time in ms (hex, sortable) + 64 random bits."""
-    return f"loom-{time.time_ns() // 1_000_000:011x}-{secrets.token_hex(8)}"
 
 
 @dataclass(eq=False)

@@ -44,10 +44,11 @@ from channelstream.errors import BadRequest, ClientError, Conflict, NotFound
 from channelstream.hub import Hub
 
 from .events import Follower, stream_channel
+from .ids import BadStreamId
 from .reader import StreamReader, UploadReader
 from .responses import ChunkedResponse, IngestResponse, StoredResponse
 from .spy import Spy
-from .store import BadStreamId, NoSuchStream, Store, Stream, StreamExists, TooManyStreams
+from .store import NoSuchStream, Store, Stream, StreamExists, TooManyStreams
 
 #: Largest ``X-Stream-Metadata`` header, in characters.
 MAX_METADATA = 65536

@@ -10,18 +10,16 @@ from pathlib import Path
 import pytest
 
 from loom import frames
+from loom.ids import BadStreamId, check_id, new_id
 from loom.reader import StreamReader
 from loom.store import (
     ABORTED,
     FINISHED,
     LIVE,
-    BadStreamId,
     NoSuchStream,
     Store,
     StreamExists,
     TooManyStreams,
-    check_id,
-    new_id,
 )
 
 
