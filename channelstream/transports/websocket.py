@@ -49,9 +49,11 @@ from .base import Transport, parse_resume
 from .wsframes import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
+    OP_BINARY,
     OP_CLOSE,
     OP_PING,
     OP_PONG,
+    OP_TEXT,
     FrameReader,
     HandshakeError,
     ProtocolError,
@@ -80,29 +82,38 @@ def live_frame(message: Message) -> bytes:
     return frame(b"[" + message.encoded(live_json) + b"]")
 
 
-class _LastBatchFrame:
+def batch_frame(batch: list[Message], replayed: int) -> bytes:
+    """The text frame of a drained batch (JSON array, the first ``replayed`` catch-up)."""
+    return frame(encode_batch(batch, replayed))
+
+
+class LastBatchFrame:
     """The frame of the last batch encoded, reused while the next batches are the same.
 
     A publish of several messages to a channel queues the same messages in
     every subscriber's outbox, and the listeners drain them one after the
     other: all but the first reuse the first one's frame instead of joining
     and framing the same bytes again.
+
+    :param encode: ``encode(batch, replayed) -> bytes`` (other protocols
+        than ``/ws`` bring their own).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, encode: Callable[[list[Message], int], bytes] = batch_frame) -> None:
         self.batch: list[Message] = []
         self.replayed = 0
         self.data = b""
+        self._encode = encode
 
     def encode(self, batch: list[Message], replayed: int) -> bytes:
         if replayed == self.replayed and batch == self.batch:  # identity per item
             return self.data
         self.batch, self.replayed = batch, replayed
-        self.data = frame(encode_batch(batch, replayed))
+        self.data = self._encode(batch, replayed)
         return self.data
 
 
-_batch_frames = _LastBatchFrame()
+_batch_frames = LastBatchFrame()
 
 
 class WebSocket:
@@ -188,6 +199,17 @@ class WebSocket:
         if not self.closed:
             self._read_watcher.start(self._on_readable)
 
+    def stop_reading(self) -> None:
+        """Read nothing more until :meth:`start_reading` (the client then waits in TCP)."""
+        self._read_watcher.stop()
+
+    def new_reader(self) -> FrameReader:
+        """The frame reader of this websocket: data frames skipped (subclasses may keep them)."""
+        return FrameReader()
+
+    def on_message(self, opcode: int, payload: bytes) -> None:
+        """Called with each whole data message a :meth:`new_reader` that keeps them returns."""
+
     def _on_readable(self) -> None:
         try:
             data = self.sock.recv(READ_SIZE)
@@ -201,7 +223,7 @@ class WebSocket:
         if self._reader is None:
             if self.closing:  # after a protocol error: drop all until the client hangs up
                 return
-            self._reader = FrameReader()
+            self._reader = self.new_reader()
         try:
             for opcode, payload in self._reader.feed(data):
                 if self.closing:  # only the client's answering close matters now
@@ -214,6 +236,8 @@ class WebSocket:
                     return
                 elif opcode == OP_PING:
                     self.send(frame(payload, OP_PONG))
+                elif opcode in _MESSAGE_OPCODES:
+                    self.on_message(opcode, payload)
         except ProtocolError as err:
             self._reader = None
             self.close(err.code, err.reason)
@@ -268,6 +292,9 @@ class WebSocket:
     def on_closed(self) -> None:
         """Called once when the socket is closed."""
 
+
+#: Opcodes of the data messages a keeping reader returns.
+_MESSAGE_OPCODES = frozenset({OP_TEXT, OP_BINARY})
 
 #: Close codes a client may send that the server echoes back.
 _ECHOED = frozenset({1000, 1001}) | frozenset(range(3000, 5000))

@@ -6,11 +6,17 @@ u64, big-endian), then the payload.
 
 Client to server frames are always masked (a 4-byte key after the length).
 channelstream clients only ever send frames whose content the server ignores
-(0.7.1 ignored them too), so :class:`FrameReader` does not keep data frames at
-all: it checks their framing and skips their payload. Only control frames
-(close, ping; at most 125 bytes by the RFC) are unmasked and returned. Its
-memory is therefore bounded by a header plus one control frame, whatever a
-client sends.
+(0.7.1 ignored them too), so by default :class:`FrameReader` does not keep
+data frames at all: it checks their framing and skips their payload. Only
+control frames (close, ping; at most 125 bytes by the RFC) are unmasked and
+returned. Its memory is therefore bounded by a header plus one control frame,
+whatever a client sends.
+
+With ``keep_data=True`` (socket.io, whose clients do talk) it also returns
+each data message whole: unmasked, its fragments joined, as
+``(OP_TEXT or OP_BINARY, payload)``; its memory is then bounded by
+``max_message`` (a larger message is refused with 1009 as soon as its frame
+header says so, before its payload is read).
 """
 
 from __future__ import annotations
@@ -88,28 +94,62 @@ class ProtocolError(Exception):
 
 
 class FrameReader:
-    """Incremental parser of client frames that returns control frames only.
+    """Incremental parser of client frames that returns control frames only
+    (and whole data messages with ``keep_data``).
 
     :param max_message: largest data message (sum of its fragments) accepted
-        before :class:`ProtocolError` with 1009; its bytes are never stored.
+        before :class:`ProtocolError` with 1009; without ``keep_data`` its
+        bytes are never stored.
+    :param keep_data: also return data messages (see the module doc).
     """
 
-    __slots__ = ("_buffer", "_skip", "_fragmented", "_message_size", "max_message")
+    __slots__ = (
+        "_buffer",
+        "_skip",
+        "_fragmented",
+        "_message_size",
+        "max_message",
+        "keep_data",
+        "_opcode",
+        "_parts",
+        "_missing",
+        "_frame",
+    )
 
-    def __init__(self, max_message: int = 1 << 20) -> None:
+    def __init__(self, max_message: int = 1 << 20, keep_data: bool = False) -> None:
         self._buffer = b""
         self._skip = 0  # payload bytes of the current data frame still to skip
         self._fragmented = False  # inside a data message whose last frame is to come
         self._message_size = 0
         self.max_message = max_message
+        self.keep_data = keep_data
+        # keep_data only: the message being assembled, and the frame being read.
+        self._opcode = OP_TEXT  # opcode of the message's first frame
+        self._parts: list[bytes] = []  # unmasked payloads of its frames so far
+        self._missing = 0  # payload bytes of the current frame still to come
+        self._frame: list[bytes] = []  # the mask, then the current frame's payload so far
 
     def feed(self, data: bytes) -> Iterator[tuple[int, bytes]]:
-        """Consume ``data``; yield ``(opcode, unmasked payload)`` of each control frame.
+        """Consume ``data``; yield ``(opcode, unmasked payload)`` of each control frame
+        (and, with ``keep_data``, of each data message once whole).
 
         Raises :class:`ProtocolError` on a framing error: unmasked frame,
         reserved bits, unknown opcode, bad fragmentation, oversized control
         frame or message.
         """
+        if self._missing:
+            if len(data) < self._missing:
+                self._missing -= len(data)
+                self._frame.append(data)
+                return
+            self._frame.append(data[: self._missing])
+            data = data[self._missing :]
+            self._missing = 0
+            mask, *chunks = self._frame
+            self._frame = []
+            message = self._data_frame(_unmask(b"".join(chunks), mask))
+            if message is not None:
+                yield message
         if self._skip:
             if len(data) <= self._skip:
                 self._skip -= len(data)
@@ -156,14 +196,36 @@ class FrameReader:
             self._message_size = (self._message_size if self._fragmented else 0) + length
             if self._message_size > self.max_message:
                 raise ProtocolError(CLOSE_TOO_BIG, "message too big")
+            if self.keep_data and opcode != OP_CONTINUATION:
+                self._opcode = opcode
             self._fragmented = not fin
             available = end - pos - head
             if available < length:
-                self._skip = length - available
+                if self.keep_data:
+                    self._missing = length - available
+                    self._frame = [buffer[pos + head - 4 : pos + head], buffer[pos + head :]]
+                else:
+                    self._skip = length - available
                 return
+            if self.keep_data:
+                mask = buffer[pos + head - 4 : pos + head]
+                message = self._data_frame(_unmask(buffer[pos + head : pos + head + length], mask))
+                if message is not None:
+                    yield message
             pos += head + length
         if pos < end:
             self._buffer = buffer[pos:]
+
+    def _data_frame(self, payload: bytes) -> tuple[int, bytes] | None:
+        """Add a whole data frame's payload; the message if it was its last frame."""
+        if self._fragmented:
+            self._parts.append(payload)
+            return None
+        if self._parts:
+            self._parts.append(payload)
+            payload = b"".join(self._parts)
+            self._parts = []
+        return self._opcode, payload
 
 
 def _unmask(data: bytes, mask: bytes) -> bytes:

@@ -111,3 +111,49 @@ def test_a_message_over_the_limit_in_fragments_is_refused():
     with pytest.raises(ProtocolError) as err:
         list(reader.feed(masked(0x0, b"x" * 600)))
     assert err.value.code == 1009
+
+
+# -- keep_data: whole data messages for socket.io ----------------------------------------------
+
+
+def test_keep_data_returns_messages_unmasked_between_control_frames():
+    reader = FrameReader(keep_data=True)
+    stream = masked(0x1, "héllo".encode()) + masked(OP_PING, b"p") + masked(0x2, b"\0\1" * 40000)
+    assert list(reader.feed(stream)) == [
+        (0x1, "héllo".encode()),
+        (OP_PING, b"p"),
+        (0x2, b"\0\1" * 40000),
+    ]
+
+
+def test_keep_data_joins_fragments_with_control_frames_between_them_split_anywhere():
+    stream = masked(0x1, b"a" * 300, fin=False) + masked(OP_PING, b"p1")
+    stream += masked(0x0, b"b" * 70000, fin=False) + masked(0x0, b"") + masked(0x2, b"z")
+    stream += masked(0x1, b"")
+    expected = [(OP_PING, b"p1"), (0x1, b"a" * 300 + b"b" * 70000), (0x2, b"z"), (0x1, b"")]
+    for step in (1, 7, 4096, len(stream)):
+        reader = FrameReader(keep_data=True)
+        got = []
+        for i in range(0, len(stream), step):
+            got.extend(reader.feed(stream[i : i + step]))
+        assert got == expected, step
+
+
+def test_keep_data_refuses_a_message_over_the_limit_before_reading_its_payload():
+    reader = FrameReader(max_message=1000, keep_data=True)
+    assert list(reader.feed(masked(0x1, b"x" * 1000))) == [(0x1, b"x" * 1000)]
+    with pytest.raises(ProtocolError) as err:
+        list(reader.feed(masked(0x1, b"x" * 1001)[:8]))  # the header only
+    assert err.value.code == 1009
+    reader = FrameReader(max_message=1000, keep_data=True)
+    list(reader.feed(masked(0x1, b"x" * 600, fin=False)))
+    with pytest.raises(ProtocolError) as err:
+        list(reader.feed(masked(0x0, b"x" * 401)[:8]))
+    assert err.value.code == 1009
+
+
+def test_keep_data_keeps_the_same_framing_rules():
+    for data in (masked(0x0, b"x"), masked(0x1, b"x", fin=False) + masked(0x2, b"y")):
+        with pytest.raises(ProtocolError) as err:
+            list(FrameReader(keep_data=True).feed(data))
+        assert err.value.code == 1002
