@@ -33,6 +33,8 @@ from typing import Any
 from ..chat.frames import catchup_json, live_json
 from ..hub import Message
 from ..packets import ndjson
+from ..transports.websocket import LastBatchFrame
+from ..transports.wsframes import frame
 
 #: The namespace both uses share.
 NAMESPACE = "/stream"
@@ -113,9 +115,45 @@ def data_event(message: Message) -> str:
     return _HEAD + 'data",' + message.encoded(ndjson)[:-1].decode() + "]"
 
 
+# -- websocket frames: the packets above as the bytes a websocket sends ----------------------
+
+
+def packet_frames(packets: Iterable[str]) -> bytes:
+    """Websocket text frames, one per engine.io packet."""
+    return b"".join(frame(text.encode()) for text in packets)
+
+
+def live_event_frame(message: Message) -> bytes:
+    """Codec: :func:`live_event` as a websocket frame."""
+    return frame(message.encoded(live_event).encode())
+
+
+def catchup_event_frame(message: Message) -> bytes:
+    """Codec: :func:`catchup_event` as a websocket frame."""
+    return frame(message.encoded(catchup_event).encode())
+
+
+def data_event_frame(message: Message) -> bytes:
+    """Codec: :func:`data_event` as a websocket frame."""
+    return frame(message.encoded(data_event).encode())
+
+
+_last_batch = LastBatchFrame(lambda batch, replayed: packet_frames(chat_packets(batch, replayed)))
+
+
+def chat_frames(batch: Sequence[Message], replayed: int = 0) -> bytes:
+    """The websocket frames of :func:`chat_packets` (a one-message batch's cached on it)."""
+    if len(batch) == 1:
+        return batch[0].encoded(catchup_event_frame if replayed else live_event_frame)
+    return _last_batch.encode(list(batch), replayed)
+
+
 __all__ = [
     "NAMESPACE",
+    "chat_frames",
     "chat_packets",
+    "data_event_frame",
+    "packet_frames",
     "data_event",
     "event_of",
     "event_packet",

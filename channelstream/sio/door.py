@@ -9,17 +9,20 @@ app's ``registry``, so :func:`channelstream.wsgi_app.find_runtime` works on it.
 from ``runtime.settings.socketio`` as it is then (the server runner may have
 applied the seed's ``[server:main]`` keys): path, transports, ping interval
 and timeout, allowed CORS origins (empty = same origin only), maximum
-payload. It uses the ``wsgi.websocket`` that the HTTP server puts in the
-environ of upgraded requests (gevent-websocket), through engine.io's gevent
-driver. ``stop`` refuses new clients, disconnects every session (each gets
-an ``error`` event saying why), closes their engine.io sockets without
-waiting for them, and stops socket.io's background task.
+payload. Its websockets are the server's own (:mod:`.websocket`): the door
+adds socket.io's path to ``Runtime.raw_websocket_paths`` and replaces the
+``websocket`` class of engine.io's gevent driver (on its own server only)
+with :class:`~.websocket.TakeoverWSGI`. ``stop`` refuses new clients,
+disconnects every session (each gets an ``error`` event saying why), closes
+their engine.io sockets without waiting for them, and stops socket.io's
+background task.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import socketio
@@ -30,6 +33,7 @@ from ..runtime import Runtime
 from .codec import NAMESPACE
 from .namespace import StreamNamespace
 from .session import Session
+from .websocket import EngineIOWebSocket, TakeoverWSGI
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,8 @@ class SocketIODoor(Door):
         self.state = DoorState.NEW
         self.stopping = False
         self.sessions: dict[str, Session] = {}
+        #: The clients' websockets by engine.io sid (:mod:`.websocket`).
+        self.websockets: dict[str, EngineIOWebSocket] = {}
         #: Counters shown in ``/healthz``.
         self.connects = 0
         self.refused = 0
@@ -75,6 +81,9 @@ class SocketIODoor(Door):
         self.bad_queries = 0
         self.packets_sent = 0
         self.packets_dropped = 0
+        #: Batches handed straight to a websocket, and through engine.io's queue.
+        self.direct_writes = 0
+        self.queued_writes = 0
 
     @property
     def secret(self) -> str:
@@ -104,6 +113,17 @@ class SocketIODoor(Door):
             engineio_logger=_quiet_logger("engineio.server"),
         )
         server.register_namespace(StreamNamespace(self))
+        eio = server.eio
+        eio._async = {
+            **eio._async,
+            "websocket": partial(
+                TakeoverWSGI,
+                max_message=options.max_payload,
+                registry=self.websockets,
+                fallback=eio._async["websocket"],
+            ),
+        }
+        self.runtime.raw_websocket_paths.add(socketio_path(options.path))
         self.server = server
         self.wsgi = socketio.WSGIApp(server, self.app, socketio_path=options.path)
         self.state = DoorState.RUNNING
@@ -138,7 +158,7 @@ class SocketIODoor(Door):
         options = self.runtime.settings.socketio
         return {
             "state": self.state.value,
-            "path": "/" + options.path.strip("/") + "/",
+            "path": socketio_path(options.path),
             "namespace": NAMESPACE,
             "transports": list(options.transports),
             "clients": len(self.sessions),
@@ -149,9 +169,18 @@ class SocketIODoor(Door):
             "queries": self.queries,
             "bad_queries": self.bad_queries,
             "packets_sent": self.packets_sent,
+            "direct_writes": self.direct_writes,
+            "queued_writes": self.queued_writes,
+            "websockets": len(self.websockets),
+            "websockets_blocked": sum(1 for ws in self.websockets.values() if ws.blocked),
             "packets_dropped": self.packets_dropped
             + sum(s.packets.dropped for s in self.sessions.values() if s.packets is not None),
         }
+
+
+def socketio_path(path: str) -> str:
+    """The URL path of socket.io's requests (``socketio.path`` between slashes)."""
+    return "/" + path.strip("/") + "/"
 
 
 class SocketIOMount:

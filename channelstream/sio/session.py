@@ -7,20 +7,34 @@ and detached by :class:`~channelstream.chat.ChatState` exactly as ``/ws``
 is), which listens to the outbox instead of running a writer greenlet; a
 GATD query has its own outbox on the packet channel, drained by a writer
 greenlet. Both turn a drained batch into pre-encoded packets (:mod:`.codec`,
-cached on the hub messages) and hand them to the client's engine.io socket,
-whose own writer (websocket) or the client's next poll (long-polling) sends them.
+cached on the hub messages) and send them one of two ways:
 
-Backpressure: engine.io queues packets per socket without bound, so no more
-than :data:`MAX_IN_FLIGHT` packets are left there; past that, the session
-waits until engine.io has taken them before draining again. Whatever the
-client cannot take yet waits in its hub outbox, which is bounded: chat
-frames are not droppable, so a chat client past ``hub.outbox_hard_limit``
-is disconnected (and resumes by offset); GATD packets are, so a slow GATD
-client loses the oldest (counted). Publishing never waits for any of this.
+- direct: the client is on a websocket (:mod:`.websocket`), engine.io's
+  queue is empty and its writer holds nothing: the batch's websocket frames
+  (one frame per packet, a one-message batch's frame encoded once for all
+  recipients) go straight to the socket, from the hub's wake-up, as on
+  ``/ws``;
+- queued: otherwise (long-polling, an upgrade under way, engine.io packets
+  such as acks or pings still waiting) they go into engine.io's queue, after
+  what is there, and its writer (websocket) or the client's next poll
+  (long-polling) sends them. The order of everything a client gets is the
+  order of the hand-overs.
+
+Backpressure: on the direct way, when the socket's kernel buffer is full
+the rest waits and nothing more is drained until it empties
+(:meth:`~.websocket.EngineIOWebSocket.on_drained` resumes). engine.io queues
+packets per socket without bound, so no more than :data:`MAX_IN_FLIGHT`
+packets are left there; past that, the session waits until engine.io has
+taken them before draining again. Whatever the client cannot take yet waits
+in its hub outbox, which is bounded: chat frames are not droppable, so a
+chat client past ``hub.outbox_hard_limit`` is disconnected (and resumes by
+offset; a websocket that stopped reading is closed at once); GATD packets
+are, so a slow GATD client loses the oldest (counted). Publishing never
+waits for any of this.
 
 Engine.io internals used: ``Socket.send(packet)``, ``Socket.queue`` (a gevent
-``JoinableQueue``) and ``Socket.closed``/``closing``; an engine.io packet
-whose ``encode_cache`` is set is sent as that text.
+``JoinableQueue``), ``Socket.closed``/``closing``/``upgraded``/``sid``; an
+engine.io packet whose ``encode_cache`` is set is sent as that text.
 """
 
 from __future__ import annotations
@@ -37,10 +51,11 @@ from ..chat.frames import resume_failed
 from ..hub import Message, Outbox, run_writer
 from ..packets import Query
 from ..transports.base import Kicked, Transport
-from .codec import chat_packets, data_event, event_packet
+from .codec import chat_frames, chat_packets, data_event, data_event_frame, event_packet
 
 if TYPE_CHECKING:
     from .door import SocketIODoor
+    from .websocket import EngineIOWebSocket
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +92,26 @@ class Session:
     def gone(self) -> bool:
         sock = self.eio_socket
         return sock is None or sock.closed or sock.closing
+
+    @property
+    def websocket(self) -> EngineIOWebSocket | None:
+        """The client's websocket once engine.io's socket is upgraded to it (else None)."""
+        sock = self.eio_socket
+        if sock is None or not sock.upgraded:
+            return None
+        return self.door.websockets.get(sock.sid)
+
+    def direct(self) -> EngineIOWebSocket | None:
+        """The websocket to hand frames to directly, when that keeps the order.
+
+        That is: the client is on a websocket, engine.io's queue is empty
+        and its writer holds no packet. Otherwise ``None``: packets go
+        through engine.io's queue, after those already there.
+        """
+        ws = self.websocket
+        if ws is None or ws.writers_waiting or self.eio_socket.queue.unfinished_tasks:
+            return None
+        return ws
 
     def push(self, packets: Sequence[str]) -> None:
         """Queue pre-encoded packets on the engine.io socket; never blocks."""
@@ -168,7 +203,16 @@ class Session:
 
     def _write_packets(self, outbox: Outbox) -> None:
         def write(batch: list[Message]) -> None:
-            self.send([message.encoded(data_event) for message in batch])
+            ws = self.direct()
+            if ws is not None:
+                ws.send_frames(b"".join(message.encoded(data_event_frame) for message in batch))
+                self.door.direct_writes += 1
+                ws.wait_sent()
+                if self.gone:
+                    raise ClientGone("the socket.io client is gone")
+            else:
+                self.send([message.encoded(data_event) for message in batch])
+                self.door.queued_writes += 1
             self.door.packets_sent += len(batch)
 
         try:
@@ -195,6 +239,9 @@ class Session:
         if self.ended:
             return
         self.ended = True
+        ws = self.websocket
+        if ws is not None and ws.blocked:  # it stopped reading: nothing more would reach it
+            ws.abort()
         transport = self.transport
         if transport is not None:
             transport.kick(reason)
@@ -214,7 +261,9 @@ class ChatTransport(Transport):
     CONNECT, sends the first packets and makes :meth:`on_ready` the outbox's
     listener. From then on the hub calls :meth:`on_ready` (from its own
     greenlet, batched per burst, never blocking) whenever frames are queued;
-    it drains them into engine.io's queue while fewer than
+    it writes them to the websocket directly (see the module doc) until its
+    kernel buffer is full (then the websocket calls :meth:`on_ready` when it
+    drained), or drains them into engine.io's queue while fewer than
     :data:`MAX_IN_FLIGHT` packets wait there, and otherwise leaves them in
     the outbox and spawns one greenlet that waits for engine.io to take them
     and then calls :meth:`on_ready` again.
@@ -257,7 +306,8 @@ class ChatTransport(Transport):
             self.outbox.listen(self.on_ready)
 
     def on_ready(self) -> None:
-        """Drain the outbox into engine.io's queue (called by the hub; never blocks)."""
+        """Drain the outbox to the websocket or into engine.io's queue (called by the
+        hub or when the websocket drained; never blocks)."""
         outbox = self.outbox
         session = self.session
         if self.kicked or outbox is None or self._waiting is not None or session.gone:
@@ -265,11 +315,21 @@ class ChatTransport(Transport):
         queue = session.eio_socket.queue
         try:
             while len(outbox):
+                ws = session.direct()
+                if ws is not None:
+                    if ws.blocked:  # resumed by on_drained, once the client read
+                        ws.on_writable = self.on_ready
+                        return
+                    batch = outbox.drain(BATCH_LIMIT)
+                    ws.send_frames(chat_frames(batch, outbox.last_replayed))
+                    session.door.direct_writes += 1
+                    continue
                 if queue.unfinished_tasks > MAX_IN_FLIGHT:
                     self._waiting = gevent.spawn(self._wait_taken, queue)
                     return
                 batch = outbox.drain(BATCH_LIMIT)
                 session.push(chat_packets(batch, outbox.last_replayed))
+                session.door.queued_writes += 1
         except ClientGone:
             return  # the disconnect handler is ending the session
         if outbox.closed and not self.kicked:

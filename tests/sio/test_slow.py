@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.sio.clients import StreamClient, stalled_client
+from tests.sio.conftest import door_status
 from tests.support.api import api_client
 from tests.support.packets import PACKETS_APP, new_run, post_packets, wait_for
 from tests.support.server import REPO, RunningServer
@@ -43,6 +44,9 @@ def test_a_stalled_chat_client_is_disconnected_and_the_others_get_everything(sma
         assert [f["message"]["n"] for f in got] == list(range(120))
         stats = wait_for(lambda: (s := api.admin_stats())["slow_disconnects"] >= 1 and s)
         assert stats["slow_disconnects"] == 1
+        # the stalled websocket is closed at once, not left to engine.io's ping timeout
+        door = wait_for(lambda: (d := door_status(server))["websockets"] == 1 and d, timeout=5)
+        assert door["chat_clients"] == 1
         assert slow_id not in api.info(channels=[channel], include_connections=True)["channels"][
             channel
         ]["connections"].get("slow", [])
