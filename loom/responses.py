@@ -66,7 +66,7 @@ class IngestResponse(Response):
                     return []
                 if not data:
                     break
-                store.append(stream, data)  # yields: the write is in the thread pool
+                store.append(stream, data)  # may yield (a slow write goes to the thread pool)
         except BaseException:
             # the client vanished while we answered, the disk failed, or the
             # server is being stopped: never leave the stream live
