@@ -56,10 +56,10 @@ class _Group:
 
     __slots__ = ("rest", "subs")
 
-    def __init__(self, rest: tuple[tuple[str, object], ...], subs: tuple[Subscription, ...]):
+    def __init__(self, rest: tuple[tuple[str, object], ...]) -> None:
         #: the filter's pairs but the one it is indexed by (original values)
         self.rest = rest
-        self.subs = subs
+        self.subs: list[Subscription] = []
 
 
 class _FanOut:
@@ -75,54 +75,76 @@ class _FanOut:
     - ``evaluated``: the rest (decimation counts every message it sees, a
       NaN filter value): ``Subscription.accepts`` as before.
 
-    Private messages and deferred ones go through ``all`` with
-    ``Subscription.accepts``, in subscription order. Built from a snapshot
-    and never changed: a subscription cancelled during a fan-out cannot
-    upset it.
+    Private and deferred messages do not come here: the channel offers them
+    to every subscription in turn. Kept up to date by ``add``/``remove``
+    (O(1) but for list removals), except while a fan-out walks it: the
+    channel then drops it and builds a new one for the next publish, so a
+    subscription cancelled during a fan-out cannot upset the walk.
     """
 
-    __slots__ = ("all", "plain", "evaluated", "index")
+    __slots__ = ("plain", "evaluated", "index", "groups")
 
     def __init__(self, subs: list[Subscription]) -> None:
-        self.all = tuple(subs)
-        plain: list[Subscription] = []
-        evaluated: list[Subscription] = []
-        grouped: dict[tuple, list[Subscription]] = {}
+        self.plain: list[Subscription] = []
+        self.evaluated: list[Subscription] = []
+        self.index: dict[str, dict[object, list[_Group]]] = {}
+        self.groups: dict[tuple, _Group] = {}
         for sub in subs:
-            if sub.decimation is not None:
-                evaluated.append(sub)
-            elif sub.filter is None:
-                plain.append(sub)
+            self.add(sub)
+
+    @staticmethod
+    def _pairs(sub: Subscription) -> tuple | None:
+        if sub.decimation is not None or sub.filter is None:
+            return None
+        return sub.filter.index_pairs()
+
+    def add(self, sub: Subscription) -> None:
+        pairs = self._pairs(sub)
+        if pairs is None:
+            if sub.decimation is None and sub.filter is None:
+                self.plain.append(sub)
             else:
-                pairs = sub.filter.index_pairs()
-                if pairs is None:
-                    evaluated.append(sub)
-                else:
-                    grouped.setdefault(pairs, []).append(sub)
-        index: dict[str, dict[object, list[_Group]]] = {}
-        for pairs, members in grouped.items():
+                self.evaluated.append(sub)
+            return
+        group = self.groups.get(pairs)
+        if group is None:
+            original = dict(sub.filter.pairs)  # type: ignore[union-attr]
+            group = self.groups[pairs] = _Group(tuple((k, original[k]) for k, _ in pairs[1:]))
             key, value = pairs[0]
-            original = dict(members[0].filter.pairs)  # type: ignore[union-attr]
-            rest = tuple((k, original[k]) for k, _ in pairs[1:])
-            index.setdefault(key, {}).setdefault(value, []).append(_Group(rest, tuple(members)))
-        self.plain = tuple(plain)
-        self.evaluated = tuple(evaluated)
-        self.index = tuple((key, table) for key, table in index.items())
+            self.index.setdefault(key, {}).setdefault(value, []).append(group)
+        group.subs.append(sub)
+
+    def remove(self, sub: Subscription) -> None:
+        pairs = self._pairs(sub)
+        if pairs is None:
+            plain = sub.decimation is None and sub.filter is None
+            (self.plain if plain else self.evaluated).remove(sub)
+            return
+        group = self.groups[pairs]
+        group.subs.remove(sub)
+        if not group.subs:
+            del self.groups[pairs]
+            key, value = pairs[0]
+            table = self.index[key]
+            table[value].remove(group)
+            if not table[value]:
+                del table[value]
+                if not table:
+                    del self.index[key]
 
     def deliver(self, message: Message) -> int:
         """Queue a public message to every subscription that accepts it."""
-        delivered = 0
+        delivered = len(self.plain)
         for sub in self.plain:
             sub.delivered += 1
             sub.outbox.put(message)
-        delivered += len(self.plain)
         for sub in self.evaluated:
             if sub.accepts(message):
                 sub.delivered += 1
                 sub.outbox.put(message)
                 delivered += 1
         fields = message.fields
-        for key, table in self.index:
+        for key, table in self.index.items():
             value = fields.get(key, _MISSING)
             if value is _MISSING:
                 continue
@@ -170,10 +192,12 @@ class Channel:
         self.dropped = 0
         self._sticky: dict[str, Message] = {}
         self._subs: list[Subscription] = []
-        # Copy-on-write arrangement of _subs used by fan-out (None: to build),
-        # so a subscription that is cancelled during fan-out (its outbox
-        # overflowed) cannot upset the loop.
+        # _subs arranged for fan-out (None: to build at the next publish), and
+        # a snapshot of _subs for private and deferred messages (None: to
+        # take). Neither changes while a fan-out walks it: a subscription
+        # cancelled during a fan-out (its outbox overflowed) cannot upset it.
         self._fanout: _FanOut | None = None
+        self._snapshot: tuple[Subscription, ...] | None = None
         # Messages published while a fan-out is running (by an outbox's
         # on_close callback, say) wait for it to end, so that every outbox
         # still receives the channel's messages in offset order.
@@ -223,15 +247,18 @@ class Channel:
         return message
 
     def _fan_out(self, message: Message, deferred: bool = False) -> None:
-        fanout = self._fanout
-        if fanout is None:
-            fanout = self._fanout = _FanOut(self._subs)
         private = message.audience is not None or message.excluded is not None
         if not private and not deferred:
+            fanout = self._fanout
+            if fanout is None:
+                fanout = self._fanout = _FanOut(self._subs)
             self.delivered += fanout.deliver(message)
             return
+        subs = self._snapshot
+        if subs is None:
+            subs = self._snapshot = tuple(self._subs)
         delivered = 0
-        for sub in fanout.all:
+        for sub in subs:
             # A subscription made after a deferred message was sequenced has
             # had it through its replay (or started after it) already.
             if deferred and message.offset <= sub.since:
@@ -284,7 +311,7 @@ class Channel:
             outbox.put_replay(accepted)
         outbox.subscriptions[self.name] = sub
         self._subs.append(sub)
-        self._fanout = None
+        self._changed(sub, added=True)
         self.last_active = self._monotonic()
         return sub
 
@@ -352,8 +379,19 @@ class Channel:
             self._subs.remove(sub)
         except ValueError:
             return
-        self._fanout = None
+        self._changed(sub, added=False)
         self.last_active = self._monotonic()
+
+    def _changed(self, sub: Subscription, *, added: bool) -> None:
+        self._snapshot = None
+        if self._fanout is None:
+            return
+        if self._fanning_out:  # the walk goes on with it unchanged; a new one next time
+            self._fanout = None
+        elif added:
+            self._fanout.add(sub)
+        else:
+            self._fanout.remove(sub)
 
     # -- introspection ---------------------------------------------------------
 

@@ -40,6 +40,7 @@ class _BoolKey:
         return f"<{self.name}>"
 
 
+_NOT_INDEXED = (("", _MISSING),)  # Filter.index_pairs of a filter with a NaN value
 _TRUE_KEY = _BoolKey("true")
 _FALSE_KEY = _BoolKey("false")
 
@@ -69,7 +70,7 @@ class Filter:
     :raises ValueError: when a value is not a scalar.
     """
 
-    __slots__ = ("pairs",)
+    __slots__ = ("pairs", "_index_pairs")
 
     def __init__(self, pairs: Mapping[str, Any]) -> None:
         for key, value in pairs.items():
@@ -81,6 +82,7 @@ class Filter:
                     f"boolean or null, not {type(value).__name__}"
                 )
         self.pairs = tuple(pairs.items())
+        self._index_pairs: tuple[tuple[str, Any], ...] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.pairs)
@@ -99,14 +101,17 @@ class Filter:
         """The pairs sorted by key, values as :func:`match_key`: two filters
         with equal index pairs match exactly the same messages. None when a
         value is NaN (it equals nothing, not even itself: such a filter is
-        left to :meth:`matches`)."""
-        pairs = []
-        for key, value in self.pairs:
-            if value != value:  # NaN
-                return None
-            pairs.append((key, match_key(value)))
-        pairs.sort(key=lambda pair: pair[0])
-        return tuple(pairs)
+        left to :meth:`matches`). Computed once."""
+        if self._index_pairs is None:
+            pairs = []
+            for key, value in self.pairs:
+                if value != value:  # NaN
+                    self._index_pairs = _NOT_INDEXED
+                    return None
+                pairs.append((key, match_key(value)))
+            pairs.sort(key=lambda pair: pair[0])
+            self._index_pairs = tuple(pairs)
+        return None if self._index_pairs is _NOT_INDEXED else self._index_pairs
 
 
 class Decimation:
