@@ -101,12 +101,15 @@ def read_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
 
 
 def read_body_end(sock: socket.socket, data: bytes) -> None:
-    """Read the rest of an empty chunked body (the answer of an upload)."""
-    while not data.endswith(b"0\r\n\r\n"):
+    """Read the rest of an empty chunked body (the answer of an upload): the last
+    chunk and its trailer, which must say the stream finished."""
+    while b"\r\n\r\n" not in data:
         more = sock.recv(65536)
         if not more:
             raise ConnectionError("closed before the end of the answer")
         data += more
+    if b"X-Stream-State" in data and b"X-Stream-State: finished" not in data:
+        raise RuntimeError(f"the upload did not finish: {data!r}")
 
 
 # -- tailer processes ---------------------------------------------------------------------------

@@ -195,6 +195,9 @@ class LoomSettings:
         duration(positive=True), "60", "how often retention is applied (also after each end)"
     )
     max_streams: int = setting(integer(1), "10000", "live streams at once (more: 503)")
+    max_stream_bytes: int = setting(
+        integer(0), "0", "largest stream in bytes; a producer past it is cut off (0 = no limit)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -104,15 +104,27 @@ def stream(
             raise _error(response)
         created = response.getheader("X-Stream-Id") or stream_id
         sock = conn.sock
-        while True:
-            data = os.read(source, READ_SIZE)
-            if not data:
-                break
-            if _readable(sock):  # the server spoke before the end: it gave up on us
-                break
-            sock.sendall(b"%x\r\n%b\r\n" % (len(data), data))
-        sock.sendall(b"0\r\n\r\n")
-        response.read()  # ends when the server has stored the last byte
+        try:
+            while True:
+                data = os.read(source, READ_SIZE)
+                if not data:
+                    break
+                if _readable(sock):  # the server spoke before the end: it gave up on us
+                    break
+                sock.sendall(b"%x\r\n%b\r\n" % (len(data), data))
+            sock.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass  # the server closed first: its answer says why
+        # the answer ends when the server has stored the last byte; its trailer
+        # (our server's) says how the stream ended
+        with open(os.devnull, "wb") as devnull:
+            trailers = _copy_chunked(response.fp, devnull.fileno())
+        state = trailers.get("x-stream-state", "finished")
+        if state != "finished":
+            raise CliError(
+                f"the server ended stream {created} as {state}; "
+                f"GET {prefix}/streams/{created} says why"
+            )
         return created
     except (OSError, http.client.HTTPException) as err:
         raise CliError(f"connection to {url} failed: {err}") from None

@@ -124,6 +124,15 @@ class UploadReader:
         self.received = 0
         self._buffer: memoryview | None = None  # reused by Content-Length reads
 
+    def give_up(self) -> None:
+        """Read no more of this body: the connection cannot serve another request.
+
+        Under pywsgi the rest of a chunked body is then not drained (the
+        connection ends); a Content-Length body is bounded by its length.
+        """
+        if self._pywsgi and self.input.chunked_input:
+            self.input._chunked_input_error = True
+
     def start(self) -> None:
         """Answer ``Expect: 100-continue`` now (a read of 0 bytes does that)."""
         self.input.read(0)

@@ -30,7 +30,7 @@ from channelstream.httpserver import RAW_RESPONSE
 
 from . import frames
 from .reader import StreamReader, UploadReader
-from .store import Store, Stream
+from .store import FINISHED, Store, Stream
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,17 @@ def _is_head(environ: dict[str, Any]) -> bool:
 class IngestResponse(Response):
     """``201`` now, then the upload into ``stream``; see the module doc."""
 
-    def __init__(self, store: Store, stream: Stream, upload: UploadReader, headers: Headers):
+    def __init__(
+        self,
+        store: Store,
+        stream: Stream,
+        upload: UploadReader,
+        headers: Headers,
+        *,
+        max_bytes: int = 0,
+    ) -> None:
         super().__init__(status=201)
+        self._max_bytes = max_bytes
         self._store = store
         self._stream = stream
         self._upload = upload
@@ -53,27 +62,51 @@ class IngestResponse(Response):
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         store, stream, upload = self._store, self._stream, self._upload
+        raw_response = environ.get(RAW_RESPONSE)
+        raw = None
         try:
             upload.start()
-            write = start_response("201 Created", self._headers)
-            write(b"")  # the headers go out now, while the body is still coming
-            while True:
-                try:
-                    data = upload.read()
-                except (OSError, ValueError) as err:
-                    store.abort(stream, f"the producer's connection broke: {err}")
-                    log.info("loom: stream %s aborted: %s", stream.id, err)
-                    return []
-                if not data:
-                    break
-                store.append(stream, data)  # may yield (a slow write goes to the thread pool)
+            # the headers go out now, while the body is still coming
+            if raw_response is not None:
+                headers = [*self._headers, ("Transfer-Encoding", "chunked")]
+                raw = raw_response("201 Created", [*headers, ("Trailer", "X-Stream-State")])
+            else:
+                start_response("201 Created", self._headers)(b"")
+            self._ingest()
         except BaseException:
             # the client vanished while we answered, the disk failed, or the
             # server is being stopped: never leave the stream live
             store.abort(stream, "the upload failed on the server side")
             raise
-        store.finish(stream)
+        if raw is not None:  # the trailer tells the producer how its stream ended
+            try:
+                raw.sendall(b"0\r\nX-Stream-State: %s\r\n\r\n" % stream.state.encode())
+            except OSError:
+                pass  # the producer is gone
+            if stream.state != FINISHED:
+                raw.close_connection()
         return []
+
+    def _ingest(self) -> None:
+        """Store the upload; finish the stream at its end, abort it on a broken one."""
+        store, stream, upload, limit = self._store, self._stream, self._upload, self._max_bytes
+        while True:
+            try:
+                data = upload.read()
+            except (OSError, ValueError) as err:
+                store.abort(stream, f"the producer's connection broke: {err}")
+                log.info("loom: stream %s aborted: %s", stream.id, err)
+                upload.give_up()
+                return
+            if not data:
+                store.finish(stream)
+                return
+            if limit and len(data) > limit - stream.size:
+                store.append(stream, data[: max(limit - stream.size, 0)])
+                store.abort(stream, f"over loom.max_stream_bytes ({limit} bytes)")
+                upload.give_up()
+                return
+            store.append(stream, data)  # may yield (a slow write goes to the thread pool)
 
 
 class StoredResponse(Response):

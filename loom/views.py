@@ -40,7 +40,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from channelstream import strict_json
-from channelstream.errors import BadRequest, ClientError, Conflict, NotFound
+from channelstream.errors import BadRequest, ClientError, Conflict, NotFound, PayloadTooLarge
 from channelstream.hub import Hub
 
 from .events import Follower, stream_channel
@@ -162,6 +162,11 @@ def create_stream(request: Request) -> Response:
     door = _admit(request)
     stream_id = request.matchdict.get("id") or None
     metadata = parse_metadata(request)
+    limit = door.settings.max_stream_bytes
+    if limit and (request.content_length or 0) > limit:
+        raise PayloadTooLarge(
+            f"the body ({request.content_length} bytes) is over loom.max_stream_bytes ({limit})"
+        )
     force = request.GET.get("force", "").lower() == "true"
     try:
         stream, replaced = door.store.create(stream_id, metadata, force=force)
@@ -174,7 +179,8 @@ def create_stream(request: Request) -> Response:
     headers = [("X-Stream-Id", stream.id), ("Cache-Control", "no-store")]
     if replaced:
         headers.append(("x-stream-replaced", "true"))
-    return IngestResponse(door.store, stream, UploadReader(request.environ["wsgi.input"]), headers)
+    upload = UploadReader(request.environ["wsgi.input"])
+    return IngestResponse(door.store, stream, upload, headers, max_bytes=limit)
 
 
 def read_stream(request: Request) -> Response:

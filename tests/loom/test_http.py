@@ -49,7 +49,8 @@ def test_the_seed_post_example_creates_a_stream_with_a_generated_id(loom_server,
     done = run_shell(command, tmp_path)
     assert done.returncode == 0, done.stderr
     status, headers, body = headers_of(done.stdout)
-    assert status == 201 and body == b""
+    assert status == 201
+    assert body == b"X-Stream-State: finished\r\n"  # no body; curl -i shows the trailer
     stream_id = headers["x-stream-id"]
     assert stream_id.startswith("loom-")
     got = requests.get(f"{loom_server.url}/stream/{stream_id}", timeout=10)

@@ -218,3 +218,33 @@ def test_retention_purges_the_oldest_ended_streams_by_size_and_by_age(tmp_path):
 def ids(server) -> set[str]:
     answer = requests.get(f"{server.url}/streams", timeout=5).json()
     return {stream["id"] for stream in answer["streams"]}
+
+
+def test_max_stream_bytes_refuses_a_long_body_and_cuts_a_long_upload(tmp_path):
+    server = start_loom_server(tmp_path, **{"loom.max_stream_bytes": "1000"})
+    try:
+        long = requests.post(f"{server.url}/stream/long", data=b"x" * 2000, timeout=5)
+        assert long.status_code == 413 and "loom.max_stream_bytes" in long.json()["error"]
+        assert requests.get(f"{server.url}/stream/long", timeout=5).status_code == 404
+        fits = subprocess.run(
+            [LOOM_STREAM, server.url, "fits"],
+            input=b"y" * 1000,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert fits.returncode == 0, fits.stderr
+        cut = subprocess.run(
+            [LOOM_STREAM, server.url, "cut"],
+            input=b"z" * 300_000,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert cut.returncode == 1, cut.stderr
+        info = requests.get(f"{server.url}/streams/cut", timeout=5).json()
+        assert info["state"] == "aborted" and "max_stream_bytes" in info["reason"]
+        assert requests.get(f"{server.url}/stream/cut", timeout=5).content == b"z" * 1000
+        assert server.get("/healthz").json()["status"] == "ok"
+    finally:
+        server.stop()
