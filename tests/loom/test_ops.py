@@ -11,7 +11,7 @@ import time
 import requests
 
 from tests.loom.conftest import LOOM_CAT, LOOM_STREAM, curl, popen, sha, start_loom_server
-from tests.loom.test_tail import read_until, wait_for_stream
+from tests.loom.test_tail import read_until, run_cli, wait_for_stream
 from tests.support.server import REPO, RunningServer
 
 TOKENS = "token1, token2"
@@ -38,29 +38,18 @@ def test_tokens_guard_every_route_and_never_reach_the_logs(tmp_path):
         for param in ("access_token", "token"):
             in_url = requests.get(url + f"/streams?{param}=token1", timeout=5)
             assert in_url.status_code == 401 and "never accepted" in in_url.json()["error"]
-        made = subprocess.run(
-            [LOOM_STREAM, url, "test", "--token", "token2"],
-            input=b"secret data",
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
+        made = run_cli([LOOM_STREAM, url, "test", "--token", "token2"], b"secret data")
         assert made.returncode == 0, made.stderr
-        refused_cli = subprocess.run(
-            [LOOM_STREAM, url, "other"], input=b"x", capture_output=True, timeout=30, check=False
-        )
+        refused_cli = run_cli([LOOM_STREAM, url, "other"], b"x")
         assert refused_cli.returncode == 1 and b"401" in refused_cli.stderr
         # the seed's example, verbatim but for the port
-        seed = subprocess.run(
+        seed = run_cli(
             [
                 "bash",
                 "-c",
                 f'curl -H "Authorization: Bearer token1" '
                 f"http://localhost:{server.port}/stream/test",
-            ],
-            capture_output=True,
-            timeout=30,
-            check=False,
+            ]
         )
         assert seed.stdout == b"secret data"
         cat = subprocess.run(
@@ -147,9 +136,7 @@ def test_sigkill_mid_stream_then_restart_serves_every_acknowledged_byte_as_abort
         assert got.headers["X-Stream-Metadata"] == '{"task":"t"}'
         info = requests.get(f"{again.url}/streams/killed", timeout=5).json()
         assert info["state"] == "aborted" and "restarted" in info["reason"]
-        cat = subprocess.run(
-            [LOOM_CAT, again.url, "killed"], capture_output=True, timeout=30, check=False
-        )
+        cat = run_cli([LOOM_CAT, again.url, "killed"])
         assert cat.stdout == acknowledged  # every byte, and a word about the end
         assert cat.returncode == 1 and b"aborted" in cat.stderr
     finally:
@@ -226,21 +213,9 @@ def test_max_stream_bytes_refuses_a_long_body_and_cuts_a_long_upload(tmp_path):
         long = requests.post(f"{server.url}/stream/long", data=b"x" * 2000, timeout=5)
         assert long.status_code == 413 and "loom.max_stream_bytes" in long.json()["error"]
         assert requests.get(f"{server.url}/stream/long", timeout=5).status_code == 404
-        fits = subprocess.run(
-            [LOOM_STREAM, server.url, "fits"],
-            input=b"y" * 1000,
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
+        fits = run_cli([LOOM_STREAM, server.url, "fits"], b"y" * 1000)
         assert fits.returncode == 0, fits.stderr
-        cut = subprocess.run(
-            [LOOM_STREAM, server.url, "cut"],
-            input=b"z" * 300_000,
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
+        cut = run_cli([LOOM_STREAM, server.url, "cut"], b"z" * 300_000)
         assert cut.returncode == 1, cut.stderr
         info = requests.get(f"{server.url}/streams/cut", timeout=5).json()
         assert info["state"] == "aborted" and "max_stream_bytes" in info["reason"]
