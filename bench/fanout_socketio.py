@@ -35,6 +35,7 @@ import os
 import select
 import socket
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +168,22 @@ class SioBench(fanout_ws.Bench):
         if msg_rate and self.args.paced_deliveries:
             msg_rate = self.args.paced_deliveries / clients
             label = f"{label.split(' paced')[0]} paced {self.args.paced_deliveries:,}/s"
-        return super().run_load(label, channel, clients, batch, msg_rate)
+        before = self.door()
+        result = super().run_load(label, channel, clients, batch, msg_rate)
+        after = self.door()
+        # batches written straight to the websockets vs through engine.io's queue
+        for key in ("direct_writes", "queued_writes"):
+            if key in after:
+                result[f"server_{key}"] = after[key] - before.get(key, 0)
+        return result
+
+    def door(self) -> dict[str, Any]:
+        """The server's socket.io door in /healthz ({} if it cannot be read)."""
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=10) as response:
+                return json.load(response)["doors"]["socketio"]
+        except (OSError, ValueError, KeyError):
+            return {}
 
 
 def reader_main() -> None:

@@ -104,12 +104,23 @@ class Session:
     def direct(self) -> EngineIOWebSocket | None:
         """The websocket to hand frames to directly, when that keeps the order.
 
-        That is: the client is on a websocket, engine.io's queue is empty
-        and its writer holds no packet. Otherwise ``None``: packets go
-        through engine.io's queue, after those already there.
+        That is: the client is on a websocket, neither it nor the engine.io
+        socket is closing, engine.io's queue is empty and its writer holds no
+        packet. Otherwise
+        ``None``: packets go through engine.io's queue, after those already
+        there. The websocket's ``send`` (frames) never blocks.
         """
-        ws = self.websocket
-        if ws is None or ws.writers_waiting or self.eio_socket.queue.unfinished_tasks:
+        sock = self.eio_socket
+        if (
+            sock is None
+            or not sock.upgraded
+            or sock.closing
+            or sock.closed
+            or sock.queue.unfinished_tasks
+        ):
+            return None
+        ws = self.door.websockets.get(sock.sid)
+        if ws is None or ws.closing or ws.writers_waiting:
             return None
         return ws
 
@@ -205,7 +216,7 @@ class Session:
         def write(batch: list[Message]) -> None:
             ws = self.direct()
             if ws is not None:
-                ws.send_frames(b"".join(message.encoded(data_event_frame) for message in batch))
+                ws.send(b"".join(message.encoded(data_event_frame) for message in batch))
                 self.door.direct_writes += 1
                 ws.wait_sent()
                 if self.gone:
@@ -310,20 +321,32 @@ class ChatTransport(Transport):
         hub or when the websocket drained; never blocks)."""
         outbox = self.outbox
         session = self.session
-        if self.kicked or outbox is None or self._waiting is not None or session.gone:
+        if self.kicked or outbox is None or self._waiting is not None:
+            return
+        ws = session.direct()
+        if ws is not None:  # nothing here yields: it stays the way to go while this runs
+            door = session.door
+            while not ws.blocked:
+                batch = outbox.drain(BATCH_LIMIT)
+                if not batch:
+                    break
+                ws.send(chat_frames(batch, outbox.last_replayed))
+                door.direct_writes += 1
+            else:  # resumed by on_drained, once the client read
+                ws.on_writable = self.on_ready
+        elif session.gone:
             return  # a gone client's session is being ended by the disconnect handler
+        else:
+            self._drain_queued(outbox)
+        if outbox.closed and not self.kicked:
+            self.kick(outbox.close_reason or "connection closed")
+
+    def _drain_queued(self, outbox: Outbox) -> None:
+        """Drain the outbox into engine.io's queue, at most MAX_IN_FLIGHT packets there."""
+        session = self.session
         queue = session.eio_socket.queue
         try:
             while len(outbox):
-                ws = session.direct()
-                if ws is not None:
-                    if ws.blocked:  # resumed by on_drained, once the client read
-                        ws.on_writable = self.on_ready
-                        return
-                    batch = outbox.drain(BATCH_LIMIT)
-                    ws.send_frames(chat_frames(batch, outbox.last_replayed))
-                    session.door.direct_writes += 1
-                    continue
                 if queue.unfinished_tasks > MAX_IN_FLIGHT:
                     self._waiting = gevent.spawn(self._wait_taken, queue)
                     return
@@ -332,8 +355,6 @@ class ChatTransport(Transport):
                 session.door.queued_writes += 1
         except ClientGone:
             return  # the disconnect handler is ending the session
-        if outbox.closed and not self.kicked:
-            self.kick(outbox.close_reason or "connection closed")
 
     def _wait_taken(self, queue: Any) -> None:
         try:

@@ -23,9 +23,10 @@ and hands engine.io an :class:`EngineIOWebSocket` (through an :class:`EngineIOVi
   :data:`MAX_RECEIVED` messages wait to be taken, then reading pauses;
   a message over ``socketio.max_payload`` bytes closes with 1009 before
   its payload is read, invalid UTF-8 with 1007;
-- :meth:`EngineIOWebSocket.send_frames` is the fan-out's way in: frames
-  encoded once for every recipient are handed to the socket straight from
-  the hub's wake-up (see :class:`channelstream.sio.session.ChatTransport`).
+- its own ``send(frames)`` (:class:`WebSocket`'s: never blocks, keeps
+  whole frames in order) is the fan-out's way in: frames encoded once for
+  every recipient are handed to the socket straight from the hub's wake-up
+  (see :class:`channelstream.sio.session.ChatTransport`).
 
 The engine.io socket of each taken-over websocket is in
 :attr:`EngineIOWebSocket.eio_socket`, and the websocket in the door's
@@ -144,7 +145,8 @@ class EngineIOWebSocket(WebSocket):
             data = frame(message.encode("utf-8"), OP_TEXT)
         else:
             data = frame(message, OP_BINARY)
-        self.send_frames(data)
+        if not self.closing:
+            self.send(data)
         self.wait_sent()
 
     def wait_sent(self) -> None:
@@ -159,11 +161,6 @@ class EngineIOWebSocket(WebSocket):
                 self._drained.wait()
         finally:
             self.writers_waiting -= 1
-
-    def send_frames(self, data: bytes) -> None:
-        """Hand whole frames to the socket now or after what is pending; never blocks."""
-        if not self.closing:
-            WebSocket.send(self, data)
 
     def on_drained(self) -> None:
         self._drained.set()
