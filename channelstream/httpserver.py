@@ -55,7 +55,7 @@ TAKEOVER_KEY = "channelstream.websocket.takeover"
 COMBINED_WRITE_MAX = 65536
 
 #: Query parameters whose values never reach a log line.
-REDACTED_PARAMS = frozenset({"sig", "token", "secret", "signature"})
+REDACTED_PARAMS = frozenset({"sig", "token", "access_token", "secret", "signature"})
 
 _QUERY_PARAM = re.compile(r"([?&;])([^=&;#\s]+)=([^&;#\s]*)")
 

@@ -16,6 +16,7 @@ connections), then stops the hub (which closes every outbox with the reason
 from __future__ import annotations
 
 import enum
+import gc
 import logging
 import os
 import time
@@ -117,6 +118,10 @@ class Runtime:
         self.started_at = time.time()
         self._started_monotonic = time.monotonic()
         self.state = RuntimeState.RUNNING
+        # What exists now (modules, the app, its registries) lives as long as
+        # the process: keep it out of the collector's full passes, which took
+        # 30-47 ms with it (a pause every client would see).
+        gc.freeze()
         log.info("runtime started (pid %d, %d doors)", os.getpid(), len(self.doors))
 
     def stop(self, timeout: float = 10.0) -> None:

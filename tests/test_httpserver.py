@@ -21,6 +21,7 @@ from channelstream.httpserver import REDACTED_PARAMS, Handler, WSGIServer, redac
         ("GET /ws?conn_id=1&sig=abc HTTP/1.1", "GET /ws?conn_id=1&sig=*** HTTP/1.1"),
         ("GET /x?token=t&secret=s&signature=g", "GET /x?token=***&secret=***&signature=***"),
         ("GET /x?SIG=abc;x=1", "GET /x?SIG=***;x=1"),
+        ("GET /stream/x?access_token=t", "GET /stream/x?access_token=***"),
         ("GET /x?sig= HTTP/1.1", "GET /x?sig=*** HTTP/1.1"),
         ("GET /sig=abc HTTP/1.1", "GET /sig=abc HTTP/1.1"),
         ("GET /x?signal=1&mysig=2", "GET /x?signal=1&mysig=2"),

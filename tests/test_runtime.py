@@ -151,3 +151,16 @@ def test_override_socketio_only_before_start():
         runtime.override_socketio(path="late")
     runtime.stop(1.0)
 
+
+
+def test_start_freezes_what_exists_out_of_the_collectors_full_passes():
+    import gc
+
+    gc.unfreeze()
+    runtime = Runtime(default_settings())
+    runtime.start()
+    try:
+        assert gc.get_freeze_count() > 0
+    finally:
+        runtime.stop(1.0)
+        gc.unfreeze()
