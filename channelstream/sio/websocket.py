@@ -247,12 +247,10 @@ class TakeoverWSGI:
         eio_socket = self.handler.__self__  # type: ignore[attr-defined]
         try:
             sock = takeover()
-        except HandshakeError as err:
-            eio_socket.close(wait=False, abort=True)
+        except (HandshakeError, OSError) as err:  # OSError: the client left meanwhile
+            if not eio_socket.connected:  # a new session: it ends here (an upgrade's goes on)
+                eio_socket.close(wait=False, abort=True)
             return self.server._bad_request(str(err))
-        except OSError:  # the client left during the handshake
-            eio_socket.close(wait=False, abort=True)
-            return []
         ws = EngineIOWebSocket(sock, environ, eio_socket, self.max_message, self.registry)
         try:
             return self.handler(EngineIOView(ws))

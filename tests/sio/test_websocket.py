@@ -162,3 +162,23 @@ def test_an_upgrade_the_server_cannot_take_gets_a_400_with_the_reason(ws_server)
         timeout=10,
     )
     assert bad_sid.status_code == 400  # engine.io refused it: no takeover, no 101
+
+
+def test_a_polling_session_outlives_an_upgrade_the_server_cannot_take(ws_server):
+    base = f"{ws_server.url}/socket.io/?EIO=4&transport=polling"
+    with requests.Session() as http:
+        opened = http.get(base, timeout=10)
+        sid = json.loads(opened.text[1:])["sid"]
+        upgrade = http.get(
+            f"{ws_server.url}/socket.io/?EIO=4&transport=websocket&sid={sid}",
+            headers={
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "short",
+            },
+            timeout=10,
+        )
+        assert upgrade.status_code == 400 and "Sec-WebSocket-Key" in upgrade.text
+        assert http.post(f"{base}&sid={sid}", data="40/stream,{}", timeout=10).text == "OK"
+        assert http.get(f"{base}&sid={sid}", timeout=10).text.startswith("40/stream,{")
