@@ -143,22 +143,26 @@ def test_a_text_message_that_is_not_utf8_closes_with_1007(ws_server):
         ws.close()
 
 
+def upgrade_headers(version: str = "13", key: str = "dGhlIHNhbXBsZSBub25jZQ==") -> dict:
+    return {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": version,
+        "Sec-WebSocket-Key": key,
+    }
+
+
 def test_an_upgrade_the_server_cannot_take_gets_a_400_with_the_reason(ws_server):
     response = requests.get(
         f"{ws_server.url}/socket.io/?EIO=4&transport=websocket",
-        headers={
-            "Upgrade": "websocket",
-            "Connection": "Upgrade",
-            "Sec-WebSocket-Version": "8",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        },
+        headers=upgrade_headers(version="8"),
         timeout=10,
     )
     assert response.status_code == 400
     assert "Sec-WebSocket-Version" in response.text
     bad_sid = requests.get(
         f"{ws_server.url}/socket.io/?EIO=4&transport=websocket&sid=nope",
-        headers={"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"},
+        headers=upgrade_headers(),
         timeout=10,
     )
     assert bad_sid.status_code == 400  # engine.io refused it: no takeover, no 101
@@ -171,12 +175,7 @@ def test_a_polling_session_outlives_an_upgrade_the_server_cannot_take(ws_server)
         sid = json.loads(opened.text[1:])["sid"]
         upgrade = http.get(
             f"{ws_server.url}/socket.io/?EIO=4&transport=websocket&sid={sid}",
-            headers={
-                "Upgrade": "websocket",
-                "Connection": "Upgrade",
-                "Sec-WebSocket-Version": "13",
-                "Sec-WebSocket-Key": "short",
-            },
+            headers=upgrade_headers(key="short"),
             timeout=10,
         )
         assert upgrade.status_code == 400 and "Sec-WebSocket-Key" in upgrade.text
