@@ -16,6 +16,10 @@ namespace ``/stream`` instead of ``/ws`` websockets:
   access log on), or ``--url``/``--pid``;
 - the posters: signed keep-alive clients in this process.
 
+Each fan-out run also reports the server's ``direct_writes`` and
+``queued_writes`` (``/healthz``): batches written straight to the websockets
+and through engine.io's queue during the run.
+
 Phases: ``fanout`` (``--clients`` on one channel, ``--batches`` messages per
 POST, flat out then paced at ``--paced-fraction``), ``single`` (one message
 per POST to ``--single-listeners``), ``memory`` (RSS per idle socket.io

@@ -20,9 +20,11 @@ Protocol of ``/stream`` (details in :mod:`.auth`, :mod:`.namespace`, :mod:`.code
   no gap, no duplicate; a new query replaces the previous one;
 - bad input gets an ``error`` event ``{"message": ...}``.
 
-Modules: :mod:`.codec` (packets, encoded once per message), :mod:`.auth`
-(credentials), :mod:`.session` (writers over hub outboxes, backpressure),
-:mod:`.namespace` (event handlers), :mod:`.door` (server lifecycle, WSGI mount).
+Modules: :mod:`.codec` (packets and their websocket frames, encoded once per
+message), :mod:`.auth` (credentials), :mod:`.session` (writers over hub
+outboxes, backpressure), :mod:`.websocket` (engine.io on the server's own
+websockets), :mod:`.namespace` (event handlers), :mod:`.door` (server
+lifecycle, WSGI mount).
 """
 
 from __future__ import annotations
