@@ -27,6 +27,7 @@ This module does not monkey-patch; whoever runs the server does.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import logging
 import os
@@ -192,11 +193,13 @@ class Handler(WebSocketHandler):
             return
         super().process_result()
 
-    def take_over_websocket(self) -> socket.socket:
+    def take_over_websocket(self) -> _socket.socket:
         """Answer the upgrade with 101 and return the connection, detached.
 
-        The returned socket is a plain non-blocking stdlib socket that the
-        caller owns; this handler ends without touching it. Raises
+        The returned socket is a plain non-blocking ``_socket.socket`` (never
+        gevent's: its callers drive it with watchers and would only pay for
+        gevent's wrappers) that the caller owns; this handler ends without
+        touching it. Raises
         :class:`~channelstream.transports.wsframes.HandshakeError` (nothing
         sent) if the request is not a version 13 upgrade with a valid key.
         """
@@ -214,7 +217,7 @@ class Handler(WebSocketHandler):
         self.close_connection = True
         fd = self.socket.detach()
         self.socket = None  # pywsgi neither reads from nor closes a handler without one
-        sock = socket.socket(fileno=fd)
+        sock = _socket.socket(fileno=fd)
         sock.setblocking(False)
         return sock
 

@@ -29,6 +29,7 @@ connection, 1008 bad request parameters, 1002 protocol error.
 
 from __future__ import annotations
 
+import _socket
 import logging
 import socket
 import struct
@@ -123,10 +124,10 @@ class WebSocket:
     closed) and may send with :meth:`send`. Every method runs in the gevent
     hub or in a greenlet, and none blocks.
 
-    :param sock: the upgraded connection, a non-blocking stdlib socket.
+    :param sock: the upgraded connection, a non-blocking ``_socket.socket``.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         loop = get_hub().loop
         self._read_watcher = loop.io(sock.fileno(), _READ)
@@ -307,7 +308,7 @@ class WebSocketTransport(WebSocket, Transport):
 
     def __init__(
         self,
-        sock: socket.socket,
+        sock: _socket.socket,
         chat: ChatState,
         connection: Connection,
         heartbeats: Heartbeats,
@@ -405,12 +406,12 @@ class Heartbeats:
                 log.exception("heartbeat to %r failed", transport)
 
 
-def _close_now(sock: socket.socket, code: int, reason: str) -> None:
+def _close_now(sock: _socket.socket, code: int, reason: str) -> None:
     WebSocket(sock).close(code, reason)
 
 
 def websocket_view(request: Request) -> Response:
-    takeover: Callable[[], socket.socket] | None = request.environ.get(TAKEOVER_KEY)
+    takeover: Callable[[], _socket.socket] | None = request.environ.get(TAKEOVER_KEY)
     if takeover is None:
         raise BadRequest("this endpoint needs a websocket upgrade", field="Upgrade")
     chat: ChatState = request.registry["channelstream.chat"]
