@@ -45,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fanout_ws
-from _support import REPO, ReaderProcs, raise_nofile
+from _support import ReaderProcs, raise_nofile
 
 READER_FLAG = "--reader-process"
 NAMESPACE = b"/stream"
@@ -196,42 +196,11 @@ def reader_main() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add = parser.add_argument
-    add("--clients", type=int, default=1000, help="socket.io clients in fan-out runs")
-    add("--batches", default="10,50", help="messages per POST in fan-out runs, comma separated")
-    add("--single-listeners", type=int, default=100, help="clients of the 1-message-per-POST run")
-    add("--posters", type=int, default=4, help="concurrent posters")
-    add("--duration", type=float, default=8.0, help="seconds of posting per run")
-    add("--paced-fraction", type=float, default=0.5, help="paced run at this fraction of peak")
-    add("--paced-deliveries", type=int, default=0, help="paced run at this many deliveries/s")
-    add("--message-bytes", type=int, default=100, help="size of each message body as JSON")
-    add("--idle-conns", type=int, default=5000, help="connections of the memory phase")
-    add("--memory-cycles", type=int, default=1, help="repeat the memory cycle")
-    add("--idle-seconds", type=float, default=6.0, help="idle time with all clients open")
-    add("--settle", type=float, default=1.0, help="seconds before each RSS reading")
-    add("--readers", type=int, default=1, help="reader processes")
-    add("--sample-every", type=int, default=50, help="1 client in N decodes every event")
-    add("--connect-concurrency", type=int, default=8, help="parallel /connect clients")
-    add("--connect-timeout", type=float, default=180.0, help="bound on each open/connect step")
-    add("--open-concurrency", type=int, default=200, help="handshakes in flight per reader")
-    add("--phases", default="fanout,single,memory", help="fanout, single, memory")
-    add("--access-log", action=argparse.BooleanOptionalAction, default=True)
-    add("--replay-cache-size", type=int, default=0, help="server replay_cache_size")
-    add("--url", help="an already running server (default: start one)")
-    add("--pid", type=int, help="pid of the --url server")
-    add("--secret", help="the --url server's secret")
-    add("--admin-secret", help="the --url server's admin_secret")
-    add("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args()
-    args.batches = [int(b) for b in str(args.batches).split(",") if b.strip()]
-    sys.path.insert(0, str(REPO))
-    if args.secret is None:
-        if args.url:
-            parser.error("--url needs --secret")
-        from tests.support.api import ADMIN_SECRET, SECRET
-
-        args.secret, args.admin_secret = SECRET, ADMIN_SECRET
+    parser = fanout_ws.build_parser(__doc__.splitlines()[0], clients="socket.io clients",
+                                    idle_conns=5000, memory_cycles=1)
+    parser.add_argument("--paced-deliveries", type=int, default=0,
+                        help="paced run at this many deliveries/s")
+    args = fanout_ws.parse_args(parser)
     bench = SioBench(args)
     try:
         results = bench.run()

@@ -1018,22 +1018,24 @@ def conditions(bench: Bench) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=1000, help="websockets in fan-out runs")
+def build_parser(description: str, *, clients: str = "websockets", idle_conns: int = 10000,
+                 memory_cycles: int = 2) -> argparse.ArgumentParser:
+    """The options of this bench; bench/fanout_socketio.py shares them."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--clients", type=int, default=1000, help=f"{clients} in fan-out runs")
     parser.add_argument("--batches", default="10,50",
                         help="messages per POST in fan-out runs, comma separated")
     parser.add_argument("--single-listeners", type=int, default=100,
-                        help="websockets in the one-message-per-POST run")
+                        help=f"{clients} in the one-message-per-POST run")
     parser.add_argument("--posters", type=int, default=4, help="concurrent posters")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of posting per run")
     parser.add_argument("--paced-fraction", type=float, default=0.5,
                         help="paced run at this fraction of the peak rate (0 = none)")
     parser.add_argument("--message-bytes", type=int, default=100,
                         help="size of each message body as compact JSON")
-    parser.add_argument("--idle-conns", type=int, default=10000,
+    parser.add_argument("--idle-conns", type=int, default=idle_conns,
                         help="connections of the memory phase")
-    parser.add_argument("--memory-cycles", type=int, default=2,
+    parser.add_argument("--memory-cycles", type=int, default=memory_cycles,
                         help="repeat the memory cycle (same user names): growth shows leaks")
     parser.add_argument("--idle-seconds", type=float, default=6.0,
                         help="idle time with all websockets open (heartbeats pass)")
@@ -1062,6 +1064,11 @@ def main() -> None:
     parser.add_argument("--admin-secret",
                         help="the --url server's admin_secret (to read its drop counters)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse, split ``--batches`` and default the secrets to the test server's."""
     args = parser.parse_args()
     args.batches = [int(b) for b in str(args.batches).split(",") if b.strip()]
     sys.path.insert(0, str(REPO))
@@ -1072,6 +1079,11 @@ def main() -> None:
 
         args.secret = SECRET
         args.admin_secret = ADMIN_SECRET
+    return args
+
+
+def main() -> None:
+    args = parse_args(build_parser(__doc__.splitlines()[0]))
 
     bench = Bench(args)
     try:
