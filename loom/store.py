@@ -111,6 +111,9 @@ class Stream:
     #: the last frames readers decoded (file offset -> (raw bytes, next offset)),
     #: so that the tailers of a compressed stream decode each frame once
     decoded: dict[int, tuple[bytes, int]] = field(default_factory=dict, repr=False)
+    #: the last bytes a reader read of an uncompressed stream (file offset,
+    #: end offset, bytes), so that tailers woken together read the file once
+    last_read: tuple[int, int, bytes] | None = field(default=None, repr=False)
 
     @property
     def live(self) -> bool:

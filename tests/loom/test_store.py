@@ -257,3 +257,24 @@ def test_a_stored_frame_with_a_bad_crc_is_corrupt(tmp_path):
         assert frames.scan(fd, len(good) * 2) == (len(good), 6)
     finally:
         os.close(fd)
+
+
+def test_tailers_woken_together_share_one_read_of_the_file(tmp_path):
+    store = make_store(tmp_path)
+    stream, _ = store.create("shared", None)
+    readers = [StreamReader(stream) for _ in range(3)]
+    try:
+        store.append(stream, b"first ")
+        chunks = [reader.read() for reader in readers]
+        assert chunks == [b"first "] * 3
+        assert chunks[1] is chunks[0] and chunks[2] is chunks[0]  # read from the file once
+        store.append(stream, b"second")
+        assert readers[0].read() == b"second"
+        assert readers[1].read(max_bytes=3) == b"sec"  # a different range reads again
+        assert readers[1].read() == b"ond"
+        assert readers[2].read() == b"second"
+        store.finish(stream)
+        assert read_all(stream) == b"first second"
+    finally:
+        for reader in readers:
+            reader.close()
