@@ -341,6 +341,8 @@ class WebSocketTransport(WebSocket, Transport):
                 self.send(batch[0].encoded(live_frame))
             else:
                 self.send(_batch_frames.encode(batch, outbox.last_replayed))
+            if not len(outbox) and not outbox.closed:
+                return  # the usual case: no second drain (a close calls again)
 
     on_drained = _on_ready
 
