@@ -189,7 +189,7 @@ class ChunkedResponse(Response):
                 return []
             for chunk in iter(chunks):
                 if chunk:
-                    raw.sendall(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                    raw.sendall(_chunked.frame(chunk))
             tail = b"0\r\n"
             for name, value in self._trailers() if self._trailers is not None else ():
                 tail += f"{name}: {value}\r\n".encode("latin-1")
@@ -197,6 +197,27 @@ class ChunkedResponse(Response):
         finally:
             _close(chunks)
         return []
+
+
+class _LastChunk:
+    """The chunked framing of the last chunk sent, reused for the same bytes object.
+
+    Tailers woken together get the very same bytes (``StreamReader`` shares
+    one read of the file): only the first of them copies it into a frame.
+    """
+
+    def __init__(self) -> None:
+        self.chunk: bytes | None = None
+        self.framed = b""
+
+    def frame(self, chunk: bytes) -> bytes:
+        if chunk is not self.chunk:
+            self.chunk = chunk
+            self.framed = b"%x\r\n%b\r\n" % (len(chunk), chunk)
+        return self.framed
+
+
+_chunked = _LastChunk()
 
 
 def _close(thing: object) -> None:
