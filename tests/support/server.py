@@ -133,14 +133,20 @@ class RunningServer:
         return self
 
     def start(self, timeout: float = 30.0) -> RunningServer:
-        """Spawn and wait until ``ready_path`` answers 200; raise :class:`ServerFailed`."""
+        """Spawn and wait until ``ready_path`` answers 200; raise :class:`ServerFailed`.
+
+        ``/healthz`` answers 200 as soon as the listener is up, while the
+        runtime may still be starting its doors: its ``state`` must also say
+        ``running`` (a request could otherwise reach a door not yet open).
+        """
         self.spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ServerFailed(f"server exited with {self.process.returncode}\n{self.stderr}")
             try:
-                if requests.get(self.url + self.ready_path, timeout=2).status_code == 200:
+                response = requests.get(self.url + self.ready_path, timeout=2)
+                if response.status_code == 200 and _runtime_started(response):
                     return self
             except (requests.ConnectionError, requests.Timeout):
                 pass  # not listening yet, or slow to answer on a loaded machine
@@ -221,3 +227,12 @@ def run_to_exit(
     server = RunningServer(ini, tmp_dir, **options).spawn()
     server.wait(timeout)
     return server
+
+
+def _runtime_started(response: requests.Response) -> bool:
+    """False while a ``/healthz`` body says the runtime is not running yet."""
+    try:
+        body = response.json()
+    except ValueError:
+        return True  # not a /healthz of ours: the 200 is all there is to go by
+    return not isinstance(body, dict) or body.get("state", "running") == "running"
