@@ -44,13 +44,10 @@ from gevent.pool import Pool
 from gevent.socket import wait_write
 from geventwebsocket.handler import WebSocketHandler
 
-from .transports.wsframes import HandshakeError, accept_key
+from .transports.wsframes import TAKEOVER_KEY, HandshakeError, accept_key
 
 access_log = logging.getLogger("channelstream.access")
 log = logging.getLogger("channelstream.server")
-
-#: environ key of :meth:`Handler.take_over_websocket` for views of raw websocket paths.
-TAKEOVER_KEY = "channelstream.websocket.takeover"
 
 #: Largest first body chunk sent in the same write as the headers.
 COMBINED_WRITE_MAX = 65536

@@ -42,6 +42,7 @@ import base64
 import binascii
 import dataclasses
 import functools
+import hashlib
 import hmac
 import ipaddress
 import logging
@@ -219,6 +220,46 @@ def read_body(request: Request, limit: int) -> bytes:
     request.body = data
     environ[_BODY_READ_KEY] = True
     return data
+
+
+#: Query parameters that look like a credential: refused, never read.
+URL_TOKEN_PARAMS = ("token", "access_token")
+
+
+def token_in_url(request: Request) -> str | None:
+    """The name of a credential-like query parameter the request carries, if any.
+
+    Doors that take bearer tokens refuse such requests (URLs end up in logs).
+    """
+    for name in URL_TOKEN_PARAMS:
+        if name in request.GET:
+            return name
+    return None
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (None without one)."""
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return None
+    return given.strip()
+
+
+def token_matches(given: str, tokens: Iterable[str]) -> bool:
+    """Whether ``given`` is one of ``tokens``, compared in constant time.
+
+    Every token is compared (no early exit) and through its SHA-256, so the
+    time says nothing about which token is near nor how long they are.
+    """
+    wanted = _token_digest(given)
+    found = False
+    for token in tokens:
+        found |= hmac.compare_digest(wanted, _token_digest(token))
+    return found and bool(given)
+
+
+def _token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
 def address_allowed(allowed: Iterable[IPNetwork], remote_addr: str | None) -> bool:
@@ -429,4 +470,3 @@ def includeme(config: Configurator) -> None:
     config.add_tween("channelstream.security.cors_tween_factory", under=INGRESS)
     config.add_exception_view(admin_unauthorized, context=AdminUnauthorized)
     config.add_exception_view(replay_cache_full, context=ReplayCacheFull)
-

@@ -39,8 +39,6 @@ class StreamReader:
         self.fd: int | None = open_data(stream)
         #: offset in the data file of the next unread byte
         self.offset = 0
-        #: raw bytes returned so far
-        self.position = 0
         #: set when the data file turned out damaged (the reader stops there)
         self.corrupt: str | None = None
 
@@ -63,7 +61,6 @@ class StreamReader:
             self.offset += len(data)
         else:
             data = self._read_frames(end, max_bytes)
-        self.position += len(data)
         return data
 
     def _read_frames(self, end: int, max_bytes: int) -> bytes:
@@ -126,7 +123,6 @@ class UploadReader:
             hasattr(wsgi_input, name)
             for name in ("rfile", "position", "content_length", "chunked_input", "chunk_length")
         )
-        self.received = 0
         self._buffer: memoryview | None = None  # reused by Content-Length reads
 
     def give_up(self) -> None:
@@ -154,7 +150,6 @@ class UploadReader:
             data = self._chunk(max_bytes)
         else:
             data = self._sized(max_bytes)
-        self.received += len(data)
         return data
 
     def _chunk(self, max_bytes: int) -> bytes:

@@ -216,7 +216,6 @@ class Store:
             log.info(
                 "loom: stream %s was live at restart: aborted, %d bytes", stream_id, stream.size
             )
-        self._streams[stream_id] = stream
 
     def _recover(self, stream: Stream) -> None:
         """Size a data file left by a process that died (cut a partial frame)."""

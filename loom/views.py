@@ -28,8 +28,6 @@ afterwards at ``GET /streams/:id``).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -42,6 +40,7 @@ from pyramid.response import Response
 from channelstream import strict_json
 from channelstream.errors import BadRequest, ClientError, Conflict, NotFound, PayloadTooLarge
 from channelstream.hub import Hub
+from channelstream.security import bearer_token, token_in_url, token_matches
 
 from .events import Follower, stream_channel
 from .ids import BadStreamId
@@ -52,9 +51,6 @@ from .store import NoSuchStream, Store, Stream, StreamExists, TooManyStreams
 
 #: Largest ``X-Stream-Metadata`` header, in characters.
 MAX_METADATA = 65536
-
-#: Query parameters that look like a credential: refused, never read.
-URL_TOKEN_PARAMS = ("token", "access_token")
 
 
 class Unavailable(ClientError):
@@ -78,10 +74,6 @@ def _door(request: Request):  # -> LoomDoor (imported lazily: it imports this mo
 # -- admission --------------------------------------------------------------------------
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
-
-
 def check_token(request: Request, tokens: tuple[str, ...]) -> None:
     """Admit the request when no token is configured, or it carries one of them.
 
@@ -90,23 +82,19 @@ def check_token(request: Request, tokens: tuple[str, ...]) -> None:
     if not tokens:
         return
     challenge = {"WWW-Authenticate": 'Bearer realm="loom"'}
-    for name in URL_TOKEN_PARAMS:
-        if name in request.GET:
-            raise HTTPUnauthorized(
-                detail=f"a token in the URL ({name}=) is never accepted (URLs end up in logs); "
-                "send Authorization: Bearer <token>",
-                headers=challenge,
-            )
-    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
+    name = token_in_url(request)
+    if name is not None:
+        raise HTTPUnauthorized(
+            detail=f"a token in the URL ({name}=) is never accepted (URLs end up in logs); "
+            "send Authorization: Bearer <token>",
+            headers=challenge,
+        )
+    given = bearer_token(request)
+    if given is None:
         raise HTTPUnauthorized(
             detail="this server needs Authorization: Bearer <token>", headers=challenge
         )
-    wanted = _digest(given.strip())
-    found = False
-    for token in tokens:  # no early exit: the time says nothing about which one is near
-        found |= hmac.compare_digest(wanted, _digest(token))
-    if not found:
+    if not token_matches(given, tokens):
         raise HTTPUnauthorized(detail="unknown bearer token", headers=challenge)
 
 

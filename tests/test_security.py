@@ -523,3 +523,13 @@ def bogus_auth_include(config: Configurator) -> None:
 def test_an_unknown_auth_value_stops_configuration():
     with pytest.raises(ConfigurationExecutionError, match="auth='apii' is not a known view auth"):
         build_app(default_settings(), includes=["tests.test_security.bogus_auth_include"])
+
+
+def test_token_matches_only_a_configured_token():
+    from channelstream.security import token_matches
+
+    tokens = ("alpha", "béta")
+    assert token_matches("alpha", tokens) and token_matches("béta", tokens)
+    assert not token_matches("alph", tokens)
+    assert not token_matches("", tokens) and not token_matches("", ("",))
+    assert not token_matches("alpha", ())

@@ -30,7 +30,6 @@ allowed); ``413``.
 
 from __future__ import annotations
 
-import hmac
 import time
 from typing import Any
 
@@ -41,7 +40,7 @@ from pyramid.response import Response
 
 from .. import signing, strict_json
 from ..errors import BadRequest, Unauthorized
-from ..security import read_body, require_api
+from ..security import bearer_token, read_body, require_api, token_in_url, token_matches
 from ..settings import Settings
 from ..wsgi_app import get_runtime
 from . import packet_message
@@ -58,9 +57,6 @@ NDJSON_TYPES = frozenset(
 #: subscribers' writers drain a large body as it is published instead of
 #: finding it all queued at once (and dropping the oldest past their bound).
 PUBLISH_YIELD_EVERY = 100
-
-#: Query parameters that look like a credential: refused, never read.
-URL_TOKEN_PARAMS = ("token", "access_token")
 
 
 class BadPacketItem(BadRequest):
@@ -90,20 +86,20 @@ def admit(request: Request, settings: Settings) -> str:
     :raises PayloadTooLarge: a body over ``packets.max_ingest_bytes`` (413).
     """
     limit = settings.packets.max_ingest_bytes
-    for name in URL_TOKEN_PARAMS:
-        if name in request.GET:
-            raise Unauthorized(
-                f"a token in the URL ({name}=) is never accepted (URLs end up in logs); "
-                "send Authorization: Bearer <token>"
-            )
-    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    name = token_in_url(request)
+    if name is not None:
+        raise Unauthorized(
+            f"a token in the URL ({name}=) is never accepted (URLs end up in logs); "
+            "send Authorization: Bearer <token>"
+        )
+    scheme = request.headers.get("Authorization", "").strip().partition(" ")[0]
     if scheme.lower() == "bearer":
         if not settings.packets.ingest_tokens:
             raise Unauthorized(
                 "bearer tokens are not accepted here (packets.ingest_tokens is empty); "
                 "sign the request instead"
             )
-        if not _token_matches(credentials.strip(), settings.packets.ingest_tokens):
+        if not token_matches(bearer_token(request) or "", settings.packets.ingest_tokens):
             raise Unauthorized("unknown bearer token")
         read_body(request, limit)
         return "token"
@@ -116,14 +112,6 @@ def admit(request: Request, settings: Settings) -> str:
         read_body(request, limit)
     require_api(request)
     return "signature"
-
-
-def _token_matches(given: str, tokens: tuple[str, ...]) -> bool:
-    given_bytes = given.encode("utf-8", "surrogateescape")
-    found = False
-    for token in tokens:  # no early exit: the time does not say which token is near
-        found |= hmac.compare_digest(given_bytes, token.encode("utf-8"))
-    return found and bool(given)
 
 
 # -- body forms ---------------------------------------------------------------------------

@@ -173,8 +173,13 @@ class SocketIODoor(Door):
             "queued_writes": self.queued_writes,
             "websockets": len(self.websockets),
             "websockets_blocked": sum(1 for ws in self.websockets.values() if ws.blocked),
+            # Closed outboxes' drops are in packets_dropped already (the writer's end).
             "packets_dropped": self.packets_dropped
-            + sum(s.packets.dropped for s in self.sessions.values() if s.packets is not None),
+            + sum(
+                s.packets.dropped
+                for s in self.sessions.values()
+                if s.packets is not None and not s.packets.closed
+            ),
         }
 
 

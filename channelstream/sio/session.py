@@ -232,8 +232,8 @@ class Session:
         except ClientGone:
             pass
         finally:
-            self.door.packets_dropped += outbox.dropped
             outbox.close("socket.io client gone", discard=True)
+            self.door.packets_dropped += outbox.dropped  # discarded ones included
 
     # -- the end ----------------------------------------------------------------------------
 

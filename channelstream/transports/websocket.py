@@ -55,6 +55,7 @@ from .wsframes import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
+    TAKEOVER_KEY,
     FrameReader,
     HandshakeError,
     ProtocolError,
@@ -63,9 +64,6 @@ from .wsframes import (
 )
 
 log = logging.getLogger(__name__)
-
-#: environ key of the upgrade callable set by the HTTP server.
-TAKEOVER_KEY = "channelstream.websocket.takeover"
 
 #: Close codes: 4000 kicked (replaced, collected, shutdown), 4404 unknown connection.
 CLOSE_KICKED = 4000

@@ -44,6 +44,10 @@ CLOSE_TOO_BIG = 1009
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
+#: environ key of the HTTP server's upgrade callable for views that do their
+#: own websocket (``channelstream.httpserver.Handler.take_over_websocket``).
+TAKEOVER_KEY = "channelstream.websocket.takeover"
+
 
 class HandshakeError(ValueError):
     """The upgrade request is not one this server accepts; the message says why."""

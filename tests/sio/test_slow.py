@@ -4,7 +4,6 @@ past its outbox's hard limit (chat), or loses the oldest packets (GATD)."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -63,7 +62,9 @@ def test_a_stalled_gatd_client_loses_the_oldest_packets_only(small_outboxes):
     try:
         stalled.send("42/stream," + json.dumps(["query", {"run": run}]))
         fast.call("query", {"run": run})
-        time.sleep(0.2)
+        wait_for(  # both queries registered before the first packet
+            lambda: server.get("/healthz").json()["doors"]["socketio"]["query_clients"] == 2
+        )
         got = []
         for n in range(80):
             post_packets(server, {"run": run, "n": n, "pad": BIG}).raise_for_status()
