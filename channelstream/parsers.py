@@ -114,6 +114,18 @@ def as_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in re.split(r"[,\n]", raw) if item.strip())
 
 
+def one_of(allowed: tuple[str, ...]) -> Parser:
+    """Return a parser of exactly one value among ``allowed`` (``always``, not a list)."""
+
+    def parse_one_of(raw: str) -> str:
+        text = raw.strip()
+        if text not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {text!r}")
+        return text
+
+    return parse_one_of
+
+
 def choices(allowed: tuple[str, ...], *, min_items: int = 1) -> Parser:
     """Return a list parser whose items must be among ``allowed`` (no repeats)."""
 

@@ -54,6 +54,7 @@ from .parsers import (
     ip_networks,
     json_objects,
     non_empty,
+    one_of,
     optional,
     origins,
     url,
@@ -176,14 +177,12 @@ class LoomSettings:
     tokens: tuple[str, ...] = setting(
         as_list, "", "bearer tokens every loom route needs (empty = open)"
     )
-    fsync: tuple[str, ...] = setting(
-        choices(("never", "finish", "always"), min_items=1),
+    fsync: str = setting(
+        one_of(("never", "finish", "always")),
         "finish",
         "when stream data reaches the disk: never (OS decides), finish, always (each chunk)",
     )
-    compression: tuple[str, ...] = setting(
-        choices(("none", "zlib"), min_items=1), "none", "stored data: none or zlib frames"
-    )
+    compression: str = setting(one_of(("none", "zlib")), "none", "stored data: none or zlib frames")
     compression_level: int = setting(integer(1, 9), "1", "zlib level when compression = zlib")
     retention_age: float = setting(
         duration(), "0", "finished/aborted streams older than this are purged (0 = keep)"
@@ -434,9 +433,6 @@ def validate(settings: Settings) -> None:
             f"must be >= hub.outbox_size ({settings.hub.outbox_size}), "
             f"got {settings.hub.outbox_hard_limit}",
         )
-    for key in ("fsync", "compression"):
-        if len(getattr(settings.loom, key)) != 1:
-            raise SettingsError(f"loom.{key}", "takes exactly one value")
     if settings.require_secrets:
         for key in ("secret", "admin_secret"):
             if not getattr(settings, key):

@@ -66,8 +66,8 @@ class LoomDoor(LoopDoor):
         self.notifier = Notifier(hub)
         self.store = Store(
             settings.storage_dir,
-            fsync=settings.fsync[0],
-            compression=settings.compression[0],
+            fsync=settings.fsync,
+            compression=settings.compression,
             level=settings.compression_level,
             max_live=settings.max_streams,
             notify=self._notify,

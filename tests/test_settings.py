@@ -179,6 +179,17 @@ def test_choices():
         parse("")
 
 
+def test_one_of_takes_exactly_one_allowed_value():
+    parse = parsers.one_of(("never", "finish", "always"))
+    assert parse(" always ") == "always"
+    with pytest.raises(ValueError, match="expected one of never, finish, always, got 'sometimes'"):
+        parse("sometimes")
+    with pytest.raises(ValueError, match="got 'never, always'"):
+        parse("never, always")
+    with pytest.raises(ValueError, match="got ''"):
+        parse("")
+
+
 def test_ip_networks():
     parse = parsers.ip_networks
     assert parse("127.0.0.1, ::1,\n 10.0.0.0/8") == (

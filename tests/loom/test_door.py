@@ -5,15 +5,40 @@ from __future__ import annotations
 import os
 
 import gevent
+import pytest
 
 from channelstream.hub import Hub
-from channelstream.settings import default_settings
+from channelstream.settings import SettingsError, default_settings
 from loom import LoomDoor
 
 
 def make_door(tmp_path, **keys: str) -> LoomDoor:
     settings = default_settings({"loom.storage_dir": str(tmp_path), **keys}).loom
     return LoomDoor(settings, Hub())
+
+
+@pytest.mark.parametrize(
+    ("key", "bad", "allowed"),
+    [
+        ("loom.fsync", "sometimes", "never, finish, always"),
+        ("loom.fsync", "never, always", "never, finish, always"),
+        ("loom.compression", "gzip", "none, zlib"),
+    ],
+)
+def test_a_bad_fsync_or_compression_is_refused_naming_the_key_and_the_choices(
+    tmp_path, key, bad, allowed
+):
+    with pytest.raises(SettingsError) as info:
+        make_door(tmp_path, **{key: bad})
+    assert str(info.value) == f"{key}: expected one of {allowed}, got {bad!r}"
+
+
+@pytest.mark.parametrize("fsync", ["never", "finish", "always"])
+@pytest.mark.parametrize("compression", ["none", "zlib"])
+def test_each_fsync_and_compression_choice_reaches_the_store(tmp_path, fsync, compression):
+    door = make_door(tmp_path, **{"loom.fsync": fsync, "loom.compression": compression})
+    assert (door.settings.fsync, door.settings.compression) == (fsync, compression)
+    assert (door.store.fsync, door.store.compression) == (fsync, compression)
 
 
 def test_a_second_process_on_the_same_folder_stands_by_with_the_owners_pid(tmp_path):
