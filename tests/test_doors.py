@@ -12,6 +12,7 @@ import time
 import gevent
 import pytest
 from gevent import socket
+from gevent.event import Event
 
 from channelstream.doors import (
     Door,
@@ -146,11 +147,14 @@ def test_run_returning_early_counts_as_a_crash():
 
 
 def test_stop_interrupts_a_blocked_loop():
+    accepting = Event()
+
     class Acceptor(LoopDoor):
         def open(self):
             self.sock = listen_socket("127.0.0.1", 0, reuse_port=False)
 
         def run(self):
+            accepting.set()
             while True:
                 conn, _ = self.sock.accept()
                 conn.close()
@@ -160,7 +164,7 @@ def test_stop_interrupts_a_blocked_loop():
 
     door = Acceptor("acceptor")
     door.start()
-    gevent.sleep(0.01)
+    assert accepting.wait(5)  # woken once run() blocks in accept()
     began = time.monotonic()
     door.stop(5.0)
     assert time.monotonic() - began < 1.0
@@ -168,8 +172,11 @@ def test_stop_interrupts_a_blocked_loop():
 
 
 def test_stop_kills_a_loop_that_ignores_it():
+    running = Event()
+
     class Stubborn(LoopDoor):
         def run(self):
+            running.set()
             while True:
                 try:
                     gevent.sleep(10)
@@ -178,7 +185,7 @@ def test_stop_kills_a_loop_that_ignores_it():
 
     door = Stubborn("stubborn")
     door.start()
-    gevent.sleep(0.01)
+    assert running.wait(5)  # woken once run() blocks in its sleep
     began = time.monotonic()
     door.stop(0.2)
     assert 0.2 <= time.monotonic() - began < 1.5

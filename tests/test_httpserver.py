@@ -93,10 +93,12 @@ def test_accepted_sockets_get_tcp_nodelay():
 
 
 def test_drain_closes_idle_connections_at_once_and_waits_for_busy_ones():
+    busy_in_app = Event()
     release = Event()
 
     def app(environ, start_response):
         if environ["PATH_INFO"] == "/slow":
+            busy_in_app.set()
             release.wait(5)
         start_response("200 OK", [("Content-Length", "2")])
         return [b"ok"]
@@ -105,8 +107,8 @@ def test_drain_closes_idle_connections_at_once_and_waits_for_busy_ones():
     idle = http_get(server.server_port, "/fast")
     assert read_response(idle).startswith(b"HTTP/1.1 200")  # now idle, kept alive
     busy = http_get(server.server_port, "/slow")
-    gevent.sleep(0.1)
-    gevent.spawn_later(0.3, release.set)
+    assert busy_in_app.wait(5)
+    gevent.spawn_later(0.3, release.set)  # the point: drain must wait this long
     began = time.monotonic()
     killed = server.drain(5.0)
     elapsed = time.monotonic() - began
@@ -120,14 +122,17 @@ def test_drain_closes_idle_connections_at_once_and_waits_for_busy_ones():
 
 
 def test_drain_kills_requests_past_the_grace_period():
+    in_app = Event()
+
     def app(environ, start_response):
-        gevent.sleep(30)
+        in_app.set()
+        gevent.sleep(30)  # longer than any grace period here
         start_response("200 OK", [])
         return []
 
     server = start_server(app)
     client = http_get(server.server_port, "/")
-    gevent.sleep(0.1)
+    assert in_app.wait(5)
     began = time.monotonic()
     killed = server.drain(0.3)
     assert killed == 1
@@ -139,16 +144,19 @@ def test_drain_kills_requests_past_the_grace_period():
 
 
 def test_a_second_signal_skips_the_grace_period():
+    in_app = Event()
+
     def app(environ, start_response):
-        gevent.sleep(30)
+        in_app.set()
+        gevent.sleep(30)  # longer than any grace period here
         start_response("200 OK", [])
         return []
 
     server = start_server(app)
     http_get(server.server_port, "/")
-    gevent.sleep(0.1)
+    assert in_app.wait(5)
     force = Event()
-    gevent.spawn_later(0.2, force.set)
+    gevent.spawn_later(0.2, force.set)  # the second signal, well within the grace period
     began = time.monotonic()
     assert server.drain(30.0, force) == 1
     assert time.monotonic() - began < 2.0

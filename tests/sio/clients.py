@@ -85,7 +85,7 @@ class StreamClient:
 
     def quiet(self, seconds: float = 0.5) -> list[tuple[str, Any]]:
         """Events received within ``seconds`` (expected to be none, usually)."""
-        time.sleep(seconds)
+        time.sleep(seconds)  # an absence has no condition to wait for: let time pass
         got = []
         while True:
             try:

@@ -51,15 +51,16 @@ def test_time_query_gets_the_window_then_live_without_gap_or_duplicate(sio_serve
             post_packets(sio_server, packets(run, n)).raise_for_status()
             posted.append(n)
             n += 1
-            time.sleep(0.002)
+            time.sleep(0.002)  # paced, so that packets still flow while the query starts
 
     poster = threading.Thread(target=keep_posting)
     poster.start()
     try:
-        time.sleep(0.1)  # packets flow while the query starts
+        wait_for(lambda: len(posted) > 10)  # packets flow while the query starts
         client = stream()
         assert client.call("query", {"run": run, "time": 60_000}) == {"ok": True}
-        time.sleep(0.3)
+        at_query = len(posted)
+        wait_for(lambda: len(posted) > at_query + 20 or not poster.is_alive())  # and after it
     finally:
         stop.set()
         poster.join()
@@ -71,7 +72,7 @@ def test_time_query_gets_the_window_then_live_without_gap_or_duplicate(sio_serve
 def test_time_zero_and_an_old_window(sio_server, stream):
     run = new_run()
     post_packets(sio_server, packets(run, 1)).raise_for_status()
-    time.sleep(0.3)
+    time.sleep(0.3)  # time must pass: packet 1 is to be older than the 100 ms window
     recent = stream()
     recent.call("query", {"run": run, "time": 100})  # 100 ms: packet 1 is older
     everything = stream()

@@ -147,7 +147,7 @@ def test_time_replays_exactly_the_window_then_live(streamer):
     new = [{"run": run, "seq": n, "phase": "new"} for n in range(10, 20)]
     live = [{"run": run, "seq": n, "phase": "live"} for n in range(20, 30)]
     accepted(post_packets(streamer, old), 10)
-    time.sleep(4)  # the old packets are 4 s older than the new ones, at least
+    time.sleep(4)  # time must pass: the old packets are 4 s older than the new ones, at least
     before_new = time.time()
     accepted(post_packets(streamer, new), 10)
     with StreamClient(streamer) as client:
@@ -185,17 +185,20 @@ def test_replay_and_live_meet_with_no_gap_and_no_duplicate(streamer):
     """A client connects while packets flow: it sees each one once, in order."""
     run = new_run()
     total = 600
+    some_are_history = threading.Event()
 
     def publish():
         for start in range(0, total, 20):
             batch = [{"run": run, "seq": n} for n in range(start, start + 20)]
             accepted(post_packets(streamer, batch), 20)
-            time.sleep(0.01)
+            if start == 100:
+                some_are_history.set()
+            time.sleep(0.01)  # paced, so that the client connects while packets still flow
 
     publisher = threading.Thread(target=publish)
     publisher.start()
     try:
-        time.sleep(0.2)  # some packets are history by now, the rest will be live
+        assert some_are_history.wait(30)  # 120 are history; it connects while the rest flow
         with StreamClient(streamer).send({"run": run, "time": 60000}) as client:
             got = client.packets(total)
     finally:
@@ -215,7 +218,7 @@ def test_a_query_split_over_several_segments_with_pauses(streamer):
     with StreamClient(streamer) as client:
         for piece in pieces:
             client.sock.sendall(piece)
-            time.sleep(0.2)
+            time.sleep(0.2)  # the pause is the point: each piece reaches the server alone
         packets = [
             {"run": run, "name": "caf\u00e9", "seq": 0},
             {"run": run, "name": "cafe", "seq": 1},
@@ -355,7 +358,7 @@ def test_a_client_idle_for_longer_than_send_timeout_keeps_streaming(streamer):
     run = new_run()
     with StreamClient(streamer).send({"run": run}) as client:
         wait_for(lambda: door_status(streamer)["streaming"] >= 1)
-        time.sleep(SEND_TIMEOUT + 1)
+        time.sleep(SEND_TIMEOUT + 1)  # the point: quiet for longer than send_timeout
         accepted(post_packets(streamer, [{"run": run, "n": 1}]), 1)
         assert client.packets(1) == [{"run": run, "n": 1}]
 
