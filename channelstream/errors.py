@@ -77,6 +77,13 @@ class PayloadTooLarge(ClientError):
     code = "too_large"
 
 
+class Unavailable(ClientError):
+    """The service cannot take this now (e.g. loom's live streams at their bound)."""
+
+    status = 503
+    code = "unavailable"
+
+
 class Unprocessable(ClientError):
     """Well-formed input whose values are not acceptable."""
 

@@ -9,6 +9,7 @@ Parts:
 
 - :mod:`loom.store`: streams on disk, explicit states, restart recovery,
   retention (no hub, no HTTP); :mod:`loom.ids`: valid and fresh stream ids;
+  :mod:`loom.errors`: the store's refusals, each a shared client error;
 - :mod:`loom.frames`: the optional zlib framing of stored data;
 - :mod:`loom.events`: the store's changes as small notifications on hub
   channels (``loom``, ``loom:<id>``), and readers that wait on them;

@@ -13,16 +13,10 @@ import re
 import secrets
 import time
 
+from .errors import BadStreamId
+
 MAX_ID_LENGTH = 128
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
-
-
-class StoreError(Exception):
-    """Base of the store's refusals; ``str()`` is client-safe."""
-
-
-class BadStreamId(StoreError):
-    """An id that is not acceptable (400)."""
 
 
 def check_id(stream_id: str) -> str:

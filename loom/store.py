@@ -48,7 +48,8 @@ from typing import Any
 import gevent
 
 from . import frames
-from .ids import StoreError, check_id, new_id
+from .errors import NoSuchStream, StoreError, StreamExists, TooManyStreams
+from .ids import check_id, new_id
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +70,6 @@ POOL_COMPRESS = 16 * 1024
 INCOMPRESSIBLE_SKIP = 16
 
 Notify = Callable[["Stream", str], None]
-
-
-class StreamExists(StoreError):
-    """The id is taken and ``force`` was not given (409)."""
-
-
-class NoSuchStream(StoreError):
-    """No stream has that id (404)."""
-
-
-class TooManyStreams(StoreError):
-    """``loom.max_streams`` live streams already (503)."""
 
 
 @dataclass(eq=False)
@@ -242,7 +231,7 @@ class Store:
         """The current stream of that id; :class:`NoSuchStream` if none."""
         stream = self._streams.get(check_id(stream_id))
         if stream is None:
-            raise NoSuchStream(f"The stream with ID {stream_id} does not exist")
+            raise NoSuchStream(stream_id)
         return stream
 
     def find(self, stream_id: str) -> Stream | None:
@@ -277,12 +266,9 @@ class Store:
         check_id(stream_id)
         old = self._streams.get(stream_id)
         if old is not None and not force:
-            raise StreamExists(
-                f"The stream with ID {stream_id} already exists. "
-                "Specify force=true query param to override."
-            )
+            raise StreamExists(stream_id)
         if self._live >= self.max_live:
-            raise TooManyStreams(f"{self.max_live} streams are live already (loom.max_streams)")
+            raise TooManyStreams(self.max_live)
         if old is not None:
             self._remove(old, "replaced by a new stream with the same id")
         stream = Stream(

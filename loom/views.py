@@ -16,7 +16,8 @@ Errors are JSON: ``400`` bad id or metadata, ``401`` missing or unknown
 token, ``404`` ``{"error": "The stream with ID X does not exist"}``,
 ``409`` ``{"error": "The stream with ID X already exists. Specify
 force=true query param to override."}``, ``503`` too many live streams or
-storage not open.
+storage not open. The store's refusals are shared client errors
+(:mod:`loom.errors`): views let them through to the JSON error views.
 
 Responses of ``GET /stream/:id`` carry ``Content-Type:
 application/octet-stream``, ``X-Stream-Metadata`` (JSON), ``X-Stream-State``
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPUnauthorized
@@ -38,26 +39,19 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from channelstream import strict_json
-from channelstream.errors import BadRequest, ClientError, Conflict, NotFound, PayloadTooLarge
+from channelstream.errors import BadRequest, PayloadTooLarge, Unavailable
 from channelstream.hub import Hub
 from channelstream.security import bearer_token, token_in_url, token_matches
 
+from .errors import NoSuchStream
 from .events import Follower, stream_channel
-from .ids import BadStreamId
 from .reader import StreamReader, UploadReader
 from .responses import ChunkedResponse, IngestResponse, StoredResponse
 from .spy import Spy
-from .store import NoSuchStream, Store, Stream, StreamExists, TooManyStreams
+from .store import Stream
 
 #: Largest ``X-Stream-Metadata`` header, in characters.
 MAX_METADATA = 65536
-
-
-class Unavailable(ClientError):
-    """The service cannot take this now (503)."""
-
-    status: ClassVar[int] = 503
-    code: ClassVar[str] = "unavailable"
 
 
 def _door(request: Request):  # -> LoomDoor (imported lazily: it imports this module)
@@ -104,15 +98,6 @@ def _admit(request: Request):
     return door
 
 
-def _stream(store: Store, stream_id: str) -> Stream:
-    try:
-        return store.get(stream_id)
-    except BadStreamId as err:
-        raise BadRequest(str(err), field="id") from None
-    except NoSuchStream as err:
-        raise NotFound(str(err)) from None
-
-
 def parse_metadata(request: Request) -> Any:
     """The ``X-Stream-Metadata`` header as a JSON value (None when absent)."""
     raw = request.headers.get("X-Stream-Metadata")
@@ -156,14 +141,7 @@ def create_stream(request: Request) -> Response:
             f"the body ({request.content_length} bytes) is over loom.max_stream_bytes ({limit})"
         )
     force = request.GET.get("force", "").lower() == "true"
-    try:
-        stream, replaced = door.store.create(stream_id, metadata, force=force)
-    except BadStreamId as err:
-        raise BadRequest(str(err), field="id") from None
-    except StreamExists as err:
-        raise Conflict(str(err)) from None
-    except TooManyStreams as err:
-        raise Unavailable(str(err)) from None
+    stream, replaced = door.store.create(stream_id, metadata, force=force)
     headers = [("X-Stream-Id", stream.id), ("Cache-Control", "no-store")]
     if replaced:
         headers.append(("x-stream-replaced", "true"))
@@ -174,12 +152,12 @@ def create_stream(request: Request) -> Response:
 def read_stream(request: Request) -> Response:
     """``GET /stream/:id[?notail]``: see the module doc."""
     door = _admit(request)
-    stream = _stream(door.store, request.matchdict["id"])
+    stream = door.store.get(request.matchdict["id"])
     headers = stream_headers(stream)
     try:
         reader = StreamReader(stream)
     except FileNotFoundError:
-        raise NotFound(f"The stream with ID {stream.id} does not exist") from None
+        raise NoSuchStream(stream.id) from None
     if stream.live and "notail" not in request.GET:
         return ChunkedResponse(
             Tail(door.hub, reader), headers, trailers=lambda: [("X-Stream-State", stream.state)]
@@ -218,7 +196,7 @@ class Tail:
 def delete_stream(request: Request) -> Response:
     """``DELETE /stream/:id``: 200 with the stream's last description."""
     door = _admit(request)
-    stream = _stream(door.store, request.matchdict["id"])
+    stream = door.store.get(request.matchdict["id"])
     door.store.delete(stream.id)
     return _json({"deleted": True, **stream.info()})
 
@@ -232,7 +210,7 @@ def list_streams(request: Request) -> Response:
 def describe_stream(request: Request) -> Response:
     """``GET /streams/:id``: one stream's description."""
     door = _admit(request)
-    return _json(_stream(door.store, request.matchdict["id"]).info())
+    return _json(door.store.get(request.matchdict["id"]).info())
 
 
 def spy(request: Request) -> Response:
