@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 import uuid
 
 import pytest
@@ -21,6 +20,7 @@ from channelstream.settings import parse_settings
 from channelstream.signing import SIGNATURE_HEADER, sign
 from channelstream.wsgi_app import build_app
 from tests.support.api import ADMIN_SECRET, SECRET
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,16 +35,6 @@ def attach(server, conn_id: str) -> websocket.WebSocket:
     """A websocket on the connection, so that the collector keeps it."""
     url = server.url.replace("http://", "ws://") + f"/ws?conn_id={conn_id}"
     return websocket.create_connection(url, timeout=10)
-
-
-def wait_for(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "gave up waiting"
-        time.sleep(0.05)
 
 
 def test_admin_json_shape_and_figures_after_traffic(api_server, client: ChannelstreamClient):

@@ -22,6 +22,7 @@ from channelstream.doors import (
     LoopDoor,
     listen_socket,
 )
+from tests.support.wait import wait_for
 
 
 class Crasher(LoopDoor):
@@ -70,15 +71,6 @@ class Recorder(Door):
         return {"state": self.state.value}
 
 
-def wait_until(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        gevent.sleep(0.01)
-    raise AssertionError("condition not met in time")
-
-
 def test_a_crashing_loop_is_logged_restarted_and_reported(caplog):
     door = Crasher(crashes=2, backoff_initial=0.05, backoff_max=0.05)
     with caplog.at_level(logging.ERROR, logger="channelstream.doors"):
@@ -88,7 +80,7 @@ def test_a_crashing_loop_is_logged_restarted_and_reported(caplog):
         assert status["state"] == "restarting"
         assert status["restarts"] == 1
         assert status["last_error"] == "RuntimeError: boom 1"
-        wait_until(lambda: len(door.calls) == 3)
+        wait_for(lambda: len(door.calls) == 3)
         gevent.sleep(0)
     status = door.status()
     assert status["state"] == "running"
@@ -105,7 +97,7 @@ def test_a_crashing_loop_is_logged_restarted_and_reported(caplog):
 def test_backoff_doubles_up_to_the_maximum():
     door = Crasher(backoff_initial=0.05, backoff_max=0.2)
     door.start()
-    wait_until(lambda: len(door.calls) >= 6, timeout=10)
+    wait_for(lambda: len(door.calls) >= 6, timeout=10)
     door.stop(1.0)
     gaps = [b - a for a, b in zip(door.calls, door.calls[1:], strict=False)]
     for gap, expected in zip(gaps, [0.05, 0.1, 0.2, 0.2, 0.2], strict=False):
@@ -124,7 +116,7 @@ def test_a_long_run_resets_the_backoff():
 
     door = SlowCrasher(backoff_initial=0.05, backoff_max=10)
     door.start()
-    wait_until(lambda: len(door.calls) >= 5, timeout=10)
+    wait_for(lambda: len(door.calls) >= 5, timeout=10)
     door.stop(1.0)
     gaps = [b - a for a, b in zip(door.calls, door.calls[1:], strict=False)]
     # with the reset: 0.05, 0.1, a 0.2 s run + 0.05, 0.1; without: ..., 0.2 + 0.2, 0.4
@@ -141,7 +133,7 @@ def test_run_returning_early_counts_as_a_crash():
 
     door = Quitter("quitter", backoff_initial=0.02)
     door.start()
-    wait_until(lambda: door.runs >= 3)
+    wait_for(lambda: door.runs >= 3)
     assert "run() returned" in door.status()["last_error"]
     door.stop(1.0)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -21,6 +20,7 @@ from channelstream.settings import default_settings
 from channelstream.signing import SIGNATURE_HEADER, sign
 from channelstream.wsgi_app import build_app
 from tests.support.api import ADMIN_SECRET, SECRET
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -106,13 +106,12 @@ def test_metrics_move_with_traffic(api_server, client):
     )
     try:
         client.message([{"channel": room, "user": "ann", "message": {"n": i}} for i in range(3)])
-        deadline = time.monotonic() + 10
-        while True:
-            after = samples(api_server)
-            if after["channelstream_chat_attached_connections", ()] >= 1:
-                break
-            assert time.monotonic() < deadline, "the websocket never attached"
-            time.sleep(0.05)
+        after = wait_for(
+            lambda: (s := samples(api_server))["channelstream_chat_attached_connections", ()] >= 1
+            and s,
+            timeout=10,
+            what="the websocket to attach",
+        )
     finally:
         ws.close()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,6 +9,7 @@ import pytest
 
 from tests.support.broker import delete_exchange, require_broker, unique_name
 from tests.support.server import RunningServer
+from tests.support.wait import wait_for
 
 DOOR = "amqp-ingest"
 
@@ -31,20 +31,6 @@ def exchange(broker_url: str) -> Iterator[str]:
 def door_status(server: RunningServer) -> dict[str, Any]:
     """The amqp-ingest door's status in the server's /healthz."""
     return server.get("/healthz").json()["doors"][DOOR]
-
-
-def wait_for(
-    predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition"
-) -> Any:
-    """Poll ``predicate`` (bounded) until it returns something true; return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def wait_for_door(

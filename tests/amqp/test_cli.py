@@ -8,9 +8,10 @@ import subprocess
 
 import pytest
 
-from tests.amqp.conftest import door_status, wait_for
+from tests.amqp.conftest import door_status
 from tests.support.broker import BoundQueue
 from tests.support.server import BIN, REPO, free_port
+from tests.support.wait import wait_for
 
 SCRIPT = BIN / "gatd-publish"
 

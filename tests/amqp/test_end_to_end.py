@@ -9,9 +9,10 @@ import uuid
 import pytest
 
 from channelstream.amqp.publisher import PacketPublisher
-from tests.amqp.conftest import door_status, wait_for
+from tests.amqp.conftest import door_status
 from tests.support.broker import publish_raw
 from tests.support.packets import StreamClient
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.broker
 

@@ -17,10 +17,11 @@ import pytest
 
 from channelstream.amqp.ingest import limit_reads
 from channelstream.amqp.publisher import PacketPublisher
-from tests.amqp.conftest import DOOR, door_status, wait_for, wait_for_door
+from tests.amqp.conftest import DOOR, door_status, wait_for_door
 from tests.support.broker import BoundQueue, broker_target, in_ci, publish_raw, url_via
 from tests.support.server import free_port
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.broker
 

@@ -14,7 +14,8 @@ from channelstream.amqp.publisher import PacketPublisher
 from tests.amqp.conftest import amqp_server, broker_url, exchange  # noqa: F401 (fixtures)
 from tests.sio.clients import StreamClient
 from tests.sio.conftest import door_status
-from tests.support.packets import new_run, post_packets, wait_for
+from tests.support.packets import new_run, post_packets
+from tests.support.wait import wait_for
 
 
 def packets(run: str, *numbers: int, **fields) -> list[dict]:

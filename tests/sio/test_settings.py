@@ -11,8 +11,8 @@ import requests
 
 from tests.sio.clients import StreamClient, stalled_client
 from tests.support.api import API_APP, api_client
-from tests.support.packets import wait_for
 from tests.support.server import REPO, RunningServer
+from tests.support.wait import wait_for
 
 ORIGIN = "https://app.example"
 

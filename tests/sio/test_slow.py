@@ -12,8 +12,9 @@ import pytest
 from tests.sio.clients import StreamClient, stalled_client
 from tests.sio.conftest import door_status
 from tests.support.api import api_client
-from tests.support.packets import PACKETS_APP, new_run, post_packets, wait_for
+from tests.support.packets import PACKETS_APP, new_run, post_packets
 from tests.support.server import REPO, RunningServer
+from tests.support.wait import wait_for
 
 BIG = "x" * 200_000  # a few of these fill the socket buffers of a client that does not read
 

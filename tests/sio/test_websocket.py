@@ -16,8 +16,9 @@ import websocket
 from tests.sio.clients import StreamClient, stalled_client
 from tests.sio.conftest import door_status
 from tests.support.api import api_client
-from tests.support.packets import run_packets_server, wait_for
+from tests.support.packets import run_packets_server
 from tests.support.server import RunningServer
+from tests.support.wait import wait_for
 
 BIG = "x" * 200_000  # a few of these fill the socket buffers of a client that does not read
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -75,18 +74,6 @@ def ndjson_body(packets: list[Mapping[str, Any]]) -> bytes:
 
 def door_status(server: RunningServer) -> dict[str, Any]:
     return server.get("/healthz").json()["doors"]["tcp-streamer"]
-
-
-def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll ``predicate()`` until it is truthy; return it, or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 class StreamClient:

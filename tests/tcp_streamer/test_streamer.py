@@ -28,9 +28,9 @@ from tests.support.packets import (
     new_run,
     post_packets,
     run_packets_server,
-    wait_for,
 )
 from tests.support.server import REPO, RunningServer
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

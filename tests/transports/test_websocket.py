@@ -15,6 +15,7 @@ import websocket
 
 from tests.support.api import API_APP, api_client
 from tests.support.server import REPO, RunningServer
+from tests.support.wait import wait_for
 from tests.transports.test_transports import messages, name, receive_frames, ws_url
 
 pytestmark = pytest.mark.timeout(60)
@@ -171,10 +172,11 @@ def test_a_client_that_never_reads_is_closed_past_its_hard_limit(tmp_path):
                 api.message([{"channel": room, "user": "x", "message": {"n": n, "p": payload}}])
                 got = receive_frames(healthy, lambda got: len(messages(got)) >= 1)
                 assert [f["message"]["n"] for f in messages(got)] == [n]
-            deadline = time.monotonic() + 10
-            while api.info(channels=[room])["channels"][room]["total_connections"] != 1:
-                assert time.monotonic() < deadline, "the stalled connection was never closed"
-                time.sleep(0.1)
+            wait_for(
+                lambda: api.info(channels=[room])["channels"][room]["total_connections"] == 1,
+                timeout=10,
+                what="the stalled connection to be closed",
+            )
         finally:
             healthy.close()
             stalled.close()
