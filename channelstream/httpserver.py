@@ -34,7 +34,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import gevent
@@ -79,6 +79,20 @@ def redact(target: str) -> str:
 
 #: environ key of :meth:`Handler.start_raw_response` (absent under other servers).
 RAW_RESPONSE = "channelstream.raw_response"
+
+
+def _header_block(status: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytearray:
+    """A response's status line and header lines, with the blank line that ends them."""
+    block = bytearray(b"HTTP/1.1 ")
+    block += status
+    block += b"\r\n"
+    for name, value in headers:
+        block += name
+        block += b": "
+        block += value
+        block += b"\r\n"
+    block += b"\r\n"
+    return block
 
 
 class RawResponse:
@@ -227,15 +241,7 @@ class Handler(WebSocketHandler):
         """
         self.headers_sent = True
         self.finalize_headers()
-        towrite = bytearray(b"HTTP/1.1 ")
-        towrite += self.status
-        towrite += b"\r\n"
-        for header, value in self.response_headers:
-            towrite += header
-            towrite += b": "
-            towrite += value
-            towrite += b"\r\n"
-        towrite += b"\r\n"
+        towrite = _header_block(self.status, self.response_headers)
         if self.response_use_chunked or len(data) > COMBINED_WRITE_MAX:
             self._sendall(towrite)
             self._write(data)
@@ -260,13 +266,10 @@ class Handler(WebSocketHandler):
         self.start_response(status, list(headers))
         self.headers_sent = True
         self.response_use_chunked = False
-        block = bytearray(b"HTTP/1.1 " + self.status + b"\r\n")
+        sent = self.response_headers
         if self.provided_date is None:
-            block += b"Date: " + pywsgi.format_date_time(time.time()) + b"\r\n"
-        for name, value in self.response_headers:
-            block += name + b": " + value + b"\r\n"
-        block += b"\r\n"
-        self._sendall(bytes(block))
+            sent = [(b"Date", pywsgi.format_date_time(time.time())), *sent]
+        self._sendall(bytes(_header_block(self.status, sent)))
         return RawResponse(self)
 
     def format_request(self) -> str:
