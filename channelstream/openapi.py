@@ -11,7 +11,9 @@ shape is dynamic (channel history, message echoes). The view serves the
 same bytes every time; it needs no credentials: it is documentation.
 
 The operations routes (``/admin/admin.json``, ``/admin``, ``/metrics``,
-``/healthz``) are described too, with their own credentials.
+``/healthz``) are described too, with their own credentials, and so are
+loom's byte-stream routes (:mod:`loom.openapi`, tag ``loom``), which every
+app serves.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pydantic import BaseModel
 from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
+
+import loom.openapi
 
 from . import __version__
 from .admin import ADMIN_JSON_PATH, ADMIN_PATH
@@ -350,6 +354,8 @@ class _Components:
 
     def __init__(self) -> None:
         self.schemas: dict[str, Any] = copy.deepcopy(RESPONSE_SCHEMAS)
+        for name, schema in loom.openapi.SCHEMAS.items():
+            self._add(name, copy.deepcopy(schema))
 
     def model(self, model: type[BaseModel]) -> dict[str, str]:
         """Add ``model`` (and the models it uses) and return a reference to it."""
@@ -446,17 +452,20 @@ def build_document(
             "responses": _responses(_ref("Health"), ()),
         }
     }
+    paths.update(copy.deepcopy(loom.openapi.PATHS))
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "channelstream server API",
             "version": __version__,
             "description": "JSON over HTTP from backends to the hub. Every call is signed; "
-            "see the `signature` security scheme.",
+            "see the `signature` security scheme. loom's byte streams (tag `loom`) take "
+            "bearer tokens instead.",
         },
         "tags": [
             {"name": "server API", "description": "Calls of backends, signed with `secret`."},
             {"name": "operations", "description": "For admins and probes."},
+            loom.openapi.TAG,
         ],
         "paths": paths,
         "components": {
@@ -479,6 +488,7 @@ def build_document(
                     "scheme": "basic",
                     "description": "Any user name, `admin_secret` as the password.",
                 },
+                **loom.openapi.SECURITY_SCHEMES,
             },
         },
         "security": [{"signature": []}],

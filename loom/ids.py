@@ -16,7 +16,9 @@ import time
 from .errors import BadStreamId
 
 MAX_ID_LENGTH = 128
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+#: What a valid id looks like (also the OpenAPI pattern of ``{id}``).
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+_ID = re.compile(ID_PATTERN)
 
 
 def check_id(stream_id: str) -> str:
@@ -25,7 +27,7 @@ def check_id(stream_id: str) -> str:
         raise BadStreamId("a stream id must not be empty")
     if len(stream_id) > MAX_ID_LENGTH:
         raise BadStreamId(f"a stream id has at most {MAX_ID_LENGTH} characters")
-    if not _ID.match(stream_id):
+    if not _ID.fullmatch(stream_id):
         raise BadStreamId(
             "a stream id holds letters, digits, '.', '_' and '-' only, "
             "and starts with a letter or digit"

@@ -64,7 +64,8 @@ def test_a_stream_goes_live_then_finished_with_its_bytes_and_metadata(tmp_path, 
 
 
 @pytest.mark.parametrize(
-    "bad", ["", ".", "..", "../etc/passwd", "a/b", "a\\b", ".hidden", "-x", "a b", "é", "x" * 129]
+    "bad",
+    ["", ".", "..", "../etc/passwd", "a/b", "a\\b", ".hidden", "-x", "a b", "é", "x" * 129, "a\n"],
 )
 def test_ids_that_could_escape_or_are_odd_are_refused(tmp_path, bad):
     store = make_store(tmp_path)
