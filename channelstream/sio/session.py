@@ -173,13 +173,11 @@ class Session:
         The writer first sends ``user_connect`` and any ``resume_failed`` frames.
         May wait (up to 5 s) for a replaced transport to stop draining.
         """
-        chat = self.door.chat
         transport = ChatTransport(self)
-        previous = connection.transport
-        failures = chat.attach(connection, transport, resume)
+        # Set before attaching: a disconnect while it waits detaches this transport.
         self.connection = connection
         self.transport = transport
-        transport.wait_replaced(previous)
+        failures = transport.attach(self.door.chat, connection, resume)
         user = connection.user
         first = [
             event_packet(

@@ -4,8 +4,8 @@ A transport (a websocket, one long-poll request, an SSE stream) attaches to
 a connection, drains its outbox from one greenlet, and detaches. A newer
 transport of the same connection kicks the older one; so do the collector
 and the shutdown. Kicking never blocks (it may run inside a hub publish): it
-throws :class:`Kicked` into the transport's greenlet, and whoever replaces it
-waits for :attr:`Transport.ended`.
+throws :class:`Kicked` into the transport's greenlet, and the transport that
+replaces it waits for :attr:`Transport.ended` (:meth:`Transport.attach`).
 """
 
 from __future__ import annotations
@@ -14,11 +14,16 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import gevent
 from gevent.event import Event
 
 from ..errors import BadRequest
+
+if TYPE_CHECKING:
+    from ..chat import ChatState
+    from ..chat.connections import Connection
 
 #: Most channels a resume may name.
 MAX_RESUME_CHANNELS = 1000
@@ -54,10 +59,25 @@ class Transport:
         elif greenlet is not gevent.getcurrent():
             greenlet.kill(Kicked(reason), block=False)
 
-    def wait_replaced(self, previous: Transport | None, timeout: float = 5.0) -> None:
-        """Let a kicked ``previous`` transport stop draining before this one starts."""
+    def attach(
+        self,
+        chat: ChatState,
+        connection: Connection,
+        resume: Mapping[str, tuple[str, int]],
+        timeout: float = 5.0,
+    ) -> list[tuple[str, str]]:
+        """Attach to ``connection`` (kicking the transport it had), apply ``resume``,
+        then wait up to ``timeout`` until the kicked one stopped draining.
+
+        Returns the resumes that failed (:meth:`ChatState.attach`). The wait
+        yields: a transport whose :attr:`greenlet` runs this may get
+        :class:`Kicked` here, by a newer one, after it attached.
+        """
+        previous = connection.transport  # read first: attaching replaces it
+        failures = chat.attach(connection, self, resume)
         if previous is not None and previous is not self:
             previous.ended.wait(timeout)
+        return failures
 
 
 def parse_resume(value: str | None) -> dict[str, tuple[str, int]]:

@@ -37,13 +37,12 @@ def listen_view(request: Request) -> Response:
     connection = chat.connection(request.GET.get("conn_id", ""))
     transport = PollTransport()
     transport.greenlet = getcurrent()
-    previous = connection.transport
-    failures = chat.attach(connection, transport, resume)
     outbox = connection.outbox
+    failures: list[tuple[str, str]] = []  # a poll replaced while attaching answers []
     batch = []
     replayed = 0
     try:
-        transport.wait_replaced(previous)
+        failures = transport.attach(chat, connection, resume)
         if not failures:
             outbox.wait(settings.listen_timeout)
         if not transport.kicked:  # a newer transport owns the queue now

@@ -56,12 +56,10 @@ def _events(
 ) -> Iterator[bytes]:
     transport = StreamTransport()
     transport.greenlet = getcurrent()
-    previous = connection.transport
-    failures = chat.attach(connection, transport, resume)
     positions = dict(resume)
     outbox = connection.outbox
     try:
-        transport.wait_replaced(previous)
+        failures = transport.attach(chat, connection, resume)
         head = f"retry: {RETRY_MS}\n\n".encode()
         if failures:
             for channel, _ in failures:

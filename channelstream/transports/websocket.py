@@ -437,8 +437,6 @@ def websocket_view(request: Request) -> Response:
         _close_now(sock, CLOSE_UNKNOWN, "unknown connection")
         return Response()
     transport = WebSocketTransport(sock, chat, connection, heartbeats)
-    previous = connection.transport
-    failures = chat.attach(connection, transport, resume)
-    transport.wait_replaced(previous)
+    failures = transport.attach(chat, connection, resume)
     transport.start([resume_failed(channel, reason) for channel, reason in failures])
     return Response()
