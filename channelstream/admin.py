@@ -39,7 +39,8 @@ from pyramid.response import Response
 
 from . import __version__
 from .chat import CHAT_KEY, ChatState
-from .chat.state import CHANNEL_PREFIX, USER_PREFIX, Info
+from .chat.routing import CHANNEL_PREFIX, USER_PREFIX
+from .chat.state import Info
 from .runtime import Runtime
 from .wsgi_app import get_runtime
 

@@ -15,8 +15,10 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .frames import delete_frame, edit_frame, message_frame, utcnow_iso
+from .routing import channel_message, user_message
 
 if TYPE_CHECKING:
+    from ..hub import Message
     from .state import ChatState
 
 
@@ -32,6 +34,9 @@ def post(state: ChatState, items: Iterable[Mapping[str, Any]]) -> list[dict[str,
     as channelstream 0.7.1 did.
     """
     accepted = []
+    # Published together at the end: the hub fans a run of messages to one
+    # channel out at once (one put per connection, not one per message).
+    outgoing: list[Message] = []
     for item in items:
         channel_name = item.get("channel")
         pm_users = list(item.get("pm_users") or ())
@@ -69,7 +74,8 @@ def post(state: ChatState, items: Iterable[Mapping[str, Any]]) -> list[dict[str,
             channel.touch(state.now())
             if not echo["no_history"]:
                 channel.remember({**frame, "pm_users": pm_users, "exclude_users": exclude})
-        _route(state, channel_name, pm_users, exclude, frame)
+        outgoing.extend(_route(state, channel_name, pm_users, exclude, frame))
+    state.hub.publish_many(outgoing)
     return accepted
 
 
@@ -121,7 +127,7 @@ def _route_change(
         else:
             channel.edit(item["uuid"], changes)
         channel.touch(state.now())
-    _route(state, channel_name, pm_users, exclude, frame)
+    state.hub.publish_many(_route(state, channel_name, pm_users, exclude, frame))
 
 
 def _route(
@@ -130,17 +136,17 @@ def _route(
     pm_users: list[str],
     exclude: list[str],
     frame: dict[str, Any],
-) -> None:
-    """Publish ``frame`` to its channel (the hub enforces ``pm_users`` and
-    ``exclude_users``), or without a channel to each existing pm user."""
+) -> list[Message]:
+    """The hub messages that carry ``frame``: one to its channel (the hub
+    enforces ``pm_users`` and ``exclude_users``), or without a channel one to
+    each existing pm user."""
     if channel_name:
-        state.publish_frame(
-            channel_name,
-            frame,
-            audience=frozenset(pm_users) if pm_users else None,
-            excluded=frozenset(exclude) if exclude else None,
-        )
-    else:
-        for name in dict.fromkeys(pm_users):
-            if name in state.users:
-                state.publish_to_user(name, frame)
+        return [
+            channel_message(
+                channel_name,
+                frame,
+                audience=frozenset(pm_users) if pm_users else None,
+                excluded=frozenset(exclude) if exclude else None,
+            )
+        ]
+    return [user_message(name, frame) for name in dict.fromkeys(pm_users) if name in state.users]

@@ -20,28 +20,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Conflict, NotFound
-from ..hub import REASON_OVERFLOW, ChannelConfig, Hub, Message, Start, Subscription
+from ..hub import REASON_OVERFLOW, ChannelConfig, Hub, Start, Subscription
 from . import messages
 from .channels import ChannelSettings, ChatChannel
 from .connections import Connection, Transport
 from .frames import PM_RESUME_KEY, presence_frame, user_state_frame
+from .routing import channel_message, hub_channel, user_channel, user_message
 from .users import User
 
 log = logging.getLogger(__name__)
 
-CHANNEL_PREFIX = "channel:"
-USER_PREFIX = "user:"
-
 #: Reason given to transports of a connection that was collected or closed.
 REASON_GONE = "connection closed"
-
-
-def hub_channel(name: str) -> str:
-    return CHANNEL_PREFIX + name
-
-
-def user_channel(name: str) -> str:
-    return USER_PREFIX + name
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,18 +340,10 @@ class ChatState:
         audience: frozenset[str] | None = None,
         excluded: frozenset[str] | None = None,
     ) -> None:
-        self.hub.publish(
-            Message(
-                hub_channel(channel),
-                frame,
-                audience=audience or None,
-                excluded=excluded or None,
-                droppable=False,  # a chat client too slow is disconnected, then resumes
-            )
-        )
+        self.hub.publish(channel_message(channel, frame, audience=audience, excluded=excluded))
 
     def publish_to_user(self, user: str, frame: dict[str, Any]) -> None:
-        self.hub.publish(Message(user_channel(user), frame, droppable=False))
+        self.hub.publish(user_message(user, frame))
 
     def channel_config(self, configs: Mapping[str, ChannelSettings]) -> dict[str, Any]:
         """``/channel_config``: set (replace) the settings of channels, creating them."""

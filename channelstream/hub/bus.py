@@ -9,9 +9,12 @@ compared with the process that issued them.
 
 Contract for implementations:
 
-* ``attach(receive)`` is called once, by the hub, before ``start``.
+* ``attach(receive, receive_many)`` is called once, by the hub, before
+  ``start``; ``receive_many(messages)`` is ``receive`` of each, in order.
 * ``publish(message)`` must not block on any subscriber; it returns the
   sequenced message if it was delivered locally and synchronously, else None.
+  ``publish_many(messages)`` is ``publish`` of each, in order (a bus may
+  carry them together).
 * ``receive(message)`` must be called in the hub's thread (any greenlet), once
   per message, in the order the bus got them.
 * ``watch(channel)``/``unwatch(channel)`` say which channels this process has;
@@ -25,6 +28,7 @@ from collections.abc import Callable
 from .message import Message
 
 Receive = Callable[[Message], Message]
+ReceiveMany = Callable[[list[Message]], list[Message]]
 
 
 class Bus:
@@ -34,11 +38,13 @@ class Bus:
 
     def __init__(self) -> None:
         self._receive: Receive | None = None
+        self._receive_many: ReceiveMany | None = None
 
-    def attach(self, receive: Receive) -> None:
+    def attach(self, receive: Receive, receive_many: ReceiveMany | None = None) -> None:
         if self._receive is not None:
             raise RuntimeError(f"{self.name} bus is already attached to a hub")
         self._receive = receive
+        self._receive_many = receive_many or (lambda messages: [receive(m) for m in messages])
 
     def start(self) -> None:
         """Connect to the broker, if any."""
@@ -48,6 +54,9 @@ class Bus:
 
     def publish(self, message: Message) -> Message | None:
         raise NotImplementedError
+
+    def publish_many(self, messages: list[Message]) -> list[Message | None]:
+        return [self.publish(message) for message in messages]
 
     def watch(self, channel: str) -> None:
         """This process now has ``channel``."""
@@ -68,3 +77,8 @@ class LocalBus(Bus):
         if self._receive is None:
             raise RuntimeError("the local bus is not attached to a hub")
         return self._receive(message)
+
+    def publish_many(self, messages: list[Message]) -> list[Message]:
+        if self._receive_many is None:
+            raise RuntimeError("the local bus is not attached to a hub")
+        return self._receive_many(messages)

@@ -138,6 +138,25 @@ class _FanOut:
         for sub in self.plain:
             sub.delivered += 1
             sub.outbox.put(message)
+        return delivered + self._deliver_filtered(message)
+
+    def deliver_many(self, messages: list[Message]) -> int:
+        """``deliver`` each of ``messages`` in order; an unfiltered subscription
+        gets them all in one ``put_many``: a POST of 50 messages to 1,000
+        websockets is 1,000 puts, not 50,000."""
+        size = sum(m.size for m in messages)
+        delivered = 0
+        for sub in self.plain:
+            offered = sub.outbox.put_many(messages, size)
+            sub.delivered += offered
+            delivered += offered
+        if self.evaluated or self.index:
+            for message in messages:
+                delivered += self._deliver_filtered(message)
+        return delivered
+
+    def _deliver_filtered(self, message: Message) -> int:
+        delivered = 0
         for sub in self.evaluated:
             if sub.accepts(message):
                 sub.delivered += 1
@@ -222,6 +241,70 @@ class Channel:
         """Sequence ``message``, keep it, and offer it to every subscription."""
         if message.sequenced:
             raise ValueError(f"{message!r} was already published")
+        self._sequence(message)
+        if self._fanning_out:
+            self._deferred.append(message)
+            return message
+        self._fanning_out = True
+        try:
+            self._fan_out(message)
+            self._fan_out_deferred()
+        finally:
+            self._fanning_out = False
+        return message
+
+    def publish_many(self, messages: list[Message]) -> list[Message]:
+        """``publish`` each of ``messages`` in order, in fewer steps.
+
+        Each run of public messages is sequenced, then fanned out at once
+        (``_FanOut.deliver_many``); private ones go one by one. Every
+        subscription gets exactly what the same publishes one at a time would
+        give it, in the same order.
+        """
+        for message in messages:
+            if message.sequenced:
+                raise ValueError(f"{message!r} was already published")
+        if self._fanning_out:  # from a callback of a running fan-out: wait for it
+            for message in messages:
+                self._sequence(message)
+                self._deferred.append(message)
+            return messages
+        self._fanning_out = True
+        try:
+            start = 0
+            for end, message in enumerate(messages):
+                if message.audience is not None or message.excluded is not None:
+                    self._fan_out_run(messages[start:end])
+                    self._sequence(message)
+                    self._fan_out(message)
+                    self._fan_out_deferred()
+                    start = end + 1
+            self._fan_out_run(messages[start:])
+        finally:
+            self._fanning_out = False
+        return messages
+
+    def _fan_out_run(self, run: list[Message]) -> None:
+        # Sequenced only now, not with the whole batch: a subscription made
+        # during a run's fan-out (from an outbox's close callback) replays
+        # that run from history, and gets the next runs live, once each.
+        if not run:
+            return
+        for message in run:
+            self._sequence(message)
+        fanout = self._fanout
+        if fanout is None:
+            fanout = self._fanout = _FanOut(self._subs)
+        self.delivered += fanout.deliver_many(run)
+        # Published by callbacks during this run: before the next run, so
+        # that every outbox still gets the channel's messages in offset order.
+        self._fan_out_deferred()
+
+    def _fan_out_deferred(self) -> None:
+        while self._deferred:
+            self._fan_out(self._deferred.popleft(), deferred=True)
+
+    def _sequence(self, message: Message) -> None:
         now = self._clock_ms()
         if now < self.last_time_ms:
             now = self.last_time_ms  # the wall clock stepped back: keep order
@@ -234,17 +317,6 @@ class Channel:
         self.history.append(message, now)
         if message.sticky:
             self._sticky[message.type] = message  # type: ignore[index]
-        if self._fanning_out:
-            self._deferred.append(message)
-            return message
-        self._fanning_out = True
-        try:
-            self._fan_out(message)
-            while self._deferred:
-                self._fan_out(self._deferred.popleft(), deferred=True)
-        finally:
-            self._fanning_out = False
-        return message
 
     def _fan_out(self, message: Message, deferred: bool = False) -> None:
         private = message.audience is not None or message.excluded is not None

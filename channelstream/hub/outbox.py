@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from gevent import get_hub, getcurrent
@@ -165,6 +165,46 @@ class Outbox:
                 return
         if n > self.max_queue:
             self._overflow()
+
+    def put_many(self, messages: Sequence[Message], size: int | None = None) -> int:
+        """Queue ``messages`` in order, exactly as a ``put`` of each would.
+
+        When they all fit under the soft bounds they are queued in one step;
+        otherwise one by one, so drops and a close happen at the same message.
+        ``size`` is their total ``Message.size`` when the caller knows it (a
+        fan-out computes it once for all its outboxes).
+
+        :returns: how many were offered before the outbox was (or got) closed:
+            the count a ``put`` per message, stopping at the close, would make.
+        """
+        if self.closed:
+            return 0
+        if size is None:
+            size = sum(m.size for m in messages)
+        live = self._live
+        if len(live) + len(messages) > self.max_queue or (
+            size
+            and (
+                (self.max_bytes and self._bytes + size > self.max_bytes)
+                or (self.hard_bytes and self._bytes + size > self.hard_bytes)
+            )
+        ):
+            offered = 0
+            for message in messages:
+                if self.closed:
+                    break
+                self.put(message)
+                offered += 1
+            return offered
+        if not messages:
+            return 0
+        was_empty = not live
+        live.extend(messages)
+        self.delivered += len(messages)
+        self._bytes += size
+        if was_empty and (self._writer is not None or self._listener is not None):
+            self._wake()
+        return len(messages)
 
     def put_replay(self, messages: Iterable[Message]) -> None:
         """Queue history to be drained before any live message."""

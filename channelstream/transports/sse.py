@@ -17,7 +17,7 @@ from pyramid.response import Response
 from ..chat import PM_RESUME_KEY, ChatState
 from ..chat.connections import Connection
 from ..chat.frames import encode_batch, resume_failed
-from ..chat.state import CHANNEL_PREFIX
+from ..chat.routing import CHANNEL_PREFIX
 from .base import Kicked, Transport, parse_resume, parse_resume_token, resume_token
 
 RETRY_MS = 2000
