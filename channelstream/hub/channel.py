@@ -19,11 +19,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .filters import _MISSING, Decimation, Filter, _json_equal, match_key
+from .filters import Decimation, Filter, fields_match, match_key
 from .history import History
 from .message import Message
 from .outbox import Outbox
 from .subscription import AFTER, LIVE, MS_AGO, OLDEST, Start, Subscription
+
+_ABSENT = object()  # a field the message does not have
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +166,8 @@ class _FanOut:
                 delivered += 1
         fields = message.fields
         for key, table in self.index.items():
-            value = fields.get(key, _MISSING)
-            if value is _MISSING:
+            value = fields.get(key, _ABSENT)
+            if value is _ABSENT:
                 continue
             try:
                 groups = table.get(match_key(value))
@@ -174,9 +176,7 @@ class _FanOut:
             if groups is None:
                 continue
             for group in groups:
-                if group.rest and not all(
-                    _json_equal(fields.get(k, _MISSING), v) for k, v in group.rest
-                ):
+                if group.rest and not fields_match(fields, group.rest):
                     continue
                 for sub in group.subs:
                     sub.delivered += 1

@@ -28,6 +28,15 @@ def _json_equal(a: Any, b: Any) -> bool:
     return a == b
 
 
+def fields_match(fields: Mapping[str, Any], pairs: tuple[tuple[str, Any], ...]) -> bool:
+    """Whether every (key, value) of ``pairs`` is a field JSON-equal to it
+    (a missing field equals nothing): the definition of a filter match."""
+    for key, value in pairs:
+        if not _json_equal(fields.get(key, _MISSING), value):
+            return False
+    return True
+
+
 class _BoolKey:
     """The index key of a boolean: equal to nothing but itself."""
 
@@ -88,11 +97,7 @@ class Filter:
         return bool(self.pairs)
 
     def matches(self, message: Message) -> bool:
-        fields = message.fields
-        for key, value in self.pairs:
-            if not _json_equal(fields.get(key, _MISSING), value):
-                return False
-        return True
+        return fields_match(message.fields, self.pairs)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.pairs)

@@ -87,7 +87,8 @@ def test_wait_times_out_then_wakes_on_put():
         results.append([m.body for m in outbox.drain()])
 
     greenlet = gevent.spawn(writer)
-    gevent.sleep(0.01)
+    gevent.sleep(0)  # the writer runs until it waits
+    assert outbox._writer is greenlet
     publish(hub, "x")
     greenlet.join(timeout=2)
     assert results == [True, ["x"]]

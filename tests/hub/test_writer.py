@@ -29,7 +29,7 @@ def test_idle_callback_runs_when_nothing_comes():
     outbox = hub.open_outbox()
     beats = []
     writer = gevent.spawn(run_writer, outbox, list, heartbeat=0.01, on_idle=lambda: beats.append(1))
-    gevent.sleep(0.1)
+    gevent.sleep(0.1)  # the point: ten heartbeat periods pass with nothing queued
     outbox.close("done")
     writer.join(timeout=1)
     assert 3 <= len(beats) <= 12
