@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from collections.abc import Callable
 
 NONE = "none"
 ZLIB = "zlib"
@@ -64,9 +65,16 @@ def encode_stored(data: bytes | memoryview) -> bytes:
     return _HEADER.pack(zlib.crc32(data), len(data) | STORED) + data
 
 
-def decode_at(fd: int, offset: int, limit: int) -> tuple[bytes, int] | None:
+def decode_at(
+    fd: int,
+    offset: int,
+    limit: int,
+    decompress: Callable[[bytes], bytes] = zlib.decompress,
+) -> tuple[bytes, int] | None:
     """Decode the frame at ``offset`` of ``fd`` if it ends at or before ``limit``.
 
+    :param decompress: inflates a frame's zlib data (a reader passes one
+        that sends large frames to a thread pool); raises :class:`zlib.error`.
     :returns: ``(raw bytes, offset of the next frame)``, or None when no
         complete frame starts at ``offset`` below ``limit`` (not written yet).
     :raises CorruptData: the frame's header or zlib data is invalid.
@@ -95,7 +103,7 @@ def decode_at(fd: int, offset: int, limit: int) -> tuple[bytes, int] | None:
             raise CorruptData(f"stored frame at {offset}: CRC-32 mismatch")
         return packed, end
     try:
-        data = zlib.decompress(packed)
+        data = decompress(packed)
     except zlib.error as err:
         raise CorruptData(f"frame at {offset}: {err}") from None
     if len(data) != raw:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+from gevent.lock import Semaphore
 
 from . import frames
 from .errors import NoSuchStream, StoreError, StreamExists, TooManyStreams
@@ -100,6 +101,9 @@ class Stream:
     #: the last frames readers decoded (file offset -> (raw bytes, next offset)),
     #: so that the tailers of a compressed stream decode each frame once
     decoded: dict[int, tuple[bytes, int]] = field(default_factory=dict, repr=False)
+    #: held by the reader decoding a frame (a large one in the thread pool,
+    #: yielding), so that readers woken with it wait for it in ``decoded``
+    decoding: Semaphore = field(default_factory=Semaphore, repr=False)
     #: the last bytes a reader read of an uncompressed stream (file offset,
     #: end offset, bytes), so that tailers woken together read the file once
     last_read: tuple[int, int, bytes] | None = field(default=None, repr=False)
@@ -319,7 +323,7 @@ class Store:
                 if stream.fd is not fd:
                     return
                 if time.monotonic() < self._slow_until:
-                    _pool(_write_all, fd, piece)
+                    in_pool(_write_all, fd, piece)
                 else:
                     began = time.monotonic()
                     _write_all(fd, piece)
@@ -333,7 +337,7 @@ class Store:
                 stream.stored += len(piece)
                 stream.size += raw
             if self.fsync == FSYNC_ALWAYS:
-                _pool(os.fsync, fd)
+                in_pool(os.fsync, fd)
         finally:
             stream.writing = False
             if stream.orphan_fd is not None:
@@ -350,7 +354,7 @@ class Store:
             stream.skip_compress -= 1
             return frames.encode_stored(chunk)
         if len(chunk) >= POOL_COMPRESS:
-            frame, shrank = _pool(frames.encode, chunk, self.level)
+            frame, shrank = in_pool(frames.encode, chunk, self.level)
         else:
             frame, shrank = frames.encode(chunk, self.level)
         if not shrank:
@@ -473,7 +477,7 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
-def _pool(function: Callable[..., Any], *args: Any) -> Any:
+def in_pool(function: Callable[..., Any], *args: Any) -> Any:
     """Run ``function(*args)`` in gevent's thread pool; the calling greenlet waits."""
     return gevent.get_hub().threadpool.apply(function, args)
 
@@ -481,7 +485,7 @@ def _pool(function: Callable[..., Any], *args: Any) -> Any:
 def _sync(fd: int) -> None:
     """fsync in gevent's thread pool (the calling greenlet waits, others run)."""
     try:
-        _pool(os.fsync, fd)
+        in_pool(os.fsync, fd)
     except OSError as err:
         if err.errno != errno.EINVAL:  # e.g. a filesystem without fsync
             raise
