@@ -182,6 +182,12 @@ class LoomSettings:
         "finish",
         "when stream data reaches the disk: never (OS decides), finish, always (each chunk)",
     )
+    cache_window: int = setting(
+        integer(0),
+        str(32 * 1024 * 1024),
+        "bytes of each stream kept in the page cache: older data is written back and"
+        " evicted during the upload and after a GET sends it (0 = the kernel decides)",
+    )
     compression: str = setting(one_of(("none", "zlib")), "none", "stored data: none or zlib frames")
     compression_level: int = setting(integer(1, 9), "1", "zlib level when compression = zlib")
     retention_age: float = setting(

@@ -72,6 +72,7 @@ class LoomDoor(LoopDoor):
             level=settings.compression_level,
             max_live=settings.max_streams,
             notify=self._notify,
+            cache_window=settings.cache_window,
         )
         self.ready = False
         #: why this process does not serve loom (another one holds the folder)

@@ -30,7 +30,7 @@ from channelstream.httpserver import RAW_RESPONSE
 
 from . import frames
 from .reader import StreamReader, UploadReader
-from .store import FINISHED, Store, Stream
+from .store import FINISHED, Store, Stream, drop_cached
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +110,28 @@ class IngestResponse(Response):
 
 
 class StoredResponse(Response):
-    """``length`` raw bytes of ``reader``'s stream with Content-Length."""
+    """``length`` raw bytes of ``reader``'s stream with Content-Length.
 
-    def __init__(self, reader: StreamReader, length: int, stored: int, headers: Headers):
+    With ``cache_window`` (``Store.cache_window``), sendfile goes that many
+    bytes at a time and evicts what lies a window behind it from the page
+    cache, as the upload did: a GET of a large stream reads it from the disk
+    into the same few pages instead of filling the cache.
+    """
+
+    def __init__(
+        self,
+        reader: StreamReader,
+        length: int,
+        stored: int,
+        headers: Headers,
+        cache_window: int = 0,
+    ):
         super().__init__(status=200)
         self._reader = reader
         self._length = length
         self._stored = stored
         self._headers = [*headers, ("Content-Length", str(length))]
+        self._window = cache_window
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         reader = self._reader
@@ -133,7 +147,7 @@ class StoredResponse(Response):
             if _is_head(environ):
                 return []
             if reader.stream.compression == frames.NONE:
-                sent = raw.sendfile(reader.fd, 0, self._length)
+                sent = self._sendfile(raw, reader.fd)  # type: ignore[arg-type]
             else:
                 sent = 0
                 for chunk in self._chunks():
@@ -144,6 +158,21 @@ class StoredResponse(Response):
         finally:
             reader.close()
         return []
+
+    def _sendfile(self, raw: Any, fd: int) -> int:
+        window, length = self._window, self._length
+        if not window:
+            return raw.sendfile(fd, 0, length)
+        sent = 0
+        while sent < length:
+            n = raw.sendfile(fd, sent, min(window, length - sent))
+            if n == 0:  # the file is shorter
+                break
+            sent += n
+            # what the socket may still hold stays: evict only a window behind
+            behind = max(0, sent - n - window)
+            drop_cached(fd, behind, sent - window - behind)
+        return sent
 
     def _chunks(self) -> Iterator[bytes]:
         # the stored offset that matched ``length`` when the request came: never past it

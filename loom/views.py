@@ -162,7 +162,9 @@ def read_stream(request: Request) -> Response:
         return ChunkedResponse(
             Tail(door.hub, reader), headers, trailers=lambda: [("X-Stream-State", stream.state)]
         )
-    return StoredResponse(reader, stream.size, stream.stored, headers)
+    return StoredResponse(
+        reader, stream.size, stream.stored, headers, cache_window=door.store.cache_window
+    )
 
 
 class Tail:

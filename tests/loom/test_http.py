@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from tests.loom.conftest import curl, popen, sha
+from tests.loom.conftest import curl, popen, sha, start_loom_server
 
 
 def seed_command(server, command: str) -> str:
@@ -165,6 +165,21 @@ def test_binary_data_round_trips_byte_for_byte(loom_server, tmp_path):
     got = curl("-D", "/dev/stderr", f"{loom_server.url}/stream/blob")
     assert sha(got.stdout) == sha(data)
     assert f"Content-Length: {len(data)}".encode() in got.stderr
+
+
+def test_a_get_stepping_through_a_small_cache_window_sends_every_byte(tmp_path):
+    """With loom.cache_window at 64 KiB, the upload is written back and evicted
+    every 64 KiB and a GET sends 64 KiB at a time, evicting behind itself."""
+    data = os.urandom((1 << 20) + 12345)
+    (tmp_path / "blob").write_bytes(data)
+    with start_loom_server(tmp_path, **{"loom.cache_window": "65536"}) as server:
+        posted = curl("-X", "POST", "--data-binary", f"@{tmp_path / 'blob'}",
+                      f"{server.url}/stream/windowed", timeout=60)
+        assert posted.returncode == 0, posted.stderr
+        for _ in range(2):  # the second GET reads what the first evicted
+            got = curl("-D", "/dev/stderr", f"{server.url}/stream/windowed")
+            assert sha(got.stdout) == sha(data)
+            assert f"Content-Length: {len(data)}".encode() in got.stderr
 
 
 def test_409_then_force_replaces_with_the_replaced_header(loom_server):

@@ -279,3 +279,52 @@ def test_tailers_woken_together_share_one_read_of_the_file(tmp_path):
     finally:
         for reader in readers:
             reader.close()
+
+
+@pytest.mark.parametrize("compression", ["none", "zlib"])
+def test_an_upload_is_written_back_and_evicted_but_for_its_last_cache_window(
+    tmp_path, monkeypatch, compression
+):
+    calls: list[tuple] = []
+    real_sync, real_advise = os.fdatasync, os.posix_fadvise
+
+    def fdatasync(fd):
+        calls.append(("sync", fd))
+        real_sync(fd)
+
+    def posix_fadvise(fd, offset, length, advice):
+        calls.append(("evict", fd, offset, length, advice))
+        real_advise(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "posix_fadvise", posix_fadvise)
+    store = make_store(tmp_path, cache_window=1000, compression=compression)
+    stream, _ = store.create("windowed", None)
+    data = b"".join(os.urandom(700) for _ in range(10))
+    for start in range(0, len(data), 700):
+        store.append(stream, data[start : start + 700])
+    fd = stream.fd
+    store.finish(stream)
+    assert read_all(store.get("windowed")) == data
+    evicted = [call for call in calls if call[0] == "evict"]
+    assert evicted and all(c[1] == fd and c[4] == os.POSIX_FADV_DONTNEED for c in evicted)
+    # each eviction follows a write-back (only clean pages can leave the cache) ...
+    for call in evicted:
+        assert calls[calls.index(call) - 1] == ("sync", fd)
+    # ... and together they cover the file from 0, never its last window
+    position = 0
+    for _, _, offset, length, _ in evicted:
+        assert offset == position and length > 0
+        position += length
+    assert stream.flushed - 1000 == position <= stream.stored - 1000
+
+
+def test_without_a_cache_window_the_page_cache_is_left_to_the_kernel(tmp_path, monkeypatch):
+    evicted = []
+    monkeypatch.setattr(os, "posix_fadvise", lambda *args: evicted.append(args))
+    store = make_store(tmp_path, cache_window=0)
+    stream, _ = store.create("plain", None)
+    for _ in range(10):
+        store.append(stream, b"x" * 700)
+    store.finish(stream)
+    assert evicted == [] and stream.flushed == 0
