@@ -100,6 +100,8 @@ class Stream:
     orphan_fd: int | None = None
     #: bytes of the data file written back to the disk (Store.cache_window)
     flushed: int = 0
+    #: a write-back of this stream is running (one at a time)
+    flushing: bool = False
     #: zlib frames to store as is before trying to compress again
     skip_compress: int = 0
     #: the last frames readers decoded (file offset -> (raw bytes, next offset)),
@@ -352,8 +354,15 @@ class Store:
                 stream.size += raw
             if self.fsync == FSYNC_ALWAYS:
                 in_pool(os.fsync, fd)
-            if self.cache_window and stream.stored - stream.flushed >= self.cache_window:
-                self._flush(stream, fd)
+            if (
+                self.cache_window
+                and not stream.flushing
+                and stream.stored - stream.flushed >= self.cache_window
+            ):
+                # beside the upload, not in its way: an fdatasync of a window
+                # takes ~15 ms, which tailers would otherwise wait for
+                stream.flushing = True
+                gevent.spawn(self._flush, stream, os.dup(fd), stream.stored)
         finally:
             stream.writing = False
             if stream.orphan_fd is not None:
@@ -362,19 +371,23 @@ class Store:
         if stream.fd is fd:
             self.notify(stream, "data")
 
-    def _flush(self, stream: Stream, fd: int) -> None:
-        """Write ``stream``'s data back and drop the part before the last
-        ``cache_window`` bytes from the page cache (tailers read the recent
-        part; readers further behind read the disk). May yield."""
-        end = stream.stored
+    def _flush(self, stream: Stream, fd: int, end: int) -> None:
+        """Write ``stream``'s data back up to ``end`` and drop the part before
+        the last ``cache_window`` bytes from the page cache (tailers read the
+        recent part; readers further behind read the disk). ``fd`` is this
+        job's own duplicate: the stream may end, and close its own, meanwhile.
+        """
         keep_from = max(0, end - self.cache_window)
         drop_from = max(0, stream.flushed - self.cache_window)
         try:
             in_pool(_write_back, fd, drop_from, keep_from)
+            stream.flushed = end
         except OSError as err:
-            if err.errno != errno.EINVAL:  # a filesystem without them: no matter
-                raise
-        stream.flushed = end
+            if err.errno != errno.EINVAL:  # EINVAL: a filesystem without them
+                log.warning("loom: stream %s: write-back failed: %s", stream.id, err)
+        finally:
+            os.close(fd)
+            stream.flushing = False
 
     def _encode(self, stream: Stream, chunk: bytes | memoryview) -> bytes:
         """A zlib frame of ``chunk``; large ones are compressed in the thread pool
