@@ -147,8 +147,8 @@ class Store:
         bytes leave the page cache; a GET of a finished stream drops what it
         has sent (:func:`drop_cached`). 0 = the kernel decides. Uploads and
         GETs then recycle the same pages: a fresh page-cache page cost 5-8 us
-        here (a VM whose host had taken its free memory back), which halved
-        ingest in every other run; a recycled one costs nothing.
+        here (most likely a VM host backing memory it had taken back), which
+        halved ingest in every other run; a recycled one costs nothing.
     """
 
     def __init__(
