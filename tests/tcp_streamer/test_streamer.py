@@ -173,6 +173,7 @@ def test_a_time_query_past_the_history_gets_what_is_kept_and_is_counted(tmp_path
             assert client.packets(1) == [{"run": run, "n": 5}]
         with StreamClient(server).send({"run": run, "time": 60000}) as client:
             assert len(client.packets(3)) == 3
+        time.sleep(0.01)  # time must pass: n=5, stamped in ms, is then over 1 ms old
         with StreamClient(server).send({"run": run, "time": 1}) as client:  # within reach
             accepted(post_packets(server, [{"run": run, "n": 6}]), 1)
             assert client.packets(1) == [{"run": run, "n": 6}]
