@@ -51,7 +51,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from .errors import ClientError, Unauthorized
+from .errors import Unauthorized, Unavailable
 
 #: The header that carries the signature.
 SIGNATURE_HEADER = "X-Channelstream-Signature"
@@ -118,16 +118,13 @@ class ReplayedSignature(SignatureError):
     reason = "replayed"
 
 
-class ReplayCacheFull(ClientError):
+class ReplayCacheFull(Unavailable):
     """The replay cache is full of live signatures: try again later; 503.
 
     Only authentic requests reach the cache, so this means the backends
     call faster than ``replay_cache_size`` per window allows.
     :attr:`retry_after` is the number of seconds until room is made.
     """
-
-    status = 503
-    code = "unavailable"
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
