@@ -11,7 +11,8 @@ import time
 
 import requests
 
-from tests.loom.conftest import curl, popen, sha, start_loom_server
+from tests.loom.conftest import curl, popen, sha
+from tests.support.server import REPO, RunningServer
 
 
 def seed_command(server, command: str) -> str:
@@ -172,7 +173,8 @@ def test_a_get_stepping_through_a_small_cache_window_sends_every_byte(tmp_path):
     every 64 KiB and a GET sends 64 KiB at a time, evicting behind itself."""
     data = os.urandom((1 << 20) + 12345)
     (tmp_path / "blob").write_bytes(data)
-    with start_loom_server(tmp_path, **{"loom.cache_window": "65536"}) as server:
+    app = {"loom.cache_window": "65536"}
+    with RunningServer(REPO / "development.ini", tmp_path, app=app) as server:
         posted = curl("-X", "POST", "--data-binary", f"@{tmp_path / 'blob'}",
                       f"{server.url}/stream/windowed", timeout=60)
         assert posted.returncode == 0, posted.stderr
