@@ -72,7 +72,7 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 
 from .. import strict_json
 from ..doors import DoorState, LoopDoor
-from ..hub import Hub
+from ..hub import Hub, Message
 from ..packets import BadPacket, packet_message
 from .broker import (
     ExchangeMismatch,
@@ -411,8 +411,8 @@ class AmqpIngestDoor(LoopDoor):
         When no ack is due, a timer makes ``process_data_events`` return
         within :data:`ACK_DELAY`, and the loop acknowledges what is left.
         """
-        for _tag, body in batch:
-            self._ingest(body)
+        messages = [m for m in (self._decode(body) for _tag, body in batch) if m is not None]
+        self._publish(messages)
         self._ack_tag = batch[-1][0]
         self._unacked += len(batch)
         if self._unacked >= self._ack_every:
@@ -427,28 +427,48 @@ class AmqpIngestDoor(LoopDoor):
 
     def _ingest(self, body: bytes | BodyTooLarge) -> None:
         """Decode one body and publish it on the packet channel; count what happened."""
+        message = self._decode(body)
+        if message is not None:
+            self._publish([message])
+
+    def _decode(self, body: bytes | BodyTooLarge) -> Message | None:
+        """The packet message of ``body``, or None (counted and logged) if malformed."""
         try:
             if isinstance(body, BodyTooLarge):
                 raise BadPacket(
                     f"the body is {body.size} bytes, more than the limit of {self.max_body_size}"
                 )
             packet = decode_packet(body, max_size=self.max_body_size)
-            message = packet_message(self.packet_channel, packet, size=len(body), raw=body)
+            return packet_message(self.packet_channel, packet, size=len(body), raw=body)
         except BadPacket as err:
             self._malformed += 1
             self._log_malformed(err, body if isinstance(body, bytes) else b"")
-            return
+            return None
+
+    def _publish(self, messages: list[Message]) -> None:
+        """Publish ``messages`` together (a subscriber without a filter takes
+        them in one step); if the hub refuses one, the rest go one by one so
+        that only the refused ones are counted as failed."""
         try:
-            self.hub.publish(message)
+            self.hub.publish_many(messages)
         except Exception:
-            self._failed += 1
-            if self._failure_log.due():
-                log.exception(
-                    "%s: the hub refused a packet (dropped; %d more since the last report)",
-                    self.name, self._failure_log.take_suppressed(),
-                )
+            for message in messages:
+                if message.sequenced:
+                    self._consumed += 1
+                    continue
+                try:
+                    self.hub.publish(message)
+                except Exception:
+                    self._failed += 1
+                    if self._failure_log.due():
+                        log.exception(
+                            "%s: the hub refused a packet (dropped; %d more since the last report)",
+                            self.name, self._failure_log.take_suppressed(),
+                        )
+                else:
+                    self._consumed += 1
         else:
-            self._consumed += 1
+            self._consumed += len(messages)
 
     def _ack(self, channel: BlockingChannel) -> None:
         """Acknowledge every delivery handled so far (one ``multiple`` ack)."""

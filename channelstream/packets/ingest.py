@@ -195,10 +195,12 @@ def ingest(request: Request) -> Response:
     packets = parse_packets(request.body, (request.content_type or "").lower())
     channel = settings.packets.channel
     hub = runtime.hub
-    for count, packet in enumerate(packets, 1):
-        hub.publish(packet_message(channel, packet))
-        if count % PUBLISH_YIELD_EVERY == 0:
+    for start in range(0, len(packets), PUBLISH_YIELD_EVERY):
+        if start:
             gevent.sleep(0)
+        hub.publish_many(
+            [packet_message(channel, p) for p in packets[start : start + PUBLISH_YIELD_EVERY]]
+        )
     response = Response(status=202, json_body={"accepted": len(packets)})
     response.cache_control = "no-store"
     return response
