@@ -481,6 +481,7 @@ class ChatState:
             for name, channel in list(self.channels.items()):
                 if not channel.members and now - channel.last_active >= config.gc_channels_after:
                     del self.channels[name]
+                    self.hub.forget_channel_config(hub_channel(name))
                     dropped_channels += 1
         return {"connections": dropped_conns, "users": dropped_users, "channels": dropped_channels}
 

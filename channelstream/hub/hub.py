@@ -153,6 +153,15 @@ class Hub:
         if channel is not None:
             channel.reconfigure(config)
 
+    def forget_channel_config(self, name: str) -> None:
+        """Drop the config set for ``name``: created again, it gets the default.
+
+        A door calls it when it forgets the channel itself (e.g. a collected
+        chat channel), so that configs do not pile up with every name ever
+        used. A channel that exists keeps its config until it is collected.
+        """
+        self._configs.pop(name, None)
+
     def channel_config(self, name: str) -> ChannelConfig:
         return self._configs.get(name, self.config.default_channel)
 

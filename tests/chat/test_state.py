@@ -265,6 +265,16 @@ def test_idle_connections_users_and_channels_are_collected(chat, clock):
     assert chat.collect()["channels"] == 1 and chat.channels == {}
 
 
+def test_a_collected_channel_leaves_no_hub_config_behind(chat, clock):
+    chat.channel_config({"quiet": ChannelSettings(store_frames=False)})
+    assert chat.hub.channel_config("channel:quiet").history_size == 0
+    clock.advance(120_000)
+    assert chat.collect()["channels"] == 1
+    assert chat.hub.channel_config("channel:quiet") == chat.hub.config.default_channel
+    chat.connect("ann", channels=["quiet"])  # created again, with the default settings
+    assert chat.hub.channel_config("channel:quiet").history_size == 100
+
+
 def test_attach_kicks_the_previous_transport_and_resumes_by_offset(chat):
     ann = chat.connect("ann", channels=["room"])["conn_id"]
     connection = chat.connections[ann]
