@@ -90,6 +90,27 @@ class Door(abc.ABC):
         """Return a JSON-able dict with at least ``"state"``."""
 
 
+class Backoff:
+    """Delays that start at ``initial`` and double up to ``maximum``.
+
+    :meth:`next` gives the delay to wait now; :meth:`reset` starts over
+    (after a run or a connection that lasted).
+    """
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self._delay = initial
+
+    def next(self) -> float:
+        delay = self._delay
+        self._delay = min(delay * 2, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        self._delay = self.initial
+
+
 class LoopDoor(Door):
     """A door whose work is one long-running, supervised :meth:`run` loop.
 
@@ -204,7 +225,7 @@ class LoopDoor(Door):
         return info
 
     def _supervise(self) -> None:
-        delay = self.backoff_initial
+        backoff = Backoff(self.backoff_initial, self.backoff_max)
         while not self.stopping:
             began = time.monotonic()
             self._state = DoorState.RUNNING
@@ -220,7 +241,8 @@ class LoopDoor(Door):
             else:
                 error = "run() returned while the door was not stopping"
             if time.monotonic() - began >= self.backoff_reset_after:
-                delay = self.backoff_initial
+                backoff.reset()
+            delay = backoff.next()
             self._record_error(error)
             self._state = DoorState.RESTARTING
             self._restarts += 1
@@ -232,7 +254,6 @@ class LoopDoor(Door):
                 log.error("door %r: %s; restarting in %.1fs", self.name, error, delay)
             if self._stop_event.wait(delay):
                 break
-            delay = min(delay * 2, self.backoff_max)
 
     def _record_error(self, text: str) -> None:
         self._last_error = text

@@ -15,6 +15,7 @@ from gevent import socket
 from gevent.event import Event
 
 from channelstream.doors import (
+    Backoff,
     Door,
     DoorRegistry,
     DoorStartError,
@@ -304,3 +305,10 @@ def test_without_reuse_port_a_taken_port_fails_naming_the_address():
     with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
         listen_socket("127.0.0.1", port, reuse_port=False)
     first.close()
+
+
+def test_a_backoff_doubles_up_to_its_maximum_and_starts_over_on_reset():
+    backoff = Backoff(0.5, 3.0)
+    assert [backoff.next() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    backoff.reset()
+    assert backoff.next() == 0.5

@@ -71,7 +71,7 @@ from gevent import monkey
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from .. import strict_json
-from ..doors import DoorState, LoopDoor
+from ..doors import Backoff, DoorState, LoopDoor
 from ..hub import Hub, Message
 from ..packets import BadPacket, packet_message
 from .broker import (
@@ -268,7 +268,7 @@ class AmqpIngestDoor(LoopDoor):
 
     def run(self) -> None:
         """Connect, consume until the connection ends, wait, again; until stopped."""
-        delay = self.backoff_initial
+        backoff = Backoff(self.backoff_initial, self.backoff_max)
         while not self.stopping:
             self._link = DoorState.CONNECTING
             self._connected_at = None
@@ -283,7 +283,8 @@ class AmqpIngestDoor(LoopDoor):
                 return
             connected_at = self._connected_at
             if connected_at is not None and time.monotonic() - connected_at >= self.backoff_max:
-                delay = self.backoff_initial
+                backoff.reset()
+            delay = backoff.next()
             self._record_error(reason)
             self._link = DoorState.RETRYING
             if connected_at is None:
@@ -298,7 +299,6 @@ class AmqpIngestDoor(LoopDoor):
                 )
             if self.wait(delay):
                 return
-            delay = min(delay * 2, self.backoff_max)
 
     def interrupt(self) -> None:
         """Wake the loop out of ``process_data_events`` so that it sees :attr:`stopping`."""
