@@ -276,8 +276,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--channelstream",
-        required=True,
-        help="the channelstream script of a venv with channelstream==0.7.1",
+        default=os.environ.get("CHANNELSTREAM_071", ""),
+        help="the channelstream script of a venv with channelstream==0.7.1"
+        " (default: $CHANNELSTREAM_071; without one, nothing is measured)",
     )
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--secret", default="bench-secret")
@@ -296,6 +297,11 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    if not args.channelstream or not os.access(args.channelstream, os.X_OK):
+        # `make bench` runs every script: this one needs a set-up it cannot make
+        print("channelstream_071: skipped: no channelstream 0.7.1 to run (--channelstream or"
+              " $CHANNELSTREAM_071; see the module doc for the venv and the network namespace)")
+        return
 
     with tempfile.TemporaryDirectory(prefix="cs071-") as tmp:
         server = start_server(args.channelstream, Path(tmp), args.port, args.secret)
