@@ -22,7 +22,8 @@ import zlib
 from typing import Any
 
 from . import frames
-from .store import Stream, in_pool, open_data
+from .disk import in_pool
+from .store import Stream, open_data
 
 log = logging.getLogger(__name__)
 

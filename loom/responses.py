@@ -29,8 +29,9 @@ from pyramid.response import Response
 from channelstream.httpserver import RAW_RESPONSE
 
 from . import frames
+from .disk import drop_cached
 from .reader import StreamReader, UploadReader
-from .store import FINISHED, Store, Stream, drop_cached
+from .store import FINISHED, Store, Stream
 
 log = logging.getLogger(__name__)
 

@@ -49,6 +49,7 @@ import gevent
 from gevent.lock import Semaphore
 
 from . import frames
+from .disk import in_pool, sync_file, write_all, write_back
 from .errors import NoSuchStream, StoreError, StreamExists, TooManyStreams
 from .ids import check_id, new_id
 
@@ -339,10 +340,10 @@ class Store:
                 if stream.fd is not fd:
                     return
                 if time.monotonic() < self._slow_until:
-                    in_pool(_write_all, fd, piece)
+                    in_pool(write_all, fd, piece)
                 else:
                     began = time.monotonic()
-                    _write_all(fd, piece)
+                    write_all(fd, piece)
                     took = time.monotonic() - began
                     self.slowest_write = max(self.slowest_write, took)
                     if took > SLOW_WRITE:
@@ -380,7 +381,7 @@ class Store:
         keep_from = max(0, end - self.cache_window)
         drop_from = max(0, stream.flushed - self.cache_window)
         try:
-            in_pool(_write_back, fd, drop_from, keep_from)
+            in_pool(write_back, fd, drop_from, keep_from)
             stream.flushed = end
         except OSError as err:
             if err.errno != errno.EINVAL:  # EINVAL: a filesystem without them
@@ -429,7 +430,7 @@ class Store:
             return
         try:
             if save and self.fsync != FSYNC_NEVER:
-                _sync(fd)
+                sync_file(fd)
         finally:
             os.close(fd)
         if save:
@@ -497,9 +498,9 @@ class Store:
         data = json.dumps(stream.info(), separators=(",", ":")).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             if sync:
-                _sync(fd)
+                sync_file(fd)
         finally:
             os.close(fd)
         if self._streams.get(stream.id) is stream:
@@ -511,38 +512,6 @@ class Store:
         """Abort every live stream ("server stopping"); used on shutdown."""
         for stream in self.live_streams():
             self.abort(stream, "server stopped while the stream was live")
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def in_pool(function: Callable[..., Any], *args: Any) -> Any:
-    """Run ``function(*args)`` in gevent's thread pool; the calling greenlet waits."""
-    return gevent.get_hub().threadpool.apply(function, args)
-
-
-def _write_back(fd: int, drop_from: int, drop_to: int) -> None:
-    os.fdatasync(fd)
-    drop_cached(fd, drop_from, drop_to - drop_from)  # clean now: evicted
-
-
-def drop_cached(fd: int, offset: int, length: int) -> None:
-    """Evict the clean page-cache pages of ``length`` bytes of ``fd`` from ``offset``."""
-    if length > 0:
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
-
-
-def _sync(fd: int) -> None:
-    """fsync in gevent's thread pool (the calling greenlet waits, others run)."""
-    try:
-        in_pool(os.fsync, fd)
-    except OSError as err:
-        if err.errno != errno.EINVAL:  # e.g. a filesystem without fsync
-            raise
 
 
 def open_data(stream: Stream) -> int:
