@@ -264,6 +264,8 @@ class Channel:
         for message in messages:
             if message.sequenced:
                 raise ValueError(f"{message!r} was already published")
+        if len({id(message) for message in messages}) < len(messages):
+            raise ValueError("a message cannot be published twice in one batch")
         if self._fanning_out:  # from a callback of a running fan-out: wait for it
             for message in messages:
                 self._sequence(message)

@@ -164,3 +164,11 @@ def test_a_published_message_cannot_be_published_again_in_a_batch():
     with pytest.raises(ValueError, match="already published"):
         hub.publish_many([Message("c", 2), message])
     assert hub.channel("c").last_offset == 1
+
+
+def test_the_same_message_twice_in_a_batch_is_refused_before_anything_is_published():
+    hub = make_hub(FakeClock())
+    message = Message("c", 1)
+    with pytest.raises(ValueError, match="twice in one batch"):
+        hub.publish_many([Message("c", 0), message, message])
+    assert hub.channel("c") is None or hub.channel("c").last_offset == 0
