@@ -40,11 +40,11 @@ class Bus:
         self._receive: Receive | None = None
         self._receive_many: ReceiveMany | None = None
 
-    def attach(self, receive: Receive, receive_many: ReceiveMany | None = None) -> None:
+    def attach(self, receive: Receive, receive_many: ReceiveMany) -> None:
         if self._receive is not None:
             raise RuntimeError(f"{self.name} bus is already attached to a hub")
         self._receive = receive
-        self._receive_many = receive_many or (lambda messages: [receive(m) for m in messages])
+        self._receive_many = receive_many
 
     def start(self) -> None:
         """Connect to the broker, if any."""

@@ -294,13 +294,15 @@ class Channel:
             return
         for message in run:
             self._sequence(message)
-        fanout = self._fanout
-        if fanout is None:
-            fanout = self._fanout = _FanOut(self._subs)
-        self.delivered += fanout.deliver_many(run)
+        self.delivered += self._current_fanout().deliver_many(run)
         # Published by callbacks during this run: before the next run, so
         # that every outbox still gets the channel's messages in offset order.
         self._fan_out_deferred()
+
+    def _current_fanout(self) -> _FanOut:
+        if self._fanout is None:
+            self._fanout = _FanOut(self._subs)
+        return self._fanout
 
     def _fan_out_deferred(self) -> None:
         while self._deferred:
@@ -323,10 +325,7 @@ class Channel:
     def _fan_out(self, message: Message, deferred: bool = False) -> None:
         private = message.audience is not None or message.excluded is not None
         if not private and not deferred:
-            fanout = self._fanout
-            if fanout is None:
-                fanout = self._fanout = _FanOut(self._subs)
-            self.delivered += fanout.deliver(message)
+            self.delivered += self._current_fanout().deliver(message)
             return
         subs = self._snapshot
         if subs is None:

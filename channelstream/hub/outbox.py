@@ -177,7 +177,7 @@ class Outbox:
         :returns: how many were offered before the outbox was (or got) closed:
             the count a ``put`` per message, stopping at the close, would make.
         """
-        if self.closed:
+        if self.closed or not messages:
             return 0
         if size is None:
             size = sum(m.size for m in messages)
@@ -196,8 +196,6 @@ class Outbox:
                 self.put(message)
                 offered += 1
             return offered
-        if not messages:
-            return 0
         was_empty = not live
         live.extend(messages)
         self.delivered += len(messages)
