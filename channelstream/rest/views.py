@@ -16,15 +16,12 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from .. import strict_json
-from ..chat import ChatState
+from ..chat import CHAT_KEY, ChatState
 from ..chat.state import Info
 from ..errors import BadRequest, Unprocessable
 from . import schemas
 
 M = TypeVar("M", bound=BaseModel)
-
-CHAT_KEY = "channelstream.chat"
-
 
 def get_chat(request: Request) -> ChatState:
     return request.registry[CHAT_KEY]

@@ -10,11 +10,11 @@ def includeme(config: Configurator) -> None:
     from ..wsgi_app import get_runtime
     from .listen import listen_view
     from .sse import sse_view
-    from .websocket import Heartbeats, websocket_view
+    from .websocket import HEARTBEATS_KEY, Heartbeats, websocket_view
 
     runtime = get_runtime(config.registry)
     runtime.raw_websocket_paths.add(WEBSOCKET_PATH)
-    config.registry["channelstream.websocket.heartbeats"] = Heartbeats(
+    config.registry[HEARTBEATS_KEY] = Heartbeats(
         runtime.settings.client_heartbeat
     )
     config.add_route("ws", WEBSOCKET_PATH)

@@ -15,9 +15,10 @@ from gevent import getcurrent
 from pyramid.request import Request
 from pyramid.response import Response
 
-from ..chat import ChatState
+from ..chat import CHAT_KEY, ChatState
 from ..chat.frames import encode_batch, resume_failed
 from ..errors import BadRequest
+from ..wsgi_app import get_runtime
 from .base import Kicked, Transport, parse_resume
 
 CALLBACK = re.compile(r"^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$")
@@ -28,8 +29,8 @@ class PollTransport(Transport):
 
 
 def listen_view(request: Request) -> Response:
-    chat: ChatState = request.registry["channelstream.chat"]
-    settings = request.registry["channelstream.runtime"].settings
+    chat: ChatState = request.registry[CHAT_KEY]
+    settings = get_runtime(request.registry).settings
     callback = request.GET.get("callback")
     if callback is not None and (len(callback) > 128 or not CALLBACK.match(callback)):
         raise BadRequest("callback: not a JavaScript function name", field="callback")

@@ -14,10 +14,11 @@ from gevent import getcurrent
 from pyramid.request import Request
 from pyramid.response import Response
 
-from ..chat import PM_RESUME_KEY, ChatState
+from ..chat import CHAT_KEY, PM_RESUME_KEY, ChatState
 from ..chat.connections import Connection
 from ..chat.frames import encode_batch, resume_failed
 from ..chat.routing import CHANNEL_PREFIX
+from ..wsgi_app import get_runtime
 from .base import Kicked, Transport, parse_resume, parse_resume_token, resume_token
 
 RETRY_MS = 2000
@@ -34,8 +35,8 @@ def _key(hub_channel: str) -> str:
 
 
 def sse_view(request: Request) -> Response:
-    chat: ChatState = request.registry["channelstream.chat"]
-    runtime = request.registry["channelstream.runtime"]
+    chat: ChatState = request.registry[CHAT_KEY]
+    runtime = get_runtime(request.registry)
     resume = parse_resume_token(request.headers.get("Last-Event-ID"))
     resume.update(parse_resume(request.GET.get("resume")))
     connection = chat.connection(request.GET.get("conn_id", ""))

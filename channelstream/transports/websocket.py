@@ -41,7 +41,7 @@ from gevent import get_hub
 from pyramid.request import Request
 from pyramid.response import Response
 
-from ..chat import ChatState
+from ..chat import CHAT_KEY, ChatState
 from ..chat.connections import Connection
 from ..chat.frames import encode_batch, live_json, resume_failed
 from ..errors import BadRequest
@@ -65,6 +65,9 @@ from .wsframes import (
 
 log = logging.getLogger(__name__)
 
+#: Registry key of the process's :class:`Heartbeats`.
+HEARTBEATS_KEY = "channelstream.websocket.heartbeats"
+
 #: Close codes: 4000 kicked (replaced, collected, shutdown), 4404 unknown connection.
 CLOSE_KICKED = 4000
 CLOSE_UNKNOWN = 4404
@@ -74,6 +77,9 @@ CLOSE_TIMEOUT = 2.0
 READ_SIZE = 16384
 
 _READ, _WRITE = 1, 2
+
+#: The idle heartbeat: a text frame holding ``[]``.
+HEARTBEAT_FRAME = frame(b"[]")
 
 
 def live_frame(message: Message) -> bytes:
@@ -346,7 +352,7 @@ class WebSocketTransport(WebSocket, Transport):
 
     def heartbeat(self) -> None:
         if self._pending is None and not self.closing:
-            self.send(b"\x81\x02[]")
+            self.send(HEARTBEAT_FRAME)
 
     def kick(self, reason: str) -> None:
         """Take nothing more from the outbox; close with 4000 soon. Never blocks."""
@@ -414,8 +420,8 @@ def websocket_view(request: Request) -> Response:
     takeover: Callable[[], _socket.socket] | None = request.environ.get(TAKEOVER_KEY)
     if takeover is None:
         raise BadRequest("this endpoint needs a websocket upgrade", field="Upgrade")
-    chat: ChatState = request.registry["channelstream.chat"]
-    heartbeats: Heartbeats = request.registry["channelstream.websocket.heartbeats"]
+    chat: ChatState = request.registry[CHAT_KEY]
+    heartbeats: Heartbeats = request.registry[HEARTBEATS_KEY]
     # Not request.GET: webob caches it in the environ, and that cycle kept
     # every closed websocket's socket and buffers alive until a full GC pass.
     params = parse_qs(request.environ.get("QUERY_STRING", ""))
