@@ -207,6 +207,18 @@ class CpuWatch:
         return result
 
 
+def quiet_access_log(ini: Path) -> None:
+    """Raise the ini's ``channelstream.access`` logger to WARNING (no line per request)."""
+    import configparser
+
+    parser = configparser.RawConfigParser()
+    parser.optionxform = str  # keep the keys' case
+    parser.read(ini, encoding="utf-8")
+    parser.set("logger_access", "level", "WARNING")
+    with open(ini, "w", encoding="utf-8") as f:
+        parser.write(f)
+
+
 def rss_of(pid: int | None, missing_ok: bool = False) -> int | None:
     """Resident memory of ``pid``; with ``missing_ok``, None when it cannot be read."""
     if not pid:

@@ -201,45 +201,12 @@ def main() -> None:
     parser.add_argument("--paced-deliveries", type=int, default=0,
                         help="paced run at this many deliveries/s")
     args = fanout_ws.parse_args(parser)
-    bench = SioBench(args)
-    try:
-        results = bench.run()
-        cond = fanout_ws.conditions(bench)
-    finally:
-        bench.stop()
-    cond["where"] = cond["where"].replace("websocket reader", "socket.io reader")
-    results["server_problems"] = bench.server_problems
-    if args.json:
-        print(json.dumps({"conditions": cond, "results": results}))
-        return
-    print("socket.io fan-out through the server (namespace /stream, websocket transport):")
-    for key, value in cond.items():
-        print(f"  {key:18} {value}")
-    for run in results.get("runs", []):
-        print(f"\n[{run['run']}]")
-        for key, value in run.items():
-            print(f"  {key:32} {value}")
-    if "memory" in results:
-        print("\n[memory: idle socket.io connections]")
-        for key, value in results["memory"].items():
-            print(f"  {key:32} {value}")
-    print("\nsummary:")
-    for run in results.get("runs", []):
-        cpu = run["cpu_pct_of_core"]
-        flags = [name for name in ("client_saturated", "machine_contended") if run[name]]
-        print(
-            f"  {run['run']:24} {run['deliveries_per_s']:>9,} deliveries/s, latency p50 "
-            f"{run['latency_p50_ms']} ms p99 {run['latency_p99_ms']} ms; cpu % {cpu} "
-            f"{' '.join(flags)} {'PROBLEMS: ' + str(run['problems']) if run['problems'] else ''}"
-        )
-    memory = results.get("memory")
-    if memory and "skipped" not in memory:
-        print(
-            f"  memory: {memory['kib_per_idle_ws_conn_total']} KiB per idle socket.io "
-            f"connection ({memory['kib_per_connect_state']} KiB /connect state + "
-            f"{memory['kib_per_websocket_own']} KiB socket.io), {memory['idle_conns']} conns"
-        )
-    print(f"server problems: {bench.server_problems or 'none'}")
+    fanout_ws.run_and_report(
+        SioBench(args),
+        args,
+        title="socket.io fan-out through the server (namespace /stream, websocket transport)",
+        kind="socket.io",
+    )
 
 
 if __name__ == "__main__":

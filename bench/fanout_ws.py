@@ -80,6 +80,7 @@ from _support import (
     machine_info,
     mb,
     percentile,
+    quiet_access_log,
     raise_nofile,
     rss_of,
 )
@@ -497,8 +498,6 @@ class Bench:
         return keys
 
     def _start_server(self) -> None:
-        import configparser
-
         from tests.support.server import RunningServer
 
         self.servers_started += 1
@@ -506,12 +505,7 @@ class Bench:
         folder.mkdir()
         server = RunningServer(REPO / "development.ini", folder, app=self.app_keys())
         if not self.args.access_log:
-            parser = configparser.RawConfigParser()
-            parser.optionxform = str
-            parser.read(server.ini, encoding="utf-8")
-            parser.set("logger_access", "level", "WARNING")
-            with open(server.ini, "w", encoding="utf-8") as f:
-                parser.write(f)
+            quiet_access_log(server.ini)
         server.start()
         self.server = server
         self.server_log_offset = 0
@@ -1084,18 +1078,27 @@ def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args(build_parser(__doc__.splitlines()[0]))
+    title = "websocket fan-out through the server"
+    run_and_report(Bench(args), args, title=title, kind="websocket")
 
-    bench = Bench(args)
+
+def run_and_report(bench: Bench, args: argparse.Namespace, *, title: str, kind: str) -> None:
+    """Run ``bench``, stop its server, and print the results (``--json``: one object).
+
+    ``kind`` names the clients in the conditions and the memory lines
+    (``websocket``, ``socket.io``).
+    """
     try:
         results = bench.run()
         cond = conditions(bench)
     finally:
         bench.stop()
+    cond["where"] = cond["where"].replace("websocket reader", f"{kind} reader")
     results["server_problems"] = bench.server_problems
     if args.json:
         print(json.dumps({"conditions": cond, "results": results}))
         return
-    print("websocket fan-out through the server:")
+    print(f"{title}:")
     for key, value in cond.items():
         print(f"  {key:18} {value}")
     for run in results.get("runs", []):
@@ -1104,7 +1107,7 @@ def main() -> None:
             if key != "run":
                 print(f"  {key:32} {value}")
     if "memory" in results:
-        print("\n[memory: idle websocket connections]")
+        print(f"\n[memory: idle {kind} connections]")
         for key, value in results["memory"].items():
             print(f"  {key:32} {value}")
     print("\nsummary:")
@@ -1122,9 +1125,9 @@ def main() -> None:
             print(f"    PROBLEM: {problem}")
     memory = results.get("memory")
     if memory and "skipped" not in memory:
-        print(f"  {'memory':24} {memory['kib_per_idle_ws_conn_total']} KiB per idle websocket "
+        print(f"  {'memory':24} {memory['kib_per_idle_ws_conn_total']} KiB per idle {kind} "
               f"connection ({memory['kib_per_connect_state']} KiB /connect state + "
-              f"{memory['kib_per_websocket_own']} KiB websocket), {memory['idle_conns']} conns")
+              f"{memory['kib_per_websocket_own']} KiB {kind}), {memory['idle_conns']} conns")
     print(f"server problems: {bench.server_problems or 'none'}")
 
 

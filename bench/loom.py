@@ -52,7 +52,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.support.server
-from _support import REPO, CpuWatch, machine_info, mb, percentile, rss_of
+from _support import REPO, CpuWatch, machine_info, mb, percentile, quiet_access_log, rss_of
 
 CHUNK = 64 * 1024
 STAMP = struct.Struct(">Q")
@@ -237,8 +237,6 @@ class Bench:
         self.results: dict[str, Any] = {}
 
     def start_server(self) -> None:
-        import configparser
-
         from tests.support.server import RunningServer
 
         server = RunningServer(
@@ -246,12 +244,7 @@ class Bench:
             self.tmp,
             app={"loom.compression": self.args.compression, "loom.fsync": self.args.fsync},
         )
-        parser = configparser.RawConfigParser()
-        parser.optionxform = str
-        parser.read(server.ini, encoding="utf-8")
-        parser.set("logger_access", "level", "WARNING")
-        with open(server.ini, "w", encoding="utf-8") as f:
-            parser.write(f)
+        quiet_access_log(server.ini)
         self.server = server.start()
 
     @property
