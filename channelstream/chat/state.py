@@ -25,7 +25,7 @@ from . import messages
 from .channels import ChannelSettings, ChatChannel
 from .connections import Connection, Transport
 from .frames import PM_RESUME_KEY, presence_frame, user_state_frame
-from .routing import channel_message, hub_channel, user_channel, user_message
+from .routing import channel_message, hub_channel, user_channel
 from .users import User
 
 log = logging.getLogger(__name__)
@@ -341,9 +341,6 @@ class ChatState:
         excluded: frozenset[str] | None = None,
     ) -> None:
         self.hub.publish(channel_message(channel, frame, audience=audience, excluded=excluded))
-
-    def publish_to_user(self, user: str, frame: dict[str, Any]) -> None:
-        self.hub.publish(user_message(user, frame))
 
     def channel_config(self, configs: Mapping[str, ChannelSettings]) -> dict[str, Any]:
         """``/channel_config``: set (replace) the settings of channels, creating them."""
