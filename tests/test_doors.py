@@ -20,6 +20,7 @@ from channelstream.doors import (
     DoorRegistry,
     DoorStartError,
     DoorState,
+    LogSampler,
     LoopDoor,
     listen_socket,
 )
@@ -312,3 +313,14 @@ def test_a_backoff_doubles_up_to_its_maximum_and_starts_over_on_reset():
     assert [backoff.next() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
     backoff.reset()
     assert backoff.next() == 0.5
+
+
+def test_a_log_sampler_lets_one_line_through_per_interval_and_counts_the_rest():
+    sampler = LogSampler(3600)
+    assert sampler.due()
+    assert [sampler.due() for _ in range(3)] == [False, False, False]
+    assert sampler.take_suppressed() == 3
+    assert sampler.take_suppressed() == 0  # counting starts over after a report
+    again = LogSampler(0)
+    assert again.due() and again.due()  # once the interval has passed, it is due again
+    assert again.take_suppressed() == 0

@@ -71,7 +71,7 @@ from gevent import monkey
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from .. import strict_json
-from ..doors import Backoff, DoorState, LoopDoor
+from ..doors import Backoff, DoorState, LogSampler, LoopDoor
 from ..hub import Hub, Message
 from ..packets import BadPacket, packet_message
 from .broker import (
@@ -143,27 +143,6 @@ def decode_packet(body: bytes, *, max_size: int | None = None) -> dict[str, Any]
     if not isinstance(packet, dict):
         raise BadPacket(f"a packet must be a JSON object, not {strict_json.type_name(packet)}")
     return packet
-
-
-class _Sampler:
-    """Lets a log line through at most once per ``interval``; counts the others."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._last: float | None = None
-        self.suppressed = 0
-
-    def due(self) -> bool:
-        now = time.monotonic()
-        if self._last is not None and now - self._last < self.interval:
-            self.suppressed += 1
-            return False
-        self._last = now
-        return True
-
-    def take_suppressed(self) -> int:
-        count, self.suppressed = self.suppressed, 0
-        return count
 
 
 def require_monkey_patched() -> None:
@@ -254,8 +233,8 @@ class AmqpIngestDoor(LoopDoor):
         self._unacked = 0
         self._ack_timer = False
         self._since_yield = 0
-        self._malformed_log = _Sampler(LOG_EVERY)
-        self._failure_log = _Sampler(LOG_EVERY)
+        self._malformed_log = LogSampler(LOG_EVERY)
+        self._failure_log = LogSampler(LOG_EVERY)
 
     # -- LoopDoor hooks -------------------------------------------------------------
 

@@ -40,14 +40,13 @@ import errno
 import json
 import logging
 import socket as _stdlib_socket
-import time
 from typing import Any
 
 import gevent
 from gevent import socket
 from gevent.pool import Group
 
-from ..doors import LoopDoor, listen_socket
+from ..doors import LogSampler, LoopDoor, listen_socket
 from ..hub import REASON_SHUTDOWN, Hub, Message, Outbox, run_writer
 from ..packets import Query, ndjson
 from ..settings import Settings
@@ -57,7 +56,7 @@ log = logging.getLogger(__name__)
 
 #: The door's name in the registry and in ``/healthz``.
 DOOR_NAME = "tcp-streamer"
-#: Most packets written by one ``sendall``.
+#: Most packets written in one write.
 BATCH_LIMIT = 512
 #: Bytes read at a time (query, then discarded input).
 READ_CHUNK = 65536
@@ -143,8 +142,7 @@ class TcpStreamer(LoopDoor):
         self.slow_disconnects = 0
         self.partial_replays = 0
         self._dropped_closed = 0
-        self._partial_logged_at: float | None = None
-        self._partial_unlogged = 0
+        self._partial_log = LogSampler(LOG_EVERY)
 
     # -- LoopDoor hooks ------------------------------------------------------------------
 
@@ -325,16 +323,14 @@ class TcpStreamer(LoopDoor):
     def _partial_replay(self, client: _Client, reason: str) -> None:
         """Count a time query history could not fully serve; log it, rate-limited."""
         self.partial_replays += 1
-        now = time.monotonic()
-        if self._partial_logged_at is not None and now - self._partial_logged_at < LOG_EVERY:
-            self._partial_unlogged += 1
+        if not self._partial_log.due():
             return
-        others, self._partial_unlogged = self._partial_unlogged, 0
-        self._partial_logged_at = now
+        others = self._partial_log.take_suppressed()
         log.info(
             "tcp-streamer %s: its time query replays only what history holds (%s)%s",
-            client.peer, reason, f"; {others} more such queries since the last report"
-            if others else "",
+            client.peer,
+            reason,
+            f"; {others} more such queries since the last report" if others else "",
         )
 
     def _write(self, sock: socket.socket, batch: list[Message]) -> None:
