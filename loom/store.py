@@ -146,7 +146,7 @@ class Store:
         time that many bytes have been appended, the data is written back to
         the disk (in the thread pool) and all but the last ``cache_window``
         bytes leave the page cache; a GET of a finished stream drops what it
-        has sent (:func:`drop_cached`). 0 = the kernel decides. Uploads and
+        has sent (:func:`loom.disk.drop_cached`). 0 = the kernel decides. Uploads and
         GETs then recycle the same pages: a fresh page-cache page cost 5-8 us
         here (most likely a VM host backing memory it had taken back), which
         halved ingest in every other run; a recycled one costs nothing.
@@ -423,17 +423,15 @@ class Store:
         stream.state, stream.reason, stream.ended = state, reason, time.time()
         self._live -= 1
         self.notify(stream, "end")
-        if fd is None:
-            return
-        if stream.writing:  # the append in flight closes it
+        if stream.writing:  # the append in flight closes it (its bytes are not counted)
             stream.orphan_fd = fd
-            return
-        try:
-            if save and self.fsync != FSYNC_NEVER:
-                sync_file(fd)
-        finally:
-            os.close(fd)
-        if save:
+        elif fd is not None:
+            try:
+                if save and self.fsync != FSYNC_NEVER:
+                    sync_file(fd)
+            finally:
+                os.close(fd)
+        if save:  # also after a write in flight: a restart must find the stream ended
             self._write_meta(stream, sync=self.fsync != FSYNC_NEVER)
 
     def delete(self, stream_id: str) -> Stream:

@@ -335,3 +335,19 @@ def test_without_a_cache_window_the_page_cache_is_left_to_the_kernel(tmp_path, m
         store.append(stream, b"x" * 700)
     store.finish(stream)
     assert evicted == [] and stream.flushed == 0
+
+
+def test_an_abort_during_a_write_in_flight_still_records_the_abort(tmp_path):
+    import gevent
+
+    store = make_store(tmp_path)
+    stream, _ = store.create("stopping", None)
+    store._slow_until = float("inf")  # as after a slow write: writes go to the thread pool
+    writer = gevent.spawn(store.append, stream, b"x" * (8 << 20))
+    gevent.sleep(0)  # the write is in the thread pool now
+    assert stream.writing
+    store.close()  # the server stops meanwhile
+    writer.get(timeout=10)
+    assert stream.orphan_fd is None and not stream.writing
+    info = json.loads((tmp_path / "streams" / "stopping.json").read_text())
+    assert info["state"] == ABORTED and "stopped" in info["reason"]
