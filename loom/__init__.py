@@ -90,6 +90,10 @@ class LoomDoor(LoopDoor):
             return
         self.store.open()
         self.ready = True
+        self._retain()
+
+    def _retain(self) -> None:
+        """Apply retention (``loom.retention_age``, ``loom.retention_bytes``)."""
         self.store.purge(
             max_age=self.settings.retention_age, max_bytes=self.settings.retention_bytes
         )
@@ -121,11 +125,8 @@ class LoomDoor(LoopDoor):
             self._kick.clear()
             if self.stopping:
                 return
-            if not self.ready:
-                continue
-            self.store.purge(
-                max_age=self.settings.retention_age, max_bytes=self.settings.retention_bytes
-            )
+            if self.ready:
+                self._retain()
 
     def interrupt(self) -> None:
         self._kick.set()
@@ -145,7 +146,7 @@ class LoomDoor(LoopDoor):
             **({"standby": self.standby} if self.standby else {}),
             "streams": len(streams),
             "live": sum(1 for s in streams if s.live),
-            "stored_bytes": sum(s.stored for s in streams),
+            "stored_bytes": self.store.stored_bytes,
             "purged": self.store.purged,
             "slow_writes": self.store.slow_writes,
             "slowest_write_ms": round(self.store.slowest_write * 1000, 1),

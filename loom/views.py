@@ -197,9 +197,7 @@ class Tail:
 
 def delete_stream(request: Request) -> Response:
     """``DELETE /stream/:id``: 200 with the stream's last description."""
-    door = _admit(request)
-    stream = door.store.get(request.matchdict["id"])
-    door.store.delete(stream.id)
+    stream = _admit(request).store.delete(request.matchdict["id"])
     return _json({"deleted": True, **stream.info()})
 
 
