@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from tests.support.server import BIN, REPO, RunningServer
+from tests.support.wait import wait_for
 
 LOOM_STREAM = str(BIN / "loom-stream")
 LOOM_CAT = str(BIN / "loom-cat")
@@ -31,6 +34,23 @@ def curl(
         timeout=timeout,
         check=False,
     )
+
+
+def wait_for_stream(
+    server: RunningServer,
+    stream_id: str,
+    until: Callable[[dict[str, Any]], bool] = lambda info: True,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """The description (``GET /streams/<id>``) of the stream once it exists and ``until`` it."""
+
+    def described() -> dict[str, Any] | None:
+        answer = requests.get(f"{server.url}/streams/{stream_id}", timeout=5)
+        if answer.status_code == 200 and until(answer.json()):
+            return answer.json()
+        return None
+
+    return wait_for(described, timeout=timeout, what=f"stream {stream_id}")
 
 
 def popen(argv: Sequence[str], **kwargs) -> subprocess.Popen:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
-import gevent
 import pytest
 
 from channelstream.hub import Hub
 from channelstream.settings import SettingsError, default_settings
 from loom import LoomDoor
+from tests.support.wait import wait_for
 
 
 def make_door(tmp_path, **keys: str) -> LoomDoor:
@@ -69,11 +69,8 @@ def test_stopping_aborts_live_streams_and_an_end_kicks_retention(tmp_path):
         store.append(old, b"x" * 100)
         live, _ = store.create("live", None)
         store.finish(old)  # kicks the retention loop at once (its interval is an hour)
-        for _ in range(100):
-            if store.find("old") is None:
-                break
-            gevent.sleep(0.01)
-        assert store.find("old") is None and store.find("live") is live
+        wait_for(lambda: store.find("old") is None, timeout=5, what="retention to purge old")
+        assert store.find("live") is live
     finally:
         door.stop(5)
     assert live.state == "aborted" and "stopped" in live.reason

@@ -11,8 +11,9 @@ import time
 
 import requests
 
-from tests.loom.conftest import curl, popen, sha
+from tests.loom.conftest import curl, popen, sha, wait_for_stream
 from tests.support.server import REPO, RunningServer
+from tests.support.wait import wait_for
 
 
 def seed_command(server, command: str) -> str:
@@ -80,10 +81,8 @@ def test_the_seed_get_examples_tail_and_notail(loom_server, tmp_path):
         stdin=producer.stdout,
     )
     producer.stdout.close()
-    deadline = time.monotonic() + 10
-    while requests.get(f"{loom_server.url}/streams/seedget", timeout=5).status_code == 404:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    # stored before the producer's pause: ?notail must show it, and only it
+    wait_for_stream(loom_server, "seedget", until=lambda info: info["size"] >= len(b"first\n"))
     tail = popen(
         [
             "bash",
@@ -93,7 +92,6 @@ def test_the_seed_get_examples_tail_and_notail(loom_server, tmp_path):
             ),
         ]
     )
-    time.sleep(0.5)
     notail = run_shell(
         seed_command(loom_server, "curl http://localhost:3060/stream/:id?notail").replace(
             ":id", "seedget"
@@ -139,10 +137,14 @@ def test_201_and_the_id_reach_the_producer_while_its_upload_is_still_open(loom_s
             seen += os.read(upload.stderr.fileno(), 4096)
     assert b"HTTP/1.1 201 Created" in seen and b"X-Stream-Id: early" in seen
     assert upload.poll() is None  # the upload is still open
-    stored = b""
-    while stored != b"first part\n":  # stored while the upload is open
-        assert time.monotonic() < deadline, stored
-        stored = requests.get(f"{loom_server.url}/stream/early?notail", timeout=5).content
+    wait_for(  # stored while the upload is open
+        lambda: (
+            requests.get(f"{loom_server.url}/stream/early?notail", timeout=5).content
+            == b"first part\n"
+        ),
+        timeout=10,
+        what="the first part to be stored",
+    )
     assert upload.poll() is None
     upload.stdin.write(b"second part\n")
     upload.stdin.close()
@@ -175,8 +177,14 @@ def test_a_get_stepping_through_a_small_cache_window_sends_every_byte(tmp_path):
     (tmp_path / "blob").write_bytes(data)
     app = {"loom.cache_window": "65536"}
     with RunningServer(REPO / "development.ini", tmp_path, app=app) as server:
-        posted = curl("-X", "POST", "--data-binary", f"@{tmp_path / 'blob'}",
-                      f"{server.url}/stream/windowed", timeout=60)
+        posted = curl(
+            "-X",
+            "POST",
+            "--data-binary",
+            f"@{tmp_path / 'blob'}",
+            f"{server.url}/stream/windowed",
+            timeout=60,
+        )
         assert posted.returncode == 0, posted.stderr
         for _ in range(2):  # the second GET reads what the first evicted
             got = curl("-D", "/dev/stderr", f"{server.url}/stream/windowed")

@@ -6,13 +6,21 @@ import os
 import signal
 import socket
 import subprocess
-import time
 
 import requests
 
-from tests.loom.conftest import LOOM_CAT, LOOM_STREAM, curl, popen, sha, start_loom_server
-from tests.loom.test_tail import read_until, run_cli, wait_for_stream
+from tests.loom.conftest import (
+    LOOM_CAT,
+    LOOM_STREAM,
+    curl,
+    popen,
+    sha,
+    start_loom_server,
+    wait_for_stream,
+)
+from tests.loom.test_tail import read_until, run_cli
 from tests.support.server import REPO, RunningServer
+from tests.support.wait import wait_for
 
 TOKENS = "token1, token2"
 
@@ -182,10 +190,11 @@ def test_retention_purges_the_oldest_ended_streams_by_size_and_by_age(tmp_path):
                 ).status_code
                 == 201
             )
-        deadline = time.monotonic() + 10
-        while {"first", "second", "third"} & ids(server):
-            assert time.monotonic() < deadline, ids(server)
-            time.sleep(0.05)
+        wait_for(
+            lambda: not {"first", "second", "third"} & ids(server),
+            timeout=10,
+            what="the ended streams over loom.retention_bytes to be purged",
+        )
         assert "live-one" in ids(server)
         assert requests.get(f"{server.url}/stream/first", timeout=5).status_code == 404
         live.stdin.close()
@@ -195,10 +204,11 @@ def test_retention_purges_the_oldest_ended_streams_by_size_and_by_age(tmp_path):
     with RunningServer(REPO / "development.ini", tmp_path / "age", app=aged) as server:
         requests.post(f"{server.url}/stream/short-lived", data=b"x", timeout=5)
         assert "short-lived" in ids(server)
-        deadline = time.monotonic() + 10
-        while "short-lived" in ids(server):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_for(
+            lambda: "short-lived" not in ids(server),
+            timeout=10,
+            what="the stream older than loom.retention_age to be purged",
+        )
         assert not (tmp_path / "age" / "var" / "loom" / "streams" / "short-lived.data").exists()
 
 

@@ -11,21 +11,12 @@ import time
 
 import requests
 
-from tests.loom.conftest import LOOM_CAT, LOOM_STREAM, curl, popen, sha
+from tests.loom.conftest import LOOM_CAT, LOOM_STREAM, curl, popen, sha, wait_for_stream
+from tests.support.wait import wait_for
 
 #: Longer than every timeout of the server (listen_timeout, client_heartbeat: 5 s),
 #: and than anything a reader could use to guess that a silent producer is done.
 PAUSE = 6.0
-
-
-def wait_for_stream(server, stream_id: str, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = requests.get(f"{server.url}/streams/{stream_id}", timeout=5)
-        if answer.status_code == 200:
-            return answer.json()
-        assert time.monotonic() < deadline, f"stream {stream_id} never appeared"
-        time.sleep(0.05)
 
 
 def read_until(proc: subprocess.Popen, stream, needle: bytes, timeout: float = 10.0) -> bytes:
@@ -262,15 +253,14 @@ def test_head_and_abandoned_tails_of_a_live_stream_leave_nothing_behind(loom_ser
             seen = b""
             while b"some bytes" not in seen:
                 seen += sock.recv(65536)
-    # a tail notices that its reader is gone when a write fails, as the stream grows
-    deadline = time.monotonic() + 10
-    for _ in range(5):
+
+    def tails_gone() -> bool:
+        # a tail notices that its reader is gone when a write fails, as the stream grows
         producer.stdin.write(b"more\n")
         producer.stdin.flush()
-        time.sleep(0.2)
-    while loom_server.get("/healthz").json()["hub"]["outboxes"] > before_outboxes:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+        return loom_server.get("/healthz").json()["hub"]["outboxes"] <= before_outboxes
+
+    wait_for(tails_gone, timeout=10, interval=0.2, what="the abandoned tails to unsubscribe")
     assert len(os.listdir(fds)) <= before_fds + 2
     producer.stdin.close()
     assert producer.wait(10) == 0
