@@ -7,6 +7,7 @@ import os
 import zlib
 from pathlib import Path
 
+import gevent
 import pytest
 
 from loom import frames
@@ -18,6 +19,7 @@ from loom.store import (
     LIVE,
     NoSuchStream,
     Store,
+    Stream,
     StreamExists,
     TooManyStreams,
 )
@@ -144,15 +146,19 @@ def test_a_restart_aborts_live_streams_and_keeps_every_written_byte(tmp_path, co
     assert [p.name for p in (tmp_path / "streams").glob("*.tmp")] == []
 
 
-def test_an_end_during_a_write_in_flight_closes_the_file_after_it(tmp_path):
-    import gevent
-
-    store = make_store(tmp_path)
-    stream, _ = store.create("racy", None)
+def write_in_flight(store: Store, stream_id: str) -> tuple[Stream, gevent.Greenlet]:
+    """A live stream whose 8 MiB append is in the thread pool now (as after a slow write)."""
+    stream, _ = store.create(stream_id, None)
     store._slow_until = float("inf")  # as after a slow write: writes go to the thread pool
     writer = gevent.spawn(store.append, stream, b"x" * (8 << 20))
     gevent.sleep(0)  # the write is in the thread pool now
     assert stream.writing
+    return stream, writer
+
+
+def test_an_end_during_a_write_in_flight_closes_the_file_after_it(tmp_path):
+    store = make_store(tmp_path)
+    stream, writer = write_in_flight(store, "racy")
     replacement, replaced = store.create("racy", None, force=True)
     assert replaced and stream.state == ABORTED and stream.orphan_fd is not None
     writer.get(timeout=10)
@@ -338,14 +344,8 @@ def test_without_a_cache_window_the_page_cache_is_left_to_the_kernel(tmp_path, m
 
 
 def test_an_abort_during_a_write_in_flight_still_records_the_abort(tmp_path):
-    import gevent
-
     store = make_store(tmp_path)
-    stream, _ = store.create("stopping", None)
-    store._slow_until = float("inf")  # as after a slow write: writes go to the thread pool
-    writer = gevent.spawn(store.append, stream, b"x" * (8 << 20))
-    gevent.sleep(0)  # the write is in the thread pool now
-    assert stream.writing
+    stream, writer = write_in_flight(store, "stopping")
     store.close()  # the server stops meanwhile
     writer.get(timeout=10)
     assert stream.orphan_fd is None and not stream.writing
