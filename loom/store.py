@@ -459,22 +459,18 @@ class Store:
         """
         now = time.time() if now is None else now
         removed: list[str] = []
-        ended = [s for s in self.streams() if not s.live]
-        ended.sort(key=lambda s: s.ended or s.created)
-        if max_age > 0:
-            for stream in list(ended):
-                if now - (stream.ended or stream.created) > max_age:
-                    self._remove(stream, "purged")
-                    removed.append(stream.id)
-                    ended.remove(stream)
-        if max_bytes > 0:
-            total = self.stored_bytes
-            for stream in ended:
-                if total <= max_bytes:
-                    break
-                total -= stream.stored
-                self._remove(stream, "purged")
-                removed.append(stream.id)
+        ended = sorted(
+            (s for s in self._streams.values() if not s.live), key=lambda s: s.ended or s.created
+        )
+        total = self.stored_bytes
+        # oldest first: the streams too old are a prefix, then those over the size cap
+        for stream in ended:
+            too_old = max_age > 0 and now - (stream.ended or stream.created) > max_age
+            if not too_old and not (max_bytes > 0 and total > max_bytes):
+                break
+            total -= stream.stored
+            self._remove(stream, "purged")
+            removed.append(stream.id)
         if removed:
             self.purged += len(removed)
             log.info("loom: retention purged %d streams: %s", len(removed), ", ".join(removed))
