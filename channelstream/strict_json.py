@@ -67,6 +67,23 @@ def loads(raw: str | bytes) -> Any:
     return data
 
 
+def loads_utf8(raw: bytes) -> Any:
+    """:func:`loads` of a UTF-8 document, about twice as fast when it can be.
+
+    A text with no backslash and at most :data:`MAX_DEPTH` brackets skips
+    :func:`check`: a lone surrogate needs a ``\\u`` escape (UTF-8 decoding
+    refuses one written as itself), and that few brackets cannot nest
+    deeper. Keep this test in step with what :func:`check` looks for.
+
+    :raises ValueError: as :func:`loads`; :class:`UnicodeDecodeError` (a
+        ValueError) when ``raw`` is not UTF-8.
+    """
+    text = raw.decode("utf-8")
+    if b"\\" not in raw and raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH:
+        return DECODER.decode(text)
+    return loads(text)
+
+
 def type_name(value: Any) -> str:
     """The JSON name of a decoded value's type: object, array, string, ..."""
     if value is None:
@@ -84,4 +101,4 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
-__all__ = ["DECODER", "MAX_DEPTH", "check", "loads", "type_name"]
+__all__ = ["DECODER", "MAX_DEPTH", "check", "loads", "loads_utf8", "type_name"]

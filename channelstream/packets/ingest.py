@@ -170,7 +170,7 @@ def _ndjson(body: bytes) -> list[dict[str, Any]]:
     packets = []
     for number, line in _lines(body):
         try:
-            packet = strict_json.loads(line.decode("utf-8"))
+            packet = strict_json.loads_utf8(line)
         except ValueError as err:  # UnicodeDecodeError included
             raise BadPacketItem(
                 f"line {number} is not valid JSON: {err}", {"line": number}
