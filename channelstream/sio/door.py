@@ -70,7 +70,6 @@ class SocketIODoor(Door):
         self.wsgi: WSGIApp | None = None
         self.app: WSGIApp | None = None
         self.state = DoorState.NEW
-        self.stopping = False
         self.sessions: dict[str, Session] = {}
         #: The clients' websockets by engine.io sid (:mod:`.websocket`).
         self.websockets: dict[str, EngineIOWebSocket] = {}
@@ -138,7 +137,6 @@ class SocketIODoor(Door):
         if self.state is not DoorState.RUNNING:
             return
         self.state = DoorState.STOPPING
-        self.stopping = True
         server = self.server
         for session in list(self.sessions.values()):
             session.end("server shutting down")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import socketio
 
+from ..doors import DoorState
 from ..errors import ClientError
 from ..packets import TIME_KEY, BadQuery, parse_query
 from .auth import AuthError, credentials
@@ -68,7 +69,7 @@ class StreamNamespace(socketio.Namespace):
 
     def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         door = self.door
-        if door.stopping:
+        if door.state is not DoorState.RUNNING:  # stopping: in-flight requests still arrive
             raise socketio.exceptions.ConnectionRefusedError("server shutting down")
         try:
             creds = credentials(auth, environ.get("QUERY_STRING", ""), door.secret)

@@ -202,6 +202,8 @@ class Session:
         outbox = self.packets
         if outbox is None or outbox.closed:
             outbox = self.packets = hub.open_outbox(name=f"socket.io {self.sid} query")
+            # Counted at the close, however it comes: a writer killed before it ran never counts.
+            outbox.on_close(self._count_dropped)
             self.packet_writer = gevent.spawn(self._write_packets, outbox)
         else:
             previous = outbox.subscriptions.get(channel)
@@ -224,14 +226,16 @@ class Session:
                 self.door.queued_writes += 1
             self.door.packets_sent += len(batch)
 
+        # No wait for CONNECT: socket.io handles ``query`` only from a connected session.
         try:
-            self.wait_connected()
             run_writer(outbox, write, batch_limit=BATCH_LIMIT)
         except ClientGone:
             pass
         finally:
             outbox.close("socket.io client gone", discard=True)
-            self.door.packets_dropped += outbox.dropped  # discarded ones included
+
+    def _count_dropped(self, outbox: Outbox) -> None:
+        self.door.packets_dropped += outbox.dropped  # discarded ones included
 
     # -- the end ----------------------------------------------------------------------------
 
@@ -296,9 +300,13 @@ class ChatTransport(Transport):
         if waiting is not None and waiting is not gevent.getcurrent():
             waiting.kill(block=False)
         if starter is None or starter.dead:
-            self.ended.set()
-            if not self.session.ended:
-                gevent.spawn(self.session.end, reason)
+            self._stopped(reason)
+
+    def _stopped(self, reason: str) -> None:
+        """Nothing drains any more: a newer transport may go on; the client is disconnected."""
+        self.ended.set()
+        if not self.session.ended:
+            gevent.spawn(self.session.end, reason)
 
     def start(self, connection: Connection, first: list[str]) -> None:
         """The starter greenlet: ``first`` after CONNECT, then listen to the outbox."""
@@ -306,7 +314,8 @@ class ChatTransport(Transport):
         try:
             session.wait_connected()
             session.push(first)
-        except Kicked:
+        except Kicked:  # kick() found this greenlet alive and left the rest to it
+            self._stopped(self.kicked or "kicked")
             return
         except ClientGone:
             return
