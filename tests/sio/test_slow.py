@@ -12,8 +12,8 @@ import pytest
 from tests.sio.clients import StreamClient, stalled_client
 from tests.sio.conftest import door_status
 from tests.support.api import api_client
-from tests.support.packets import PACKETS_APP, new_run, post_packets
-from tests.support.server import REPO, RunningServer
+from tests.support.packets import new_run, post_packets, run_packets_server
+from tests.support.server import RunningServer
 from tests.support.wait import wait_for
 
 BIG = "x" * 200_000  # a few of these fill the socket buffers of a client that does not read
@@ -21,10 +21,10 @@ BIG = "x" * 200_000  # a few of these fill the socket buffers of a client that d
 
 @pytest.fixture(scope="module")
 def small_outboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    app = {**PACKETS_APP, "hub.outbox_size": "5", "hub.outbox_hard_limit": "40"}
-    folder = tmp_path_factory.mktemp("sio-slow")
-    with RunningServer(REPO / "development.ini", folder, app=app) as running:
-        yield running
+    yield from run_packets_server(
+        tmp_path_factory.mktemp("sio-slow"),
+        **{"hub.outbox_size": "5", "hub.outbox_hard_limit": "40"},
+    )
 
 
 def test_a_stalled_chat_client_is_disconnected_and_the_others_get_everything(small_outboxes):

@@ -2,7 +2,7 @@
 //
 // argv[2]: JSON {"url", "auth", "query", "transports", "path"}; connects at once.
 // stdin:   JSON lines {"cmd": "call", "id", "event", "data"} (emit with an ack),
-//          {"cmd": "emit", "event", "data"}, {"cmd": "close"}.
+//          {"cmd": "close"}.
 // stdout:  JSON lines {"connect": id}, {"connect_error": message},
 //          {"event": name, "data": value} for every server event,
 //          {"ack": id, "data": value}, {"disconnect": reason}.
@@ -34,8 +34,6 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
     socket.timeout(10000).emit(cmd.event, cmd.data, (err, data) =>
       out({ ack: cmd.id, data: err ? { timeout: true } : data })
     );
-  } else if (cmd.cmd === "emit") {
-    socket.emit(cmd.event, cmd.data);
   } else if (cmd.cmd === "close") {
     socket.close();
     setTimeout(() => process.exit(0), 50);
