@@ -101,8 +101,6 @@ class DeliveryReader:
         #: body bytes still to skip of an over-large message, and its delivery
         self._skip = 0
         self._skipped: Delivery | None = None
-        #: messages read by this reader (the rest went through pika)
-        self.delivered = 0
         self._frames = 0
 
     def feed(self, data: bytes) -> None:
@@ -135,7 +133,7 @@ class DeliveryReader:
                             continue
                 # Anything else is pika's, after the deliveries before it.
                 if batch:
-                    self._hand_on(batch)
+                    self._on_batch(batch)
                     batch = []
                 consumed, value = pika_frame.decode_frame(buf[pos : end + 1])
                 if value is None:  # pragma: no cover - decode_frame had a whole frame
@@ -147,11 +145,7 @@ class DeliveryReader:
             connection.bytes_received += pos
             connection.frames_received += self._frames
         if batch:
-            self._hand_on(batch)
-
-    def _hand_on(self, batch: list[Delivery]) -> None:
-        self.delivered += len(batch)
-        self._on_batch(batch)
+            self._on_batch(batch)
 
     def _delivery(self, buf: bytes, pos: int, end: int, n: int, batch: list[Delivery]) -> int:
         """Read the message whose ``Basic.Deliver`` frame is at ``pos``.

@@ -365,7 +365,9 @@ class AmqpIngestDoor(LoopDoor):
         body: bytes,
     ) -> None:
         """pika's path (when the reader could not be installed): one delivery."""
-        self._ingest(body)
+        message = self._decode(body)
+        if message is not None:
+            self._publish([message])
         self._ack_tag = method.delivery_tag
         self._unacked += 1
         if self._unacked >= self._ack_every:
@@ -395,12 +397,6 @@ class AmqpIngestDoor(LoopDoor):
 
     def _on_ack_timer(self) -> None:
         self._ack_timer = False  # the loop acks when process_data_events returns
-
-    def _ingest(self, body: bytes | BodyTooLarge) -> None:
-        """Decode one body and publish it on the packet channel; count what happened."""
-        message = self._decode(body)
-        if message is not None:
-            self._publish([message])
 
     def _decode(self, body: bytes | BodyTooLarge) -> Message | None:
         """The packet message of ``body``, or None (counted and logged) if malformed."""
