@@ -61,7 +61,7 @@ setup(
     },
     entry_points={
         "paste.app_factory": ["main = channelstream.wsgi_app:make_app"],
-        "paste.server_runner": ["main = channelstream.server:serve"],
+        "paste.server_runner": ["main = channelstream.serving.server:serve"],
         "console_scripts": [
             "gatd-publish = channelstream.amqp.cli:run",
             "loom-stream = loom.cli:stream_main",

@@ -13,7 +13,7 @@ nothing else::
         except ChannelstreamError as err:
             print(err.status, err.message)  # 404 unknown connection ...
 
-Every call is signed (:mod:`channelstream.signing`) over its method, its
+Every call is signed (:mod:`channelstream.security.signing`) over its method, its
 request target exactly as sent (the base URL's path prefix, the path, the
 query string) and its exact body bytes, with a fresh nonce. Bodies are JSON
 (compact, UTF-8); answers are decoded from JSON. An answer of 400 or more
@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from . import __version__
-from .signing import SIGNATURE_HEADER, sign
+from .security.signing import SIGNATURE_HEADER, sign
 
 #: Path of the admin statistics route (channelstream 0.7.1's).
 ADMIN_STATS_PATH = "/admin/admin.json"

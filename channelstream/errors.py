@@ -1,7 +1,7 @@
 """Errors a client can cause, as one typed tree.
 
 Doors and views raise these; they are turned into a wire answer at one edge
-per protocol (for HTTP: the exception views of :mod:`channelstream.errorviews`,
+per protocol (for HTTP: the exception views of :mod:`channelstream.web.errorviews`,
 which answer ``{"error": message, "field": field}`` with :attr:`status`).
 This module imports nothing from a framework so that the hub, the doors and
 a signing client can share it.

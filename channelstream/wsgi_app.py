@@ -4,7 +4,7 @@
 ``paste.app_factory = channelstream.wsgi_app:make_app``) lands in
 :func:`make_app`, which parses every setting once
 (:func:`channelstream.settings.parse_settings`) and builds the app. Building
-binds and connects nothing: the :class:`~channelstream.runtime.Runtime` kept
+binds and connects nothing: the :class:`~channelstream.serving.runtime.Runtime` kept
 in the registry is started by whoever serves the app (the server runner, or
 gunicorn's ``post_worker_init``).
 
@@ -14,25 +14,19 @@ Each feature is a module or package with ``includeme(config)``, listed in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pyramid.config import Configurator
 
-from .runtime import Runtime
+from .serving.runtime import RUNTIME_KEY, WSGI_WRAPPERS_KEY, Runtime
 from .settings import Settings, SettingsError, parse_settings
-
-#: Registry key of the process's :class:`~channelstream.runtime.Runtime`.
-RUNTIME_KEY = "channelstream.runtime"
-
-#: Registry key of the WSGI wrappers features add (:func:`add_wsgi_wrapper`).
-WSGI_WRAPPERS_KEY = "channelstream.wsgi_wrappers"
 
 #: Features included, in order, into every app.
 FEATURES: tuple[str, ...] = (
-    "channelstream.errorviews",
-    "channelstream.security",
-    "channelstream.health",
+    "channelstream.web.errorviews",
+    "channelstream.security.gate",
+    "channelstream.ops.health",
     "channelstream.chat",
     "channelstream.rest",
     "channelstream.transports",
@@ -41,33 +35,11 @@ FEATURES: tuple[str, ...] = (
     "channelstream.tcp_streamer",
     "channelstream.amqp",
     "channelstream.sio",
-    "channelstream.admin",
-    "channelstream.metrics",
-    "channelstream.openapi",
+    "channelstream.ops.admin",
+    "channelstream.ops.metrics",
+    "channelstream.ops.openapi",
     "loom",
 )
-
-
-def get_runtime(registry: Mapping[str, Any]) -> Runtime:
-    """Return the runtime stored in a Pyramid registry (``request.registry``)."""
-    return registry[RUNTIME_KEY]
-
-
-def find_runtime(app: Any) -> Runtime | None:
-    """Return the runtime behind a WSGI app built by :func:`build_app`, or None."""
-    registry = getattr(app, "registry", None)
-    if registry is None:
-        return None
-    return registry.get(RUNTIME_KEY)
-
-
-def add_wsgi_wrapper(registry: Any, wrap: Callable[[Any], Any]) -> None:
-    """Have :func:`build_app` return ``wrap(app)`` (in the order added).
-
-    A wrapper must keep the app's ``registry`` attribute (``find_runtime``).
-    The socket.io feature uses it to serve its path beside the Pyramid routes.
-    """
-    registry.setdefault(WSGI_WRAPPERS_KEY, []).append(wrap)
 
 
 def make_app(global_config: Mapping[str, str], **settings: str) -> Any:

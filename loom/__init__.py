@@ -38,8 +38,9 @@ from typing import Any
 
 from gevent.event import Event
 
-from channelstream.doors import LoopDoor
 from channelstream.hub import Hub
+from channelstream.serving.doors import LoopDoor
+from channelstream.serving.runtime import get_runtime
 from channelstream.settings import LoomSettings
 
 from .events import Notifier
@@ -160,7 +161,6 @@ def get_door(registry: Any) -> LoomDoor:
 
 def includeme(config: Any) -> None:
     """Register the door and the routes (:mod:`loom.views`)."""
-    from channelstream.wsgi_app import get_runtime
 
     from .views import add_routes
 

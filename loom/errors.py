@@ -6,7 +6,7 @@
 - :class:`TooManyStreams` is an :class:`~channelstream.errors.Unavailable` (503).
 
 Views let them through: the exception views of
-:mod:`channelstream.errorviews` answer ``{"error": message, "code": ...}``
+:mod:`channelstream.web.errorviews` answer ``{"error": message, "code": ...}``
 (plus ``"field"``) with the status, as for every other client error. The
 messages of the 404 and the 409 are the seed's, word for word (clients
 match on them). Nothing here imports a framework: the store raises these.

@@ -1,6 +1,6 @@
 """loom's routes in ``/openapi.json``: what :mod:`loom.views` answers, for clients.
 
-:mod:`channelstream.openapi` adds :data:`PATHS`, :data:`SCHEMAS`,
+:mod:`channelstream.ops.openapi` adds :data:`PATHS`, :data:`SCHEMAS`,
 :data:`TAG` and :data:`SECURITY_SCHEMES` to its document. Pure data; no
 framework. Error answers use the document's shared ``Error`` schema (the
 JSON error views render loom's refusals like every other client error).

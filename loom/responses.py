@@ -26,7 +26,7 @@ from typing import Any
 
 from pyramid.response import Response
 
-from channelstream.httpserver import RAW_RESPONSE
+from channelstream.web.httpserver import RAW_RESPONSE
 
 from . import frames
 from .disk import drop_cached

@@ -41,7 +41,7 @@ from pyramid.response import Response
 from channelstream import strict_json
 from channelstream.errors import BadRequest, PayloadTooLarge, Unavailable
 from channelstream.hub import Hub
-from channelstream.security import bearer_token, token_in_url, token_matches
+from channelstream.security.gate import bearer_token, token_in_url, token_matches
 
 from .errors import NoSuchStream
 from .events import Follower, stream_channel

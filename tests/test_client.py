@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from channelstream.client import ADMIN_STATS_PATH, ChannelstreamClient, ChannelstreamError
-from channelstream.signing import parse_header
+from channelstream.security.signing import parse_header
 
 SECRET = "dev-secret-change-me"
 ADMIN_SECRET = "dev-admin-secret-change-me"

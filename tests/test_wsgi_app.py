@@ -7,14 +7,11 @@ import importlib
 import pytest
 import requests
 
-from channelstream.runtime import Runtime
+from channelstream.serving.runtime import RUNTIME_KEY, Runtime, find_runtime, get_runtime
 from channelstream.settings import default_settings
 from channelstream.wsgi_app import (
     FEATURES,
-    RUNTIME_KEY,
     build_app,
-    find_runtime,
-    get_runtime,
     make_app,
 )
 

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..serving.runtime import get_runtime
+
 
 def includeme(config: Any) -> None:
     """Add the ``amqp-ingest`` door to the runtime when ``amqp.url`` is set."""
-    from ..wsgi_app import get_runtime
 
     runtime = get_runtime(config.registry)
     settings = runtime.settings

@@ -24,7 +24,7 @@ What it does, per process (each gunicorn worker has its own):
 
 ``status()``: ``state`` (``connecting``, ``connected``, ``retrying``; or
 ``new``/``restarting``/``stopping``/``stopped`` from
-:class:`~channelstream.doors.LoopDoor`), ``broker`` (the URL without its
+:class:`~channelstream.serving.doors.LoopDoor`), ``broker`` (the URL without its
 password), ``exchange``, ``queue``, ``prefetch``, ``consumed`` (packets
 published on the hub), ``malformed``, ``failed`` (packets the hub refused:
 a bug, logged with its traceback), ``reconnects`` (connections made after
@@ -71,9 +71,9 @@ from gevent import monkey
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from .. import strict_json
-from ..doors import Backoff, DoorState, LogSampler, LoopDoor
 from ..hub import Hub, Message
 from ..packets import BadPacket, packet_message
+from ..serving.doors import Backoff, DoorState, LogSampler, LoopDoor
 from .broker import (
     ExchangeMismatch,
     connection_parameters,
@@ -144,7 +144,7 @@ def require_monkey_patched() -> None:
         raise RuntimeError(
             f"the AMQP doors need a gevent monkey-patched process ({', '.join(missing)} "
             "not patched): serve with pserve and the channelstream server runner, or "
-            "with gunicorn and channelstream.gunicorn_conf"
+            "with gunicorn and channelstream.serving.gunicorn_conf"
         )
 
 

@@ -9,6 +9,7 @@ long-poll, SSE, socket.io) drain in turn. The REST views and the transports
 are doors over this package; it imports neither.
 """
 
+from ..serving.runtime import get_runtime
 from .frames import PM_RESUME_KEY
 from .state import ChatConfig, ChatState
 
@@ -20,8 +21,7 @@ CHAT_KEY = "channelstream.chat"
 
 def includeme(config) -> None:
     """Create the process's ChatState on the runtime's hub, and its collector door."""
-    from ..wsgi_app import get_runtime
-    from .door import ChatCollector
+    from .collector import ChatCollector
 
     runtime = get_runtime(config.registry)
     settings = runtime.settings

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..hub import ChannelConfig, Filter, Hub, Message, Start
+from ..serving.runtime import get_runtime
 from ..strict_json import type_name
 
 #: The reserved query key: start that many milliseconds in the past.
@@ -147,7 +148,6 @@ def configure_packet_channel(
 
 def includeme(config) -> None:
     """Configure the packet channel of the runtime's hub from ``packets.*``."""
-    from ..wsgi_app import get_runtime
 
     runtime = get_runtime(config.registry)
     packets = runtime.settings.packets

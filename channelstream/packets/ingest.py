@@ -12,7 +12,7 @@ A request is admitted with ``Authorization: Bearer <token>`` naming one of
 ``packets.ingest_tokens`` (compared in constant time; a token is never
 taken from the URL, and a ``token``/``access_token`` query parameter is
 refused), or else as a signed server API call (``auth="api"`` rules of
-:mod:`channelstream.security`: ``allow_posting_from`` and a signature with
+:mod:`channelstream.security.gate`: ``allow_posting_from`` and a signature with
 ``secret``). A Bearer header decides alone: a wrong token is a 401 even if
 the request is also signed.
 
@@ -38,11 +38,12 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
-from .. import signing, strict_json
+from .. import strict_json
 from ..errors import BadRequest, Unauthorized
-from ..security import bearer_token, read_body, require_api, token_in_url, token_matches
+from ..security import signing
+from ..security.gate import bearer_token, read_body, require_api, token_in_url, token_matches
+from ..serving.runtime import get_runtime
 from ..settings import Settings
-from ..wsgi_app import get_runtime
 from . import packet_message
 
 #: Route path of the ingest.

@@ -1,6 +1,6 @@
 """The server API views: JSON in, ``ChatState`` call, JSON out.
 
-Every view is signed (``auth="api"``, see :mod:`channelstream.security`).
+Every view is signed (``auth="api"``, see :mod:`channelstream.security.gate`).
 Bodies are parsed and validated here; a body that is not JSON is a 400, a
 field that does not validate a 422 naming the field.
 """

@@ -29,6 +29,7 @@ lifecycle, WSGI mount).
 
 from __future__ import annotations
 
+from ..serving.runtime import add_wsgi_wrapper, get_runtime
 from .auth import user_sig
 from .codec import NAMESPACE
 from .door import DOOR_NAME, SocketIODoor, SocketIOMount
@@ -39,7 +40,6 @@ __all__ = ["DOOR_NAME", "NAMESPACE", "SocketIODoor", "SocketIOMount", "includeme
 def includeme(config) -> None:
     """Register the socket.io door, and wrap the app so that it serves socket.io's path."""
     from ..chat import CHAT_KEY
-    from ..wsgi_app import add_wsgi_wrapper, get_runtime
 
     runtime = get_runtime(config.registry)
     door = SocketIODoor(runtime, config.registry[CHAT_KEY])

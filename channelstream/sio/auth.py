@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from ..chat.transport import parse_resume, validate_resume
 from ..errors import BadRequest
-from ..transports.base import parse_resume, validate_resume
 
 #: Longest user name (as ``/connect`` accepts).
 MAX_USERNAME = 512

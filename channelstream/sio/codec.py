@@ -34,7 +34,7 @@ from ..chat.frames import catchup_json, live_json
 from ..hub import Message
 from ..packets import ndjson
 from ..transports.websocket import LastBatchFrame
-from ..transports.wsframes import frame
+from ..web.wsframes import frame
 
 #: The namespace both uses share.
 NAMESPACE = "/stream"

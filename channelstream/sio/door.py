@@ -3,7 +3,7 @@
 :class:`SocketIOMount` is the WSGI entry of the process once this feature is
 included: requests under ``/<socketio.path>/`` go to the socket.io server
 while the door runs, everything else to the Pyramid app. It keeps the
-app's ``registry``, so :func:`channelstream.wsgi_app.find_runtime` works on it.
+app's ``registry``, so :func:`channelstream.serving.runtime.find_runtime` works on it.
 
 :class:`SocketIODoor` builds the socket.io server when the runtime starts,
 from ``runtime.settings.socketio`` as it is then (the server runner may have
@@ -28,8 +28,8 @@ from typing import Any
 import socketio
 
 from ..chat import ChatState
-from ..doors import Door, DoorState
-from ..runtime import Runtime
+from ..serving.doors import Door, DoorState
+from ..serving.runtime import Runtime
 from .codec import NAMESPACE
 from .namespace import StreamNamespace
 from .session import Session

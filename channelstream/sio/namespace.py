@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import socketio
 
-from ..doors import DoorState
 from ..errors import ClientError
 from ..packets import TIME_KEY, BadQuery, parse_query
+from ..serving.doors import DoorState
 from .auth import AuthError, credentials
 from .session import Session
 

@@ -2,7 +2,7 @@
 
 Fan-out goes through hub outboxes, as on every door. A channelstream
 client's connection outbox is drained by its :class:`ChatTransport` (a
-:class:`~channelstream.transports.base.Transport`, attached, resumed, kicked
+:class:`~channelstream.chat.transport.Transport`, attached, resumed, kicked
 and detached by :class:`~channelstream.chat.ChatState` exactly as ``/ws``
 is), which listens to the outbox instead of running a writer greenlet; a
 GATD query has its own outbox on the packet channel, drained by a writer
@@ -48,9 +48,9 @@ from engineio import packet as eio_packet
 
 from ..chat.connections import Connection
 from ..chat.frames import resume_failed
+from ..chat.transport import Kicked, Transport
 from ..hub import Message, Outbox, run_writer
 from ..packets import Query
-from ..transports.base import Kicked, Transport
 from .codec import chat_frames, chat_packets, data_event, data_event_frame, event_packet
 
 if TYPE_CHECKING:

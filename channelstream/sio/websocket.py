@@ -8,7 +8,7 @@ writer greenlet that drains the socket's queue. :class:`TakeoverWSGI` is that
 class for this server (the door installs it on its engine.io server): instead
 of gevent-websocket, it takes the connection over as ``/ws`` does
 (``environ["channelstream.websocket.takeover"]``, set by
-:mod:`channelstream.httpserver` for the paths in
+:mod:`channelstream.web.httpserver` for the paths in
 ``Runtime.raw_websocket_paths``), once engine.io has validated the request,
 and hands engine.io an :class:`EngineIOWebSocket` (through an :class:`EngineIOView`):
 
@@ -46,7 +46,7 @@ from gevent import get_hub, getcurrent
 from gevent.event import Event
 
 from ..transports.websocket import TAKEOVER_KEY, WebSocket
-from ..transports.wsframes import (
+from ..web.wsframes import (
     CLOSE_NORMAL,
     OP_BINARY,
     OP_TEXT,

@@ -24,6 +24,7 @@ every gunicorn worker, with SO_REUSEPORT).
 
 from __future__ import annotations
 
+from ..serving.runtime import get_runtime
 from .door import DOOR_NAME, StreamerConfig, TcpStreamer
 from .query import QueryBuffer, QueryError
 
@@ -32,7 +33,6 @@ __all__ = ["DOOR_NAME", "QueryBuffer", "QueryError", "StreamerConfig", "TcpStrea
 
 def includeme(config) -> None:
     """Register the TCP streamer door when ``tcp_streamer.listen`` is set."""
-    from ..wsgi_app import get_runtime
 
     runtime = get_runtime(config.registry)
     if runtime.settings.tcp_streamer.listen is None:

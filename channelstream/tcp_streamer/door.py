@@ -46,9 +46,9 @@ import gevent
 from gevent import socket
 from gevent.pool import Group
 
-from ..doors import LogSampler, LoopDoor, listen_socket
 from ..hub import REASON_SHUTDOWN, Hub, Message, Outbox, run_writer
 from ..packets import Query, ndjson
+from ..serving.doors import LogSampler, LoopDoor, listen_socket
 from ..settings import Settings
 from .query import QueryBuffer, QueryError
 

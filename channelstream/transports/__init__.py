@@ -2,12 +2,13 @@
 
 from pyramid.config import Configurator
 
+from ..serving.runtime import get_runtime
+
 #: Path of the websocket transport; its upgrades are done by the view.
 WEBSOCKET_PATH = "/ws"
 
 
 def includeme(config: Configurator) -> None:
-    from ..wsgi_app import get_runtime
     from .listen import listen_view
     from .sse import sse_view
     from .websocket import HEARTBEATS_KEY, Heartbeats, websocket_view

@@ -17,9 +17,9 @@ from pyramid.response import Response
 
 from ..chat import CHAT_KEY, ChatState
 from ..chat.frames import encode_batch, resume_failed
+from ..chat.transport import Kicked, Transport, parse_resume
 from ..errors import BadRequest
-from ..wsgi_app import get_runtime
-from .base import Kicked, Transport, parse_resume
+from ..serving.runtime import get_runtime
 
 CALLBACK = re.compile(r"^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$")
 

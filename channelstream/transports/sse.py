@@ -18,8 +18,8 @@ from ..chat import CHAT_KEY, PM_RESUME_KEY, ChatState
 from ..chat.connections import Connection
 from ..chat.frames import encode_batch, resume_failed
 from ..chat.routing import CHANNEL_PREFIX
-from ..wsgi_app import get_runtime
-from .base import Kicked, Transport, parse_resume, parse_resume_token, resume_token
+from ..chat.transport import Kicked, Transport, parse_resume, parse_resume_token, resume_token
+from ..serving.runtime import get_runtime
 
 RETRY_MS = 2000
 

@@ -1,6 +1,6 @@
 """``GET /ws?conn_id=…[&resume=…]``: a connection's frames over a websocket.
 
-The upgrade is answered by the HTTP server (:mod:`channelstream.httpserver`
+The upgrade is answered by the HTTP server (:mod:`channelstream.web.httpserver`
 hands the view a ``takeover`` callable for the paths in
 ``Runtime.raw_websocket_paths``); from then on a websocket is not a greenlet
 but a non-blocking socket with two libev watchers, driven from the gevent
@@ -44,10 +44,10 @@ from pyramid.response import Response
 from ..chat import CHAT_KEY, ChatState
 from ..chat.connections import Connection
 from ..chat.frames import encode_batch, live_json, resume_failed
+from ..chat.transport import Transport, parse_resume
 from ..errors import BadRequest
 from ..hub import Message
-from .base import Transport, parse_resume
-from .wsframes import (
+from ..web.wsframes import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
     OP_BINARY,

@@ -23,11 +23,11 @@ from channelstream.amqp.broker import (
 from channelstream.amqp.headers import MAX_HEADERS_BYTES, MAX_STRING_BYTES, packet_headers
 from channelstream.amqp.ingest import AmqpIngestDoor, decode_packet
 from channelstream.amqp.publisher import encode_packet
-from channelstream.doors import DoorStartError
 from channelstream.packets import BadPacket
-from channelstream.runtime import Runtime
+from channelstream.serving.doors import DoorStartError
+from channelstream.serving.runtime import Runtime, find_runtime
 from channelstream.settings import default_settings
-from channelstream.wsgi_app import build_app, find_runtime
+from channelstream.wsgi_app import build_app
 from tests.support.broker import require_broker
 from tests.support.server import free_port
 

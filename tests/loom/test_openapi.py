@@ -1,6 +1,6 @@
 """loom in /openapi.json: every loom route described, and live answers that match it.
 
-The schemathesis run of tests/test_openapi.py fuzzes these routes too (but
+The schemathesis run of tests/ops/test_openapi.py fuzzes these routes too (but
 the endless ``/spy``); here each answer a client meets is checked on purpose.
 """
 
@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from webob import Request
 
-from channelstream.openapi import build_document
+from channelstream.ops.openapi import build_document
 from channelstream.settings import default_settings
 from channelstream.wsgi_app import build_app
 from loom import get_door

@@ -92,7 +92,7 @@ def test_bad_fields_get_422_naming_the_field(client, path, body, field):
 
 
 def test_malformed_json_gets_400(api_server):
-    from channelstream.signing import sign
+    from channelstream.security.signing import sign
     from tests.support.api import SECRET
 
     body = b"{not json"
@@ -147,7 +147,7 @@ def test_a_route_called_with_another_method_gets_405(api_server):
     ],
 )
 def test_json_that_would_break_encoders_or_browsers_is_refused(api_server, raw, reason):
-    from channelstream.signing import sign
+    from channelstream.security.signing import sign
     from tests.support.api import SECRET
 
     path = "/message" if raw.startswith(b"[") else "/connect"

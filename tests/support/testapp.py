@@ -26,12 +26,13 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
-from channelstream.doors import LoopDoor
 from channelstream.errors import BadRequest
-from channelstream.parsers import as_bool
-from channelstream.security import require_admin, require_api
-from channelstream.signing import request_target
-from channelstream.wsgi_app import build_app, get_runtime, load_settings
+from channelstream.security.gate import require_admin, require_api
+from channelstream.security.signing import request_target
+from channelstream.serving.doors import LoopDoor
+from channelstream.serving.runtime import get_runtime
+from channelstream.settings.parsers import as_bool
+from channelstream.wsgi_app import build_app, load_settings
 
 
 class CrashingDoor(LoopDoor):

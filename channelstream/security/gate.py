@@ -1,0 +1,472 @@
+"""The server API's gate: caller addresses, signatures, body bounds and CORS.
+
+A feature (``includeme``) included before the API features. It gives views
+one option, ``auth``, checked before the view runs::
+
+    config.add_view(connect, route_name="connect", request_method="POST", auth="api")
+    config.add_view(stats, route_name="admin_json", auth="admin")
+
+- ``auth="api"``: REMOTE_ADDR must be in ``allow_posting_from`` (no proxy
+  header is trusted), else 403; then the request must carry an
+  ``X-Channelstream-Signature`` made with ``secret`` over its method,
+  request target and exact body bytes (:mod:`channelstream.security.signing`), fresh
+  within ``signature_window`` and never seen before, else 401 naming the
+  reason. With ``legacy_secret_header = true`` a fresh channelstream 0.7.1
+  ``x-channelstream-secret`` token is accepted instead (from the header
+  only).
+- ``auth="admin"``: the same address check, then a signature made with
+  ``admin_secret``, or HTTP basic auth whose password is ``admin_secret``
+  (any user name), else 401 with ``WWW-Authenticate: Basic``.
+- ``auth=None`` (or no option): no check.
+
+For both, the body is read here, at most ``max_body_size`` bytes (413 from
+``Content-Length`` before reading anything, or as soon as a chunked body
+goes past it) and put back as ``request.body``, so the view reads the very
+bytes that were checked and never an unbounded body. A ``secret`` query
+parameter is refused outright (its value is never logged or echoed), as is
+a server whose ``secret``/``admin_secret`` is empty (403: API disabled).
+
+Code paths that are not plain views (a websocket door) call
+:func:`require_api` / :func:`require_admin` themselves; both return a
+:class:`Caller` and are idempotent within a request.
+
+CORS: for origins listed in ``allow_cors`` only (``*`` = any), a tween
+answers preflight ``OPTIONS`` requests on any path with 204, and adds
+``Access-Control-Allow-Origin: <origin>`` and ``Vary: Origin`` to every
+other response, errors included. Other origins get no CORS header at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import functools
+import hashlib
+import hmac
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pyramid.config import Configurator
+from pyramid.exceptions import ConfigurationError
+from pyramid.registry import Registry
+from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.tweens import INGRESS
+
+from ..errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
+from ..serving.runtime import get_runtime
+from ..settings import Settings
+from ..settings.parsers import IPNetwork
+from ..web.errorviews import client_error
+from . import signing
+from .signing import LEGACY_HEADER, SIGNATURE_HEADER, ReplayCache, ReplayCacheFull
+
+log = logging.getLogger(__name__)
+
+#: Registry key of the process's :class:`~channelstream.security.signing.ReplayCache`.
+REPLAY_CACHE_KEY = "channelstream.replay_cache"
+#: environ keys: the callers already admitted, and "the body was read under the bound".
+_CALLERS_KEY = "channelstream.callers"
+_BODY_READ_KEY = "channelstream.body_read"
+
+#: Values of the ``auth`` view option.
+AUTH_VALUES = ("api", "admin")
+ADMIN_REALM = "channelstream admin"
+
+#: What CORS preflight answers allow.
+CORS_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+CORS_HEADERS = ("Content-Type", SIGNATURE_HEADER, "Authorization", "Last-Event-ID")
+CORS_MAX_AGE = "600"
+
+_READ_CHUNK = 65536
+
+
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """Who a request was admitted as.
+
+    ``role``: ``"api"`` or ``"admin"``; ``scheme``: ``"signature"``,
+    ``"legacy"`` (a 0.7.1 token) or ``"basic"`` (admin basic auth).
+    """
+
+    role: str
+    scheme: str
+
+
+class AdminUnauthorized(Unauthorized):
+    """An admin route refused its credentials: 401 with a basic-auth challenge."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def as_dict(self) -> dict[str, Any]:
+        body = super().as_dict()
+        body["reason"] = self.reason
+        return body
+
+
+class LegacyTokenRefused(signing.SignatureError):
+    """A 0.7.1 ``x-channelstream-secret`` token while ``legacy_secret_header`` is off."""
+
+    reason = "legacy_disabled"
+
+
+class SecretInUrl(signing.SignatureError):
+    """A ``secret`` query parameter: never accepted, whatever its value."""
+
+    reason = "secret_in_url"
+
+
+# -- helpers for views and doors -----------------------------------------------------
+
+
+def require_api(request: Request) -> Caller:
+    """Admit a server API call or raise (403 address, 401 signature, 413 body, 503 busy).
+
+    See the module doc for the rules. Reads the body (bounded) before the
+    signature check; afterwards ``request.body`` holds it. Idempotent: a
+    second call in the same request returns the same :class:`Caller`
+    without checking (a signature may be used once only).
+    """
+    admitted = request.environ.get(_CALLERS_KEY, {})
+    if "api" in admitted:
+        return admitted["api"]
+    settings = _settings(request)
+    _check_address(request, settings)
+    _refuse_secret_in_url(request)
+    if not settings.secret:
+        raise Forbidden("the server API is disabled: the server has no secret set")
+    header = request.headers.get(SIGNATURE_HEADER)
+    legacy = request.headers.get(LEGACY_HEADER)
+    if header is None and legacy is not None:
+        if not settings.legacy_secret_header:
+            raise LegacyTokenRefused(
+                f"the {LEGACY_HEADER} header is not accepted (legacy_secret_header = false); "
+                f"sign the request with {SIGNATURE_HEADER}"
+            )
+        signing.verify_legacy_token(settings.secret, legacy, window=settings.signature_window)
+        read_body(request, settings.max_body_size)
+        return _admit(request, Caller("api", "legacy"))
+    _verify_signature(request, settings, settings.secret)
+    return _admit(request, Caller("api", "signature"))
+
+
+def require_admin(request: Request) -> Caller:
+    """Admit an admin call or raise (403 address, 401 with a basic-auth challenge, 413).
+
+    A signature made with ``admin_secret``, or HTTP basic auth with
+    ``admin_secret`` as password (any user name). Idempotent like
+    :func:`require_api`.
+    """
+    admitted = request.environ.get(_CALLERS_KEY, {})
+    if "admin" in admitted:
+        return admitted["admin"]
+    settings = _settings(request)
+    _check_address(request, settings)
+    _refuse_secret_in_url(request)
+    if not settings.admin_secret:
+        raise Forbidden("the admin routes are disabled: the server has no admin_secret set")
+    if request.headers.get(SIGNATURE_HEADER) is not None:
+        try:
+            _verify_signature(request, settings, settings.admin_secret)
+        except signing.SignatureError as err:
+            raise AdminUnauthorized(err.message, reason=err.reason) from None
+        return _admit(request, Caller("admin", "signature"))
+    authorization = request.headers.get("Authorization")
+    if authorization is None:
+        raise AdminUnauthorized(
+            "admin credentials required: sign the request with admin_secret, "
+            "or use HTTP basic auth with admin_secret as the password",
+            reason="missing",
+        )
+    if not _basic_password_matches(authorization, settings.admin_secret):
+        raise AdminUnauthorized("wrong admin credentials", reason="bad_credentials")
+    read_body(request, settings.max_body_size)
+    return _admit(request, Caller("admin", "basic"))
+
+
+def read_body(request: Request, limit: int) -> bytes:
+    """Read the request body, at most ``limit`` bytes, and keep it as ``request.body``.
+
+    A ``Content-Length`` over the limit is refused (413) before anything is
+    read; a chunked body is read until its end and refused as soon as it
+    goes past the limit; without either the body is empty. Never holds more
+    than ``limit`` bytes. Calling it again returns the same bytes.
+    """
+    environ = request.environ
+    if environ.get(_BODY_READ_KEY):
+        return request.body
+    stream = environ.get("wsgi.input")
+    length_text = (environ.get("CONTENT_LENGTH") or "").strip()
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if length_text:
+        if not length_text.isdigit():
+            raise BadRequest(f"Content-Length must be a number of bytes, got {length_text!r}")
+        length = int(length_text)
+        if length > limit:
+            raise PayloadTooLarge(
+                f"the body is {length} bytes; the limit is {limit} bytes (max_body_size)"
+            )
+        data = _read_exactly(stream, length)
+    elif chunked and stream is not None:
+        data = _read_bounded(stream, limit)
+    else:
+        data = b""
+    request.body = data
+    environ[_BODY_READ_KEY] = True
+    return data
+
+
+#: Query parameters that look like a credential: refused, never read.
+URL_TOKEN_PARAMS = ("token", "access_token")
+
+
+def token_in_url(request: Request) -> str | None:
+    """The name of a credential-like query parameter the request carries, if any.
+
+    Doors that take bearer tokens refuse such requests (URLs end up in logs).
+    """
+    for name in URL_TOKEN_PARAMS:
+        if name in request.GET:
+            return name
+    return None
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (None without one)."""
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return None
+    return given.strip()
+
+
+def token_matches(given: str, tokens: Iterable[str]) -> bool:
+    """Whether ``given`` is one of ``tokens``, compared in constant time.
+
+    Every token is compared (no early exit) and through its SHA-256, so the
+    time says nothing about which token is near nor how long they are.
+    """
+    wanted = _token_digest(given)
+    found = False
+    for token in tokens:
+        found |= hmac.compare_digest(wanted, _token_digest(token))
+    return found and bool(given)
+
+
+def _token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+def address_allowed(allowed: Iterable[IPNetwork], remote_addr: str | None) -> bool:
+    """Return whether ``remote_addr`` is in one of ``allowed`` (empty = any address).
+
+    An IPv4-mapped IPv6 address (``::ffff:10.1.2.3``, from a dual-stack
+    listener) is also checked as its IPv4 address. Anything that is not an
+    IP address (a UNIX socket peer, nothing) is allowed only when the list
+    is empty.
+    """
+    networks = tuple(allowed)
+    if not networks:
+        return True
+    return _address_allowed(networks, remote_addr)
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_allowed(networks: tuple[IPNetwork, ...], remote_addr: str | None) -> bool:
+    # Cached: parsing the peer's address was ~1% of every server API call,
+    # and backends call from a handful of addresses.
+    try:
+        address = ipaddress.ip_address((remote_addr or "").split("%", 1)[0])
+    except ValueError:
+        return False
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        candidates.append(address.ipv4_mapped)
+    return any(
+        candidate in network
+        for candidate in candidates
+        for network in networks
+        if candidate.version == network.version
+    )
+
+
+def get_replay_cache(registry: Registry) -> ReplayCache:
+    """Return the process's replay cache (made by :func:`includeme`)."""
+    return registry[REPLAY_CACHE_KEY]
+
+
+# -- the checks ---------------------------------------------------------------------
+
+
+def _settings(request: Request) -> Settings:
+    return get_runtime(request.registry).settings
+
+
+def _admit(request: Request, caller: Caller) -> Caller:
+    request.environ.setdefault(_CALLERS_KEY, {})[caller.role] = caller
+    return caller
+
+
+def _check_address(request: Request, settings: Settings) -> None:
+    remote_addr = request.environ.get("REMOTE_ADDR") or "(unknown)"
+    if not address_allowed(settings.allow_posting_from, remote_addr):
+        raise Forbidden(f"address {remote_addr} is not allowed to call the server API")
+
+
+def _refuse_secret_in_url(request: Request) -> None:
+    if "secret" in request.GET:
+        raise SecretInUrl(
+            "a secret in the URL is never accepted (URLs end up in logs); "
+            f"sign the request with the {SIGNATURE_HEADER} header"
+        )
+
+
+def _verify_signature(request: Request, settings: Settings, secret: str) -> None:
+    """Format and time first (no body read for a stale or absent signature), then the rest."""
+    header = request.headers.get(SIGNATURE_HEADER)
+    now = time.time()
+    sig = signing.parse_header(header)
+    signing.check_fresh(sig.t, settings.signature_window, now)
+    body = read_body(request, settings.max_body_size)
+    signing.verify(
+        secret,
+        request.method,
+        signing.request_target(request.environ),
+        body,
+        header,
+        window=settings.signature_window,
+        now=now,
+        replay_cache=get_replay_cache(request.registry),
+    )
+
+
+def _basic_password_matches(authorization: str, secret: str) -> bool:
+    scheme, _, encoded = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    _, sep, password = decoded.partition(b":")
+    return bool(sep) and hmac.compare_digest(password, secret.encode("utf-8"))
+
+
+def _read_exactly(stream: Any, length: int) -> bytes:
+    parts: list[bytes] = []
+    left = length
+    while left > 0:
+        part = stream.read(min(left, _READ_CHUNK)) if stream is not None else b""
+        if not part:
+            raise BadRequest(
+                f"the body ended after {length - left} of its {length} bytes (Content-Length)"
+            )
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def _read_bounded(stream: Any, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        part = stream.read(min(_READ_CHUNK, limit + 1 - size))
+        if not part:
+            return b"".join(parts)
+        size += len(part)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"the chunked body is over the limit of {limit} bytes (max_body_size)"
+            )
+        parts.append(part)
+
+
+# -- the view option ---------------------------------------------------------------------
+
+
+def auth_view(view: Callable[..., Any], info: Any) -> Callable[..., Any]:
+    """View deriver of the ``auth`` option: check the caller before the view runs."""
+    auth = info.options.get("auth")
+    if auth is None:
+        return view
+    if auth not in AUTH_VALUES:
+        raise ConfigurationError(
+            f"auth={auth!r} is not a known view auth; use one of {AUTH_VALUES} or None"
+        )
+    check = require_api if auth == "api" else require_admin
+
+    def checked_view(context: Any, request: Request) -> Any:
+        check(request)
+        return view(context, request)
+
+    return checked_view
+
+
+auth_view.options = ("auth",)  # type: ignore[attr-defined]
+
+
+# -- error answers that carry headers --------------------------------------------------------
+
+
+def admin_unauthorized(exc: AdminUnauthorized, request: Request) -> Response:
+    """401 with the basic-auth challenge, so that a browser asks a person."""
+    response = client_error(exc, request)
+    response.headers["WWW-Authenticate"] = f'Basic realm="{ADMIN_REALM}", charset="UTF-8"'
+    return response
+
+
+def replay_cache_full(exc: ReplayCacheFull, request: Request) -> Response:
+    """503 with Retry-After."""
+    response = client_error(exc, request)
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+# -- CORS ------------------------------------------------------------------------------------
+
+
+def cors_tween_factory(handler: Callable[[Request], Response], registry: Registry) -> Any:
+    """The CORS tween: preflights and allow-origin headers for ``allow_cors`` origins only."""
+    settings = get_runtime(registry).settings
+    allowed = frozenset(settings.allow_cors)
+    if not allowed:
+        return handler
+    any_origin = "*" in allowed
+    headers = CORS_HEADERS + ((LEGACY_HEADER,) if settings.legacy_secret_header else ())
+    allow_headers = ", ".join(headers)
+
+    def cors_tween(request: Request) -> Response:
+        origin = request.headers.get("Origin")
+        if origin is None or not (any_origin or origin in allowed):
+            return handler(request)
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            response = Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+            response.headers["Access-Control-Allow-Headers"] = allow_headers
+            response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE
+        else:
+            response = handler(request)
+        response.headers["Access-Control-Allow-Origin"] = origin
+        vary = [v.strip() for v in response.headers.get("Vary", "").split(",") if v.strip()]
+        if "origin" not in (v.lower() for v in vary):
+            response.headers["Vary"] = ", ".join([*vary, "Origin"])
+        return response
+
+    return cors_tween
+
+
+def includeme(config: Configurator) -> None:
+    """Add the ``auth`` view option, the replay cache, the CORS tween and error answers."""
+    settings = get_runtime(config.registry).settings
+    config.registry[REPLAY_CACHE_KEY] = ReplayCache(
+        settings.signature_window, settings.replay_cache_size
+    )
+    config.add_view_deriver(auth_view, "channelstream_auth", under=INGRESS, over="secured_view")
+    config.add_tween("channelstream.security.gate.cors_tween_factory", under=INGRESS)
+    config.add_exception_view(admin_unauthorized, context=AdminUnauthorized)
+    config.add_exception_view(replay_cache_full, context=ReplayCacheFull)

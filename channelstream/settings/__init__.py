@@ -1,0 +1,471 @@
+"""Every setting of the service, parsed and validated once at startup.
+
+The ``[app:main]`` section of an ini file is turned into one frozen
+:class:`Settings` value by :func:`parse_settings`; nothing else in the
+project reads raw settings. Each field declares its ini key, its parser, its
+default (written as it would be in the ini) and a one-line doc, so this
+module is also the reference of every key (``python -m
+channelstream.settings`` prints it).
+
+Keys are an ops contract: unprefixed channelstream keys (``secret``,
+``admin_secret``, ``allow_posting_from``, ...) and one prefix per door or
+subsystem (``hub.``, ``packets.``, ``amqp.``, ``tcp_streamer.``, ``loom.``,
+``zmq.``, ``g3.``, ``demo.``, ``socketio.``). The key of a grouped field is
+``<group>.<field>``: ``settings.tcp_streamer.listen`` is the ini key
+``tcp_streamer.listen``.
+
+Every key can be overridden from the environment by
+``CHANNELSTREAM_<KEY>`` (dots become underscores, upper case:
+``CHANNELSTREAM_SECRET``, ``CHANNELSTREAM_AMQP_URL``) so that secrets can
+stay out of ini files. The environment wins over the ini.
+
+Rules for keys that are not declared here:
+
+- under a known prefix: startup stops (it is a typo or an option that does
+  not exist, and silently ignoring it would hide a misconfiguration);
+- ``pyramid.*``: passed through to Pyramid (:attr:`Settings.pyramid`);
+- ``here`` and ``__file__`` (PasteDeploy's): used for relative paths only;
+- anything else: one warning naming the key, then ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import os
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from .parsers import (
+    IPNetwork,
+    as_bool,
+    as_list,
+    as_path,
+    as_str,
+    choices,
+    duration,
+    host_port,
+    integer,
+    ip_networks,
+    json_objects,
+    non_empty,
+    one_of,
+    optional,
+    origins,
+    url,
+)
+from .spec import SPEC_KEY, Spec, setting
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "CHANNELSTREAM_"
+_IGNORED_KEYS = frozenset({"here", "__file__"})
+_PASSTHROUGH_PREFIXES = ("pyramid.",)
+
+
+class SettingsError(ValueError):
+    """A setting is missing, unknown or has a bad value.
+
+    ``str(err)`` names the key first: ``tcp_streamer.listen: expected
+    host:port, got 'abc'``.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(key, message)
+        self.key = key
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
+
+
+# -- declarations ----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class HubSettings:
+    """``hub.*``: the hub core (channels, history, subscriber outboxes)."""
+
+    history_size: int = setting(integer(0), "100", "messages kept per channel by default")
+    history_seconds: float = setting(
+        duration(), "0", "max age of channel history (0 = no age limit)"
+    )
+    outbox_size: int = setting(integer(1), "1000", "soft bound of each subscriber's outbox")
+    outbox_hard_limit: int = setting(
+        integer(1), "10000", "hard bound of an outbox (>= hub.outbox_size)"
+    )
+    gc_interval: float = setting(duration(positive=True), "30", "how often idle channels are swept")
+
+
+@dataclasses.dataclass(frozen=True)
+class PacketsSettings:
+    """``packets.*``: the GATD packet channel."""
+
+    channel: str = setting(non_empty, "packets", "hub channel that carries GATD packets")
+    history_seconds: float = setting(duration(), "300", "how far back packet queries may start")
+    history_size: int = setting(integer(0), "100000", "packets kept in the packet history")
+    ingest_tokens: tuple[str, ...] = setting(
+        as_list, "", "bearer tokens POST /packets accepts besides a signed request"
+    )
+    max_ingest_bytes: int = setting(
+        integer(1), "4194304", "largest POST /packets body in bytes (larger: 413, not read)"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class AmqpSettings:
+    """``amqp.*``: RabbitMQ; an empty URL turns every AMQP door off."""
+
+    url: str = setting(url("amqp", "amqps"), "", "broker URL (empty = AMQP doors off)")
+    exchange: str = setting(non_empty, "streamer_exchange", "headers exchange of the packets")
+    prefetch: int = setting(
+        integer(1, 65535), "1000", "packets the broker may send ahead of acks (basic.qos)"
+    )
+    reconnect_max: float = setting(
+        duration(positive=True), "30", "longest wait between reconnections (1 s doubling to it)"
+    )
+    max_body_size: int = setting(
+        integer(1), "1048576", "largest packet body in bytes (larger: counted malformed, dropped)"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TcpStreamerSettings:
+    """``tcp_streamer.*``: the GATD TCP streamer door."""
+
+    listen: tuple[str, int] | None = setting(
+        optional(host_port), "127.0.0.1:22500", "host:port to listen on (empty = off)"
+    )
+    query_timeout: float = setting(
+        duration(positive=True), "10", "a client that sends no complete query in time is closed"
+    )
+    max_query_bytes: int = setting(integer(2), "65536", "largest query a client may send, in bytes")
+    outbox_size: int = setting(
+        integer(0), "0", "packets queued per client before the oldest drop (0 = hub.outbox_size)"
+    )
+    send_timeout: float = setting(
+        duration(), "60", "a client that takes longer to accept one write is closed (0 = never)"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class LoomSettings:
+    """``loom.*``: the byte-stream door."""
+
+    storage_dir: Path = setting(
+        as_path, "var/loom", "where streams are stored (relative to the ini)"
+    )
+    tokens: tuple[str, ...] = setting(
+        as_list, "", "bearer tokens every loom route needs (empty = open)"
+    )
+    fsync: str = setting(
+        one_of(("never", "finish", "always")),
+        "finish",
+        "when stream data reaches the disk: never (OS decides), finish, always (each chunk)",
+    )
+    cache_window: int = setting(
+        integer(0),
+        str(32 * 1024 * 1024),
+        "bytes of each stream kept in the page cache: older data is written back and"
+        " evicted during the upload and after a GET sends it (0 = the kernel decides)",
+    )
+    compression: str = setting(one_of(("none", "zlib")), "none", "stored data: none or zlib frames")
+    compression_level: int = setting(integer(1, 9), "1", "zlib level when compression = zlib")
+    retention_age: float = setting(
+        duration(), "0", "finished/aborted streams older than this are purged (0 = keep)"
+    )
+    retention_bytes: int = setting(
+        integer(0), "0", "stored bytes past which the oldest ended streams are purged (0 = no cap)"
+    )
+    retention_interval: float = setting(
+        duration(positive=True), "60", "how often retention is applied (also after each end)"
+    )
+    max_streams: int = setting(integer(1), "10000", "live streams at once (more: 503)")
+    max_stream_bytes: int = setting(
+        integer(0), "0", "largest stream in bytes; a producer past it is cut off (0 = no limit)"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ZmqSettings:
+    """``zmq.*``: ZMQ sources feeding channels and outputs serving them."""
+
+    sources: tuple[Mapping[str, Any], ...] = setting(
+        json_objects("address", "channel"), "", 'JSON array: [{"address": ..., "channel": ...}]'
+    )
+    outputs: tuple[Mapping[str, Any], ...] = setting(
+        json_objects("address", "channel"), "", 'JSON array: [{"address": ..., "channel": ...}]'
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class G3Settings:
+    """``g3.*``: the G3 frame streaming server and sources."""
+
+    listen: tuple[str, int] | None = setting(
+        optional(host_port), "", "host:port of the G3 streaming server (empty = off)"
+    )
+    sources: tuple[str, ...] = setting(
+        as_list, "", "G3 sources: tcp://host:port, tcp://*:port, files"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    """``demo.*``: the /demo page."""
+
+    enabled: bool = setting(as_bool, "true", "serve the /demo page")
+
+
+@dataclasses.dataclass(frozen=True)
+class SocketIOSettings:
+    """``socketio.*``: the socket.io server (the server runner may override some)."""
+
+    path: str = setting(non_empty, "socket.io", "URL path of the socket.io endpoint")
+    transports: tuple[str, ...] = setting(
+        choices(("websocket", "polling")), "websocket, polling", "allowed transports"
+    )
+    ping_interval: float = setting(duration(positive=True), "25", "engine.io ping interval")
+    ping_timeout: float = setting(duration(positive=True), "20", "engine.io ping timeout")
+    cors_allowed_origins: tuple[str, ...] = setting(
+        as_list, "", "origins allowed to connect (empty = same origin only)"
+    )
+    max_payload: int = setting(integer(1), "1000000", "largest accepted packet, in bytes")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The whole validated configuration; built by :func:`parse_settings` only."""
+
+    secret: str = setting(as_str, "", "HMAC secret backends sign server API calls with")
+    admin_secret: str = setting(as_str, "", "secret that guards the admin routes")
+    allow_posting_from: tuple[IPNetwork, ...] = setting(
+        ip_networks,
+        "",
+        "addresses/networks allowed to call the server API (0.0.0.0 or empty = any)",
+    )
+    port: int | None = setting(
+        optional(integer(0, 65535)), "", "informational only; [server:main] port is what binds"
+    )
+    signature_window: float = setting(
+        duration(positive=True), "60", "how far a signature's time may be from the server's"
+    )
+    require_secrets: bool = setting(
+        as_bool, "false", "refuse to start unless secret and admin_secret are set"
+    )
+    gc_channels_after: float = setting(
+        duration(positive=True), "3600", "idle empty channels are collected after this"
+    )
+    legacy_secret_header: bool = setting(
+        as_bool,
+        "false",
+        "also accept 0.7.1 backends' x-channelstream-secret header (fresh tokens only)",
+    )
+    replay_cache_size: int = setting(
+        integer(1),
+        "100000",
+        "signatures remembered against replay (when full: 503)",
+    )
+    max_body_size: int = setting(
+        integer(1), "1048576", "largest server API request body in bytes (larger: 413)"
+    )
+    allow_cors: tuple[str, ...] = setting(
+        origins,
+        "",
+        "origins (scheme://host[:port]) allowed by CORS; * = any; empty = no CORS",
+    )
+    gc_conns_after: float = setting(
+        duration(positive=True), "30", "a connection with no transport is collected after this"
+    )
+    gc_users_after: float = setting(
+        duration(positive=True), "3600", "a user with no connection is forgotten after this"
+    )
+    listen_timeout: float = setting(
+        duration(positive=True), "5", "how long a long-poll /listen waits for a first message"
+    )
+    client_heartbeat: float = setting(
+        duration(positive=True), "5", "interval of the heartbeat frame [] on /ws and SSE"
+    )
+    hub: HubSettings
+    packets: PacketsSettings
+    amqp: AmqpSettings
+    tcp_streamer: TcpStreamerSettings
+    loom: LoomSettings
+    zmq: ZmqSettings
+    g3: G3Settings
+    demo: DemoSettings
+    socketio: SocketIOSettings
+    #: ``pyramid.*`` keys, passed through to the Pyramid Configurator untouched.
+    pyramid: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingInfo:
+    """One declared key, as shown in docs: key, env variable, default, doc."""
+
+    key: str
+    env: str
+    default: str
+    doc: str
+    group: str | None
+    name: str
+    spec: Spec
+
+
+def env_name(key: str) -> str:
+    """Return the environment variable that overrides ``key``."""
+    return ENV_PREFIX + key.replace(".", "_").upper()
+
+
+#: Each group prefix (``hub``) and its dataclass (``HubSettings``), from :class:`Settings`.
+_GROUP_TYPES: dict[str, type] = {
+    name: hint
+    for name, hint in typing.get_type_hints(Settings).items()
+    if dataclasses.is_dataclass(hint)
+}
+
+#: Prefixes under which every key must be declared.
+KNOWN_PREFIXES = tuple(f"{name}." for name in _GROUP_TYPES)
+
+
+def iter_settings() -> Iterator[SettingInfo]:
+    """Yield every declared key in declaration order (top level, then groups)."""
+    for f in dataclasses.fields(Settings):
+        spec = f.metadata.get(SPEC_KEY)
+        if spec is not None:
+            yield SettingInfo(f.name, env_name(f.name), spec.default, spec.doc, None, f.name, spec)
+    for group, cls in _GROUP_TYPES.items():
+        for f in dataclasses.fields(cls):
+            key = f"{group}.{f.name}"
+            spec = f.metadata[SPEC_KEY]
+            yield SettingInfo(key, env_name(key), spec.default, spec.doc, group, f.name, spec)
+
+
+_INFOS: dict[str, SettingInfo] = {info.key: info for info in iter_settings()}
+
+
+# -- parsing ---------------------------------------------------------------
+
+
+def parse_value(key: str, raw: str, *, here: str | os.PathLike[str] | None = None) -> Any:
+    """Parse one declared key's raw text; raise :class:`SettingsError` naming it.
+
+    Relative paths are resolved against ``here`` (default: the current
+    directory).
+    """
+    info = _INFOS.get(key)
+    if info is None:
+        raise SettingsError(key, _unknown_message(key))
+    try:
+        value = info.spec.parse(raw)
+    except ValueError as err:
+        raise SettingsError(key, str(err)) from None
+    if isinstance(value, Path) and not value.is_absolute():
+        value = Path(here or os.getcwd()) / value
+    return value
+
+
+def parse_settings(raw: Mapping[str, str], environ: Mapping[str, str] = os.environ) -> Settings:
+    """Build the validated :class:`Settings` from an ini section's keys.
+
+    ``raw`` is the ``[app:main]`` mapping (PasteDeploy's ``here`` may be in
+    it; relative paths are resolved against it). ``environ`` supplies
+    ``CHANNELSTREAM_<KEY>`` overrides. Raises :class:`SettingsError` on the
+    first bad key; logs one warning per unknown unprefixed key.
+    """
+    here = raw.get("here") or os.getcwd()
+    pyramid: dict[str, str] = {}
+    for key in raw:
+        if key in _IGNORED_KEYS or key in _INFOS:
+            continue
+        if key.startswith(_PASSTHROUGH_PREFIXES):
+            pyramid[key] = raw[key]
+        elif key.startswith(KNOWN_PREFIXES):
+            raise SettingsError(key, _unknown_message(key))
+        else:
+            log.warning("ignoring unknown setting %r%s", key, _suggestion(key))
+
+    top: dict[str, Any] = {}
+    grouped: dict[str, dict[str, Any]] = {group: {} for group in _GROUP_TYPES}
+    for info in _INFOS.values():
+        env = environ.get(info.env)
+        text = env if env is not None else raw.get(info.key, info.default)
+        try:
+            value = parse_value(info.key, text, here=here)
+        except SettingsError as err:
+            if env is not None:
+                raise SettingsError(
+                    info.key, f"{err.message} (from environment variable {info.env})"
+                ) from None
+            raise
+        if info.group is None:
+            top[info.name] = value
+        else:
+            grouped[info.group][info.name] = value
+
+    settings = Settings(
+        **top,
+        **{group: _GROUP_TYPES[group](**values) for group, values in grouped.items()},
+        pyramid=types.MappingProxyType(pyramid),
+    )
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    """Check the rules that span several keys; raise :class:`SettingsError`."""
+    if settings.hub.outbox_hard_limit < settings.hub.outbox_size:
+        raise SettingsError(
+            "hub.outbox_hard_limit",
+            f"must be >= hub.outbox_size ({settings.hub.outbox_size}), "
+            f"got {settings.hub.outbox_hard_limit}",
+        )
+    if settings.require_secrets:
+        for key in ("secret", "admin_secret"):
+            if not getattr(settings, key):
+                raise SettingsError(
+                    key,
+                    "is empty but require_secrets = true; "
+                    f"set it in the environment variable {env_name(key)} (or in the ini)",
+                )
+
+
+def replace_group(settings: Settings, group: str, **changes: Any) -> Settings:
+    """Return a copy of ``settings`` with fields of one group replaced, re-validated.
+
+    ``replace_group(s, "socketio", ping_interval=5.0)``. Values must already
+    be typed (use :func:`parse_value` on raw text).
+    """
+    if group not in _GROUP_TYPES:
+        raise KeyError(group)
+    new_group = dataclasses.replace(getattr(settings, group), **changes)
+    new = dataclasses.replace(settings, **{group: new_group})
+    validate(new)
+    return new
+
+
+def default_settings(raw: Mapping[str, str] | None = None) -> Settings:
+    """Return the defaults, with ``raw`` keys applied, ignoring the environment."""
+    return parse_settings(raw or {}, environ={})
+
+
+def _unknown_message(key: str) -> str:
+    return f"unknown setting {key!r}{_suggestion(key)}"
+
+
+def _suggestion(key: str) -> str:
+    close = difflib.get_close_matches(key, list(_INFOS), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def reference() -> str:
+    """Return every key as ini text, with its doc and environment variable."""
+    lines = []
+    for info in iter_settings():
+        lines.append(f"# {info.doc} (env {info.env})")
+        lines.append(f"{info.key} = {info.default}".rstrip())
+    return "\n".join(lines)
