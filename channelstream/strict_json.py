@@ -1,4 +1,4 @@
-"""The project's strict JSON reading, shared by every door that reads JSON.
+"""The project's JSON: strict reading, compact writing, for every door.
 
 Standard JSON only: no ``NaN``/``Infinity`` and no number that overflows to
 infinity (they break encoders and browsers later), strings encodable as
@@ -6,6 +6,11 @@ UTF-8 (no lone surrogate escapes), nesting at most :data:`MAX_DEPTH` deep.
 Anything else raises :class:`ValueError` with a message a client can read.
 The REST views (``read_json``), the packet ingest and the TCP streamer use
 it; it imports no framework.
+
+Writing (:func:`dumps`, :func:`dumps_text`): compact (no spaces), UTF-8 as
+is (not ``\\u``-escaped), standard JSON only (NaN and the infinities raise
+:class:`ValueError` rather than reach a browser). Every door encodes with
+these, so a message is written the same way whoever sends it.
 """
 
 from __future__ import annotations
@@ -84,6 +89,17 @@ def loads_utf8(raw: bytes) -> Any:
     return loads(text)
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+#: ``dumps_text(value) -> str``: compact standard JSON text (see the module doc).
+dumps_text = _ENCODER.encode
+
+
+def dumps(value: Any) -> bytes:
+    """Compact standard JSON as UTF-8 bytes (see the module doc)."""
+    return _ENCODER.encode(value).encode()
+
+
 def type_name(value: Any) -> str:
     """The JSON name of a decoded value's type: object, array, string, ..."""
     if value is None:
@@ -101,4 +117,6 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
-__all__ = ["DECODER", "MAX_DEPTH", "check", "loads", "loads_utf8", "type_name"]
+__all__ = [
+    "DECODER", "MAX_DEPTH", "check", "dumps", "dumps_text", "loads", "loads_utf8", "type_name"
+]

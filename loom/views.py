@@ -41,7 +41,8 @@ from pyramid.response import Response
 from channelstream import strict_json
 from channelstream.errors import BadRequest, PayloadTooLarge, Unavailable
 from channelstream.hub import Hub
-from channelstream.security.gate import bearer_token, token_in_url, token_matches
+from channelstream.security.tokens import bearer_token, token_in_url, token_matches
+from channelstream.web.responses import json_response
 
 from .errors import NoSuchStream
 from .events import Follower, stream_channel
@@ -226,9 +227,7 @@ def spy(request: Request) -> Response:
 
 
 def _json(body: dict[str, Any]) -> Response:
-    response = Response(json_body=body)
-    response.cache_control = "no-store"
-    return response
+    return json_response(body)
 
 
 def add_routes(config: Configurator) -> None:

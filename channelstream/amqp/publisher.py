@@ -30,7 +30,6 @@ fail, unless the URL sets ``blocked_connection_timeout``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from types import TracebackType
@@ -41,6 +40,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from ..packets import BadPacket
+from ..strict_json import dumps
 from .broker import (
     broker_address,
     connection_parameters,
@@ -55,7 +55,6 @@ CONTENT_TYPE = "application/json"
 #: Seconds a publish may wait while the broker blocks publishers.
 BLOCKED_TIMEOUT = 60.0
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 class PublishError(ConnectionError):
@@ -74,7 +73,7 @@ def encode_packet(packet: Any) -> bytes:
     if not isinstance(packet, Mapping):
         raise BadPacket(f"a packet must be a JSON object, not {type(packet).__name__}")
     try:
-        return _dumps(dict(packet)).encode("utf-8")
+        return dumps(dict(packet))
     except (TypeError, ValueError) as err:  # UnicodeEncodeError is a ValueError
         raise BadPacket(f"the packet is not standard JSON: {err}") from None
 

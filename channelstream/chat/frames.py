@@ -13,19 +13,18 @@ Frame types (channelstream 0.7.1's, plus ``resume_failed``):
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from ..hub import Message
+from ..strict_json import dumps
 
 #: The resume key of a connection's global private messages (channel names
 #: are never empty, so it cannot clash with one).
 PM_RESUME_KEY = ""
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def utcnow_iso() -> str:
@@ -42,7 +41,7 @@ def _stamped(message: Message, catchup: bool) -> bytes:
     frame["catchup"] = catchup
     frame["offset"] = message.offset
     frame["epoch"] = message.epoch
-    return _dumps(frame).encode()
+    return dumps(frame)
 
 
 def live_json(message: Message) -> bytes:
@@ -69,7 +68,7 @@ def encode_batch(
 
 
 def encode_frame(frame: Mapping[str, Any]) -> bytes:
-    return _dumps(frame).encode()
+    return dumps(frame)
 
 
 def resume_failed(channel: str, reason: str) -> bytes:

@@ -1,4 +1,4 @@
-"""What every client transport shares: attach, resume, kick.
+"""What every client transport of a connection shares: attach, kick.
 
 A transport (a websocket, one long-poll request, an SSE stream) attaches to
 a connection, drains its outbox from one greenlet, and detaches. A newer
@@ -10,23 +10,15 @@ replaces it waits for :attr:`Transport.ended` (:meth:`Transport.attach`).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import gevent
 from gevent.event import Event
 
-from ..errors import BadRequest
-
 if TYPE_CHECKING:
     from . import ChatState
     from .connections import Connection
-
-#: Most channels a resume may name.
-MAX_RESUME_CHANNELS = 1000
 
 
 class Kicked(Exception):
@@ -79,55 +71,3 @@ class Transport:
             previous.ended.wait(timeout)
         return failures
 
-
-def parse_resume(value: str | None) -> dict[str, tuple[str, int]]:
-    """``{"<channel>": ["<epoch>", <offset>], ...}`` from JSON text, or 400."""
-    if not value:
-        return {}
-    try:
-        data = json.loads(value)
-    except ValueError:
-        raise BadRequest("resume: not valid JSON", field="resume") from None
-    return validate_resume(data)
-
-
-def validate_resume(data: object) -> dict[str, tuple[str, int]]:
-    if not isinstance(data, Mapping):
-        raise BadRequest('resume: expected {"<channel>": ["<epoch>", <offset>]}', field="resume")
-    if len(data) > MAX_RESUME_CHANNELS:
-        raise BadRequest(f"resume: at most {MAX_RESUME_CHANNELS} channels", field="resume")
-    positions = {}
-    for channel, position in data.items():
-        if (
-            not isinstance(position, list | tuple)
-            or len(position) != 2
-            or not isinstance(position[0], str)
-            or not isinstance(position[1], int)
-            or isinstance(position[1], bool)
-            or position[1] < 0
-        ):
-            raise BadRequest(
-                f'resume: position of {channel!r} must be ["<epoch>", <offset >= 0>]',
-                field="resume",
-            )
-        positions[str(channel)] = (position[0], position[1])
-    return positions
-
-
-def resume_token(positions: Mapping[str, tuple[str, int]]) -> str:
-    """An SSE event id that encodes every channel's position (base64url JSON)."""
-    raw = json.dumps({k: list(v) for k, v in positions.items()}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def parse_resume_token(token: str | None) -> dict[str, tuple[str, int]]:
-    if not token:
-        return {}
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-    except (ValueError, binascii.Error):
-        raise BadRequest(
-            "Last-Event-ID: not an event id of this server", field="Last-Event-ID"
-        ) from None
-    return validate_resume(data)

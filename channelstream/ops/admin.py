@@ -42,6 +42,7 @@ from ..chat import CHAT_KEY, ChatState
 from ..chat.routing import CHANNEL_PREFIX, USER_PREFIX
 from ..chat.state import Info
 from ..serving.runtime import Runtime, get_runtime
+from ..web.responses import json_response
 
 #: Path of the admin statistics route (the client's ``admin_stats()`` calls it).
 ADMIN_JSON_PATH = "/admin/admin.json"
@@ -98,9 +99,7 @@ def admin_json(request: Request) -> Response:
     """The admin statistics as JSON (``/admin/admin.json`` and ``/admin``)."""
     chat: ChatState = request.registry[CHAT_KEY]
     data = admin_stats(chat, get_runtime(request.registry))
-    response = Response(body=encode_json(data), content_type="application/json")
-    response.cache_control = "no-store"
-    return response
+    return json_response(data, encode=encode_json)
 
 
 def encode_json(data: Any) -> bytes:

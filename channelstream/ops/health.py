@@ -15,15 +15,14 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from ..serving.runtime import get_runtime
+from ..web.responses import json_response
 
 
 def healthz(request: Request) -> Response:
     """Return the runtime's status report."""
     if request.method not in ("GET", "HEAD"):
         raise HTTPMethodNotAllowed(headers={"Allow": "GET, HEAD"})
-    response = Response(json_body=get_runtime(request.registry).status())
-    response.cache_control = "no-store"
-    return response
+    return json_response(get_runtime(request.registry).status())
 
 
 def includeme(config: Configurator) -> None:

@@ -187,9 +187,8 @@ def metrics(request: Request) -> Response:
     """The current figures in the format the scraper accepts."""
     registry: CollectorRegistry = request.registry[METRICS_REGISTRY_KEY]
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    response = Response(body=encoder(registry))
+    response = Response(body=encoder(registry), cache_control="no-store")
     response.headers["Content-Type"] = content_type
-    response.cache_control = "no-store"
     return response
 
 

@@ -14,14 +14,13 @@ Every door (AMQP and HTTP ingest, TCP streamer, socket.io) uses this module.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from ..hub import ChannelConfig, Filter, Hub, Message, Start
 from ..serving.runtime import get_runtime
-from ..strict_json import type_name
+from ..strict_json import dumps, type_name
 
 #: The reserved query key: start that many milliseconds in the past.
 TIME_KEY = "time"
@@ -29,7 +28,6 @@ TIME_KEY = "time"
 #: Most key/value pairs a query may hold.
 MAX_QUERY_PAIRS = 64
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class BadPacket(ValueError):
@@ -98,7 +96,7 @@ def ndjson(message: Message) -> bytes:
     line = getattr(message, "line", None)
     if line is not None:
         return line
-    return _dumps(message.body).encode() + b"\n"
+    return dumps(message.body) + b"\n"
 
 
 @dataclass(frozen=True, slots=True)

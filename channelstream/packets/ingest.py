@@ -41,9 +41,12 @@ from pyramid.response import Response
 from .. import strict_json
 from ..errors import BadRequest, Unauthorized
 from ..security import signing
-from ..security.gate import bearer_token, read_body, require_api, token_in_url, token_matches
+from ..security.gate import require_api
+from ..security.tokens import bearer_token, token_in_url, token_matches
 from ..serving.runtime import get_runtime
 from ..settings import Settings
+from ..web.bodies import read_body
+from ..web.responses import json_response
 from . import packet_message
 
 #: Route path of the ingest.
@@ -202,9 +205,7 @@ def ingest(request: Request) -> Response:
         hub.publish_many(
             [packet_message(channel, p) for p in packets[start : start + PUBLISH_YIELD_EVERY]]
         )
-    response = Response(status=202, json_body={"accepted": len(packets)})
-    response.cache_control = "no-store"
-    return response
+    return json_response({"accepted": len(packets)}, 202)
 
 
 def includeme(config: Configurator) -> None:

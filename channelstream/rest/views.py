@@ -7,7 +7,6 @@ field that does not validate a 422 naming the field.
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -19,6 +18,7 @@ from .. import strict_json
 from ..chat import CHAT_KEY, ChatState
 from ..chat.state import Info
 from ..errors import BadRequest, Unprocessable
+from ..web.responses import json_response
 from . import schemas
 
 M = TypeVar("M", bound=BaseModel)
@@ -43,13 +43,6 @@ class InvalidFields(Unprocessable):
         body = super().as_dict()
         body["errors"] = self.details
         return body
-
-
-def json_response(data: Any, status: int = 200) -> Response:
-    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    response = Response(body=body, status=status, content_type="application/json")
-    response.cache_control = "no-store"
-    return response
 
 
 def read_json(request: Request, *, allow_empty: bool = False) -> Any:

@@ -19,21 +19,19 @@ one option, ``auth``, checked before the view runs::
   (any user name), else 401 with ``WWW-Authenticate: Basic``.
 - ``auth=None`` (or no option): no check.
 
-For both, the body is read here, at most ``max_body_size`` bytes (413 from
-``Content-Length`` before reading anything, or as soon as a chunked body
-goes past it) and put back as ``request.body``, so the view reads the very
-bytes that were checked and never an unbounded body. A ``secret`` query
-parameter is refused outright (its value is never logged or echoed), as is
-a server whose ``secret``/``admin_secret`` is empty (403: API disabled).
+For both, the body is read here under ``max_body_size``
+(:func:`channelstream.web.bodies.read_body`: 413 before reading a
+``Content-Length`` over it) and put back as ``request.body``, so the view
+reads the very bytes that were checked. A ``secret`` query parameter is
+refused outright (its value is never logged or echoed), as is a server
+whose ``secret``/``admin_secret`` is empty (403: API disabled).
 
 Code paths that are not plain views (a websocket door) call
 :func:`require_api` / :func:`require_admin` themselves; both return a
 :class:`Caller` and are idempotent within a request.
 
-CORS: for origins listed in ``allow_cors`` only (``*`` = any), a tween
-answers preflight ``OPTIONS`` requests on any path with 204, and adds
-``Access-Control-Allow-Origin: <origin>`` and ``Vary: Origin`` to every
-other response, errors included. Other origins get no CORS header at all.
+``includeme`` also adds the CORS tween (:mod:`.cors`) and the error answers
+that carry headers (401 with a basic-auth challenge, 503 with Retry-After).
 """
 
 from __future__ import annotations
@@ -42,7 +40,6 @@ import base64
 import binascii
 import dataclasses
 import functools
-import hashlib
 import hmac
 import ipaddress
 import logging
@@ -57,10 +54,11 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.tweens import INGRESS
 
-from ..errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
+from ..errors import Forbidden, Unauthorized
 from ..serving.runtime import get_runtime
 from ..settings import Settings
 from ..settings.parsers import IPNetwork
+from ..web.bodies import read_body
 from ..web.errorviews import client_error
 from . import signing
 from .signing import LEGACY_HEADER, SIGNATURE_HEADER, ReplayCache, ReplayCacheFull
@@ -71,18 +69,10 @@ log = logging.getLogger(__name__)
 REPLAY_CACHE_KEY = "channelstream.replay_cache"
 #: environ keys: the callers already admitted, and "the body was read under the bound".
 _CALLERS_KEY = "channelstream.callers"
-_BODY_READ_KEY = "channelstream.body_read"
 
 #: Values of the ``auth`` view option.
 AUTH_VALUES = ("api", "admin")
 ADMIN_REALM = "channelstream admin"
-
-#: What CORS preflight answers allow.
-CORS_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-CORS_HEADERS = ("Content-Type", SIGNATURE_HEADER, "Authorization", "Last-Event-ID")
-CORS_MAX_AGE = "600"
-
-_READ_CHUNK = 65536
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,78 +180,6 @@ def require_admin(request: Request) -> Caller:
     return _admit(request, Caller("admin", "basic"))
 
 
-def read_body(request: Request, limit: int) -> bytes:
-    """Read the request body, at most ``limit`` bytes, and keep it as ``request.body``.
-
-    A ``Content-Length`` over the limit is refused (413) before anything is
-    read; a chunked body is read until its end and refused as soon as it
-    goes past the limit; without either the body is empty. Never holds more
-    than ``limit`` bytes. Calling it again returns the same bytes.
-    """
-    environ = request.environ
-    if environ.get(_BODY_READ_KEY):
-        return request.body
-    stream = environ.get("wsgi.input")
-    length_text = (environ.get("CONTENT_LENGTH") or "").strip()
-    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-    if length_text:
-        if not length_text.isdigit():
-            raise BadRequest(f"Content-Length must be a number of bytes, got {length_text!r}")
-        length = int(length_text)
-        if length > limit:
-            raise PayloadTooLarge(
-                f"the body is {length} bytes; the limit is {limit} bytes (max_body_size)"
-            )
-        data = _read_exactly(stream, length)
-    elif chunked and stream is not None:
-        data = _read_bounded(stream, limit)
-    else:
-        data = b""
-    request.body = data
-    environ[_BODY_READ_KEY] = True
-    return data
-
-
-#: Query parameters that look like a credential: refused, never read.
-URL_TOKEN_PARAMS = ("token", "access_token")
-
-
-def token_in_url(request: Request) -> str | None:
-    """The name of a credential-like query parameter the request carries, if any.
-
-    Doors that take bearer tokens refuse such requests (URLs end up in logs).
-    """
-    for name in URL_TOKEN_PARAMS:
-        if name in request.GET:
-            return name
-    return None
-
-
-def bearer_token(request: Request) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header (None without one)."""
-    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        return None
-    return given.strip()
-
-
-def token_matches(given: str, tokens: Iterable[str]) -> bool:
-    """Whether ``given`` is one of ``tokens``, compared in constant time.
-
-    Every token is compared (no early exit) and through its SHA-256, so the
-    time says nothing about which token is near nor how long they are.
-    """
-    wanted = _token_digest(given)
-    found = False
-    for token in tokens:
-        found |= hmac.compare_digest(wanted, _token_digest(token))
-    return found and bool(given)
-
-
-def _token_digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
-
-
 def address_allowed(allowed: Iterable[IPNetwork], remote_addr: str | None) -> bool:
     """Return whether ``remote_addr`` is in one of ``allowed`` (empty = any address).
 
@@ -357,35 +275,6 @@ def _basic_password_matches(authorization: str, secret: str) -> bool:
     return bool(sep) and hmac.compare_digest(password, secret.encode("utf-8"))
 
 
-def _read_exactly(stream: Any, length: int) -> bytes:
-    parts: list[bytes] = []
-    left = length
-    while left > 0:
-        part = stream.read(min(left, _READ_CHUNK)) if stream is not None else b""
-        if not part:
-            raise BadRequest(
-                f"the body ended after {length - left} of its {length} bytes (Content-Length)"
-            )
-        parts.append(part)
-        left -= len(part)
-    return b"".join(parts)
-
-
-def _read_bounded(stream: Any, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        part = stream.read(min(_READ_CHUNK, limit + 1 - size))
-        if not part:
-            return b"".join(parts)
-        size += len(part)
-        if size > limit:
-            raise PayloadTooLarge(
-                f"the chunked body is over the limit of {limit} bytes (max_body_size)"
-            )
-        parts.append(part)
-
-
 # -- the view option ---------------------------------------------------------------------
 
 
@@ -430,36 +319,6 @@ def replay_cache_full(exc: ReplayCacheFull, request: Request) -> Response:
 # -- CORS ------------------------------------------------------------------------------------
 
 
-def cors_tween_factory(handler: Callable[[Request], Response], registry: Registry) -> Any:
-    """The CORS tween: preflights and allow-origin headers for ``allow_cors`` origins only."""
-    settings = get_runtime(registry).settings
-    allowed = frozenset(settings.allow_cors)
-    if not allowed:
-        return handler
-    any_origin = "*" in allowed
-    headers = CORS_HEADERS + ((LEGACY_HEADER,) if settings.legacy_secret_header else ())
-    allow_headers = ", ".join(headers)
-
-    def cors_tween(request: Request) -> Response:
-        origin = request.headers.get("Origin")
-        if origin is None or not (any_origin or origin in allowed):
-            return handler(request)
-        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            response = Response(status=204)
-            response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
-            response.headers["Access-Control-Allow-Headers"] = allow_headers
-            response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE
-        else:
-            response = handler(request)
-        response.headers["Access-Control-Allow-Origin"] = origin
-        vary = [v.strip() for v in response.headers.get("Vary", "").split(",") if v.strip()]
-        if "origin" not in (v.lower() for v in vary):
-            response.headers["Vary"] = ", ".join([*vary, "Origin"])
-        return response
-
-    return cors_tween
-
-
 def includeme(config: Configurator) -> None:
     """Add the ``auth`` view option, the replay cache, the CORS tween and error answers."""
     settings = get_runtime(config.registry).settings
@@ -467,6 +326,6 @@ def includeme(config: Configurator) -> None:
         settings.signature_window, settings.replay_cache_size
     )
     config.add_view_deriver(auth_view, "channelstream_auth", under=INGRESS, over="secured_view")
-    config.add_tween("channelstream.security.gate.cors_tween_factory", under=INGRESS)
+    config.add_tween("channelstream.security.cors.cors_tween_factory", under=INGRESS)
     config.add_exception_view(admin_unauthorized, context=AdminUnauthorized)
     config.add_exception_view(replay_cache_full, context=ReplayCacheFull)

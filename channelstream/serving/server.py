@@ -157,7 +157,8 @@ class Server:
             listener = listen_socket(self.options.host, self.options.port, reuse_port=False)
         except OSError as err:
             raise StartupError(err.strerror or str(err)) from None
-        self.http = WSGIServer(listener, self.app)
+        paths = self.runtime.raw_websocket_paths if self.runtime is not None else ()
+        self.http = WSGIServer(listener, self.app, raw_websocket_paths=paths)
         self.http.start()
         if self.runtime is not None:
             try:

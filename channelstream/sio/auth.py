@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from ..chat.transport import parse_resume, validate_resume
+from ..chat.resume import parse_resume, validate_resume
 from ..errors import BadRequest
 
 #: Longest user name (as ``/connect`` accepts).

@@ -26,14 +26,14 @@ text frames), not bytes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..chat.frames import catchup_json, live_json
 from ..hub import Message
 from ..packets import ndjson
-from ..transports.websocket import LastBatchFrame
+from ..strict_json import dumps_text
+from ..web.websocket import LastBatchFrame
 from ..web.wsframes import frame
 
 #: The namespace both uses share.
@@ -43,12 +43,11 @@ NAMESPACE = "/stream"
 FRAME_EVENTS = {"presence": "presence", "user_state_change": "user_state_change"}
 
 _HEAD = "42" + NAMESPACE + ',["'
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def event_packet(event: str, data: Any) -> str:
     """One engine.io text packet: the socket.io event ``event`` with ``data``."""
-    return _HEAD + event + '",' + _dumps(data) + "]"
+    return _HEAD + event + '",' + dumps_text(data) + "]"
 
 
 def event_of(message: Message) -> str:

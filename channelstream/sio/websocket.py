@@ -45,11 +45,12 @@ from typing import Any
 from gevent import get_hub, getcurrent
 from gevent.event import Event
 
-from ..transports.websocket import TAKEOVER_KEY, WebSocket
+from ..web.websocket import WebSocket
 from ..web.wsframes import (
     CLOSE_NORMAL,
     OP_BINARY,
     OP_TEXT,
+    TAKEOVER_KEY,
     FrameReader,
     HandshakeError,
     frame,

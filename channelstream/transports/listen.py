@@ -17,7 +17,8 @@ from pyramid.response import Response
 
 from ..chat import CHAT_KEY, ChatState
 from ..chat.frames import encode_batch, resume_failed
-from ..chat.transport import Kicked, Transport, parse_resume
+from ..chat.resume import parse_resume
+from ..chat.transport import Kicked, Transport
 from ..errors import BadRequest
 from ..serving.runtime import get_runtime
 

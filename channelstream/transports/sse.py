@@ -17,8 +17,9 @@ from pyramid.response import Response
 from ..chat import CHAT_KEY, PM_RESUME_KEY, ChatState
 from ..chat.connections import Connection
 from ..chat.frames import encode_batch, resume_failed
+from ..chat.resume import parse_resume, parse_resume_token, resume_token
 from ..chat.routing import CHANNEL_PREFIX
-from ..chat.transport import Kicked, Transport, parse_resume, parse_resume_token, resume_token
+from ..chat.transport import Kicked, Transport
 from ..serving.runtime import get_runtime
 
 RETRY_MS = 2000

@@ -4,7 +4,7 @@ The upgrade is answered by the HTTP server (:mod:`channelstream.web.httpserver`
 hands the view a ``takeover`` callable for the paths in
 ``Runtime.raw_websocket_paths``); from then on a websocket is not a greenlet
 but a non-blocking socket with two libev watchers, driven from the gevent
-hub:
+hub (:class:`channelstream.web.websocket.WebSocket`):
 
 - the connection's outbox calls :meth:`WebSocketTransport._on_ready` when
   frames are queued (:meth:`channelstream.hub.Outbox.listen`); it drains the
@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import _socket
 import logging
-import socket
-import struct
 import time
 from collections.abc import Callable
 from urllib.parse import parse_qs
@@ -44,22 +42,15 @@ from pyramid.response import Response
 from ..chat import CHAT_KEY, ChatState
 from ..chat.connections import Connection
 from ..chat.frames import encode_batch, live_json, resume_failed
-from ..chat.transport import Transport, parse_resume
+from ..chat.resume import parse_resume
+from ..chat.transport import Transport
 from ..errors import BadRequest
 from ..hub import Message
+from ..web.websocket import LastBatchFrame, WebSocket, close_now
 from ..web.wsframes import (
-    CLOSE_NORMAL,
     CLOSE_POLICY,
-    OP_BINARY,
-    OP_CLOSE,
-    OP_PING,
-    OP_PONG,
-    OP_TEXT,
     TAKEOVER_KEY,
-    FrameReader,
     HandshakeError,
-    ProtocolError,
-    close_frame,
     frame,
 )
 
@@ -71,12 +62,6 @@ HEARTBEATS_KEY = "channelstream.websocket.heartbeats"
 #: Close codes: 4000 kicked (replaced, collected, shutdown), 4404 unknown connection.
 CLOSE_KICKED = 4000
 CLOSE_UNKNOWN = 4404
-#: Seconds the closing handshake may take before the socket is closed anyway.
-CLOSE_TIMEOUT = 2.0
-#: Bytes read from a client at a time.
-READ_SIZE = 16384
-
-_READ, _WRITE = 1, 2
 
 #: The idle heartbeat: a text frame holding ``[]``.
 HEARTBEAT_FRAME = frame(b"[]")
@@ -92,217 +77,7 @@ def batch_frame(batch: list[Message], replayed: int) -> bytes:
     return frame(encode_batch(batch, replayed))
 
 
-class LastBatchFrame:
-    """The frame of the last batch encoded, reused while the next batches are the same.
-
-    A publish of several messages to a channel queues the same messages in
-    every subscriber's outbox, and the listeners drain them one after the
-    other: all but the first reuse the first one's frame instead of joining
-    and framing the same bytes again.
-
-    :param encode: ``encode(batch, replayed) -> bytes`` (other protocols
-        than ``/ws`` bring their own).
-    """
-
-    def __init__(self, encode: Callable[[list[Message], int], bytes] = batch_frame) -> None:
-        self.batch: list[Message] = []
-        self.replayed = 0
-        self.data = b""
-        self._encode = encode
-
-    def encode(self, batch: list[Message], replayed: int) -> bytes:
-        if replayed == self.replayed and batch == self.batch:  # identity per item
-            return self.data
-        self.batch, self.replayed = batch, replayed
-        self.data = self._encode(batch, replayed)
-        return self.data
-
-
-_batch_frames = LastBatchFrame()
-
-
-class WebSocket:
-    """A server-side websocket on a non-blocking socket, driven by watchers.
-
-    Subclasses override :meth:`on_closed` (called once, when the socket is
-    closed) and may send with :meth:`send`. Every method runs in the gevent
-    hub or in a greenlet, and none blocks.
-
-    :param sock: the upgraded connection, a non-blocking ``_socket.socket``.
-    """
-
-    def __init__(self, sock: _socket.socket) -> None:
-        self.sock = sock
-        loop = get_hub().loop
-        self._read_watcher = loop.io(sock.fileno(), _READ)
-        self._write_watcher = None
-        self._close_timer = None
-        self._reader: FrameReader | None = None
-        self._pending: memoryview | None = None
-        #: The close frame is queued: nothing else goes out.
-        self.closing = False
-        #: The socket is closed.
-        self.closed = False
-        #: ``time.monotonic()`` of the last frame handed to the kernel.
-        self.last_send = time.monotonic()
-
-    # -- output ------------------------------------------------------------------------
-
-    @property
-    def blocked(self) -> bool:
-        """True while earlier bytes wait for the client to read."""
-        return self._pending is not None
-
-    def send(self, data: bytes) -> None:
-        """Send ``data`` (whole frames) now, or as soon as earlier bytes are out."""
-        if self.closed:
-            return
-        self.last_send = time.monotonic()
-        if self._pending is not None:
-            self._pending = memoryview(self._pending.tobytes() + data)
-            return
-        try:
-            sent = self.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self._shut()
-            return
-        if sent < len(data):
-            self._pending = memoryview(data)[sent:]
-            if self._write_watcher is None:
-                self._write_watcher = get_hub().loop.io(self.sock.fileno(), _WRITE)
-            self._write_watcher.start(self._on_writable)
-
-    def _on_writable(self) -> None:
-        pending = self._pending
-        if pending is None:  # pragma: no cover - the watcher is stopped with it
-            return
-        try:
-            sent = self.sock.send(pending)
-        except BlockingIOError:
-            return
-        except OSError:
-            self._shut()
-            return
-        if sent < len(pending):
-            self._pending = pending[sent:]
-            return
-        self._pending = None
-        self._write_watcher.stop()
-        if self.closing:
-            self._half_close()
-        else:
-            self.on_drained()
-
-    def on_drained(self) -> None:
-        """Called when bytes that had to wait are all out."""
-
-    # -- input --------------------------------------------------------------------------
-
-    def start_reading(self) -> None:
-        if not self.closed:
-            self._read_watcher.start(self._on_readable)
-
-    def stop_reading(self) -> None:
-        """Read nothing more until :meth:`start_reading` (the client then waits in TCP)."""
-        self._read_watcher.stop()
-
-    def new_reader(self) -> FrameReader:
-        """The frame reader of this websocket: data frames skipped (subclasses may keep them)."""
-        return FrameReader()
-
-    def on_message(self, opcode: int, payload: bytes) -> None:
-        """Called with each whole data message a :meth:`new_reader` that keeps them returns."""
-
-    def _on_readable(self) -> None:
-        try:
-            data = self.sock.recv(READ_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._shut()
-            return
-        if self._reader is None:
-            if self.closing:  # after a protocol error: drop all until the client hangs up
-                return
-            self._reader = self.new_reader()
-        try:
-            for opcode, payload in self._reader.feed(data):
-                if self.closing:  # only the client's answering close matters now
-                    if opcode == OP_CLOSE:
-                        self._shut()
-                        return
-                elif opcode == OP_CLOSE:
-                    code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
-                    self.close(code if code in _ECHOED else CLOSE_NORMAL, "")
-                    return
-                elif opcode == OP_PING:
-                    self.send(frame(payload, OP_PONG))
-                elif opcode in _MESSAGE_OPCODES:
-                    self.on_message(opcode, payload)
-        except ProtocolError as err:
-            self._reader = None
-            self.close(err.code, err.reason)
-
-    # -- closing -------------------------------------------------------------------------
-
-    def close(self, code: int, reason: str) -> None:
-        """Start the closing handshake with ``code``; never blocks. Idempotent.
-
-        The close frame goes out after any bytes still pending; the socket is
-        then half-closed and closed when the client answers or hangs up, or
-        after :data:`CLOSE_TIMEOUT` seconds.
-        """
-        if self.closing or self.closed:
-            return
-        self.send(close_frame(code, reason))
-        self.closing = True
-        if self.closed:
-            return
-        self._close_timer = get_hub().loop.timer(CLOSE_TIMEOUT)
-        self._close_timer.start(self._shut)
-        self.start_reading()
-        if self._pending is None:
-            self._half_close()
-
-    def _half_close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            self._shut()
-
-    def _shut(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.closing = True
-        self._pending = None
-        self._reader = None
-        for watcher in (self._read_watcher, self._write_watcher, self._close_timer):
-            if watcher is not None:
-                watcher.stop()
-                watcher.close()
-        try:
-            self.sock.close()
-        except OSError:  # pragma: no cover - closing a socket does not fail here
-            pass
-        try:
-            self.on_closed()
-        except Exception:
-            log.exception("closing websocket %r failed", self)
-
-    def on_closed(self) -> None:
-        """Called once when the socket is closed."""
-
-
-#: Opcodes of the data messages a keeping reader returns.
-_MESSAGE_OPCODES = frozenset({OP_TEXT, OP_BINARY})
-
-#: Close codes a client may send that the server echoes back.
-_ECHOED = frozenset({1000, 1001}) | frozenset(range(3000, 5000))
+_batch_frames = LastBatchFrame(batch_frame)
 
 
 class WebSocketTransport(WebSocket, Transport):
@@ -412,10 +187,6 @@ class Heartbeats:
                 log.exception("heartbeat to %r failed", transport)
 
 
-def _close_now(sock: _socket.socket, code: int, reason: str) -> None:
-    WebSocket(sock).close(code, reason)
-
-
 def websocket_view(request: Request) -> Response:
     takeover: Callable[[], _socket.socket] | None = request.environ.get(TAKEOVER_KEY)
     if takeover is None:
@@ -436,11 +207,11 @@ def websocket_view(request: Request) -> Response:
     except HandshakeError as err:
         raise BadRequest(str(err), field="Sec-WebSocket-Key") from None
     if bad_resume is not None:
-        _close_now(sock, CLOSE_POLICY, bad_resume)
+        close_now(sock, CLOSE_POLICY, bad_resume)
         return Response()
     connection = chat.connections.get(conn_id)
     if connection is None:
-        _close_now(sock, CLOSE_UNKNOWN, "unknown connection")
+        close_now(sock, CLOSE_UNKNOWN, "unknown connection")
         return Response()
     transport = WebSocketTransport(sock, chat, connection, heartbeats)
     failures = transport.attach(chat, connection, resume)

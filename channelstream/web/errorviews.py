@@ -19,15 +19,14 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from ..errors import ClientError
+from .responses import json_response
 
 log = logging.getLogger(__name__)
 
 
 def json_error(status: int, body: dict) -> Response:
     """Return a JSON error response; errors are never cached."""
-    response = Response(status=status, json_body=body, content_type="application/json")
-    response.cache_control = "no-store"
-    return response
+    return json_response(body, status)
 
 
 def not_found(exc: HTTPNotFound, request: Request) -> Response:

@@ -28,6 +28,7 @@ This module does not monkey-patch; whoever runs the server does.
 from __future__ import annotations
 
 import _socket
+import enum
 import errno
 import logging
 import os
@@ -143,6 +144,13 @@ class RawResponse:
         self._handler.close_connection = True
 
 
+class ServerState(enum.Enum):
+    """Where a :class:`WSGIServer` is: serving, or draining (no new connections)."""
+
+    SERVING = "serving"
+    DRAINING = "draining"
+
+
 class Handler(WebSocketHandler):
     """One client connection: websocket upgrades, TCP_NODELAY, redacted access log.
 
@@ -164,14 +172,12 @@ class Handler(WebSocketHandler):
             except OSError:  # the peer may already be gone; the handler will notice
                 pass
         self.greenlet = gevent.getcurrent()
-        handlers = getattr(self.server, "handlers", None)
-        if handlers is not None:
-            handlers.add(self)
+        handlers = self.server.handlers
+        handlers.add(self)
         try:
             super().handle()
         finally:
-            if handlers is not None:
-                handlers.discard(self)
+            handlers.discard(self)
 
     def handle_one_response(self) -> None:
         """Run the app for one request; once draining, close the connection after it."""
@@ -180,15 +186,14 @@ class Handler(WebSocketHandler):
             super().handle_one_response()
         finally:
             self.busy = False
-            if getattr(self.server, "draining", False):
+            if self.server.state is ServerState.DRAINING:
                 self.close_connection = True
 
     def run_application(self) -> None:
         """Let views of ``server.raw_websocket_paths`` do their own upgrades."""
         environ = self.environ
-        paths: Collection[str] = getattr(self.server, "raw_websocket_paths", ())
         if (
-            environ.get("PATH_INFO") in paths
+            environ.get("PATH_INFO") in self.server.raw_websocket_paths
             and environ.get("HTTP_UPGRADE", "").lower() == "websocket"
             and environ.get("REQUEST_METHOD") == "GET"
         ):
@@ -289,14 +294,18 @@ class Handler(WebSocketHandler):
 class WSGIServer(pywsgi.WSGIServer):
     """pywsgi's server with :class:`Handler`, logging through :mod:`logging`, and drain.
 
-    Takes pywsgi's arguments (``spawn`` defaults to an unbounded pool).
+    Takes pywsgi's arguments (``spawn`` defaults to an unbounded pool), and
+    ``raw_websocket_paths``: the URL paths whose websocket upgrades the app's
+    views do themselves (a live collection: a door may add its path later).
     Errors of the server go to the ``channelstream.serving.server`` logger at ERROR;
     access lines are written by :class:`Handler`.
     """
 
     handler_class = Handler
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, raw_websocket_paths: Collection[str] = (), **kwargs: Any
+    ) -> None:
         kwargs.setdefault("spawn", Pool())  # a pool, so that stop() can wait and kill
         kwargs.setdefault("error_log", log)
         kwargs.setdefault("log", None)
@@ -305,10 +314,11 @@ class WSGIServer(pywsgi.WSGIServer):
         self.logger = logging.getLogger("channelstream.websocket")
         #: Connections being served (see :class:`Handler`).
         self.handlers: set[Handler] = set()
-        #: Set by :meth:`drain`: finished requests close their connection.
-        self.draining = False
+        #: :attr:`ServerState.DRAINING` once :meth:`close` or :meth:`drain`
+        #: began: finished requests close their connection.
+        self.state = ServerState.SERVING
         #: Paths whose websocket upgrades the app's views do (:class:`Handler`).
-        self.raw_websocket_paths: Collection[str] = _raw_websocket_paths(self.application)
+        self.raw_websocket_paths = raw_websocket_paths
 
     def close(self) -> None:
         """Stop accepting and close idle keep-alive connections at once.
@@ -317,7 +327,7 @@ class WSGIServer(pywsgi.WSGIServer):
         response. gunicorn's worker calls this when told to exit, so idle
         clients do not hold it up for the whole graceful timeout.
         """
-        self.draining = True
+        self.state = ServerState.DRAINING
         super().close()
         self._close_idle()
 
@@ -349,9 +359,3 @@ class WSGIServer(pywsgi.WSGIServer):
             if not handler.busy and handler.greenlet not in (None, current):
                 handler.greenlet.kill(block=False)
 
-
-def _raw_websocket_paths(app: Any) -> Collection[str]:
-    from ..serving.runtime import find_runtime  # the app layer imports this module's users
-
-    runtime = find_runtime(app)
-    return runtime.raw_websocket_paths if runtime is not None else ()

@@ -526,7 +526,7 @@ def test_an_unknown_auth_value_stops_configuration():
 
 
 def test_token_matches_only_a_configured_token():
-    from channelstream.security.gate import token_matches
+    from channelstream.security.tokens import token_matches
 
     tokens = ("alpha", "béta")
     assert token_matches("alpha", tokens) and token_matches("béta", tokens)

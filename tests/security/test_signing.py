@@ -8,7 +8,7 @@ import hmac
 import itsdangerous
 import pytest
 
-from channelstream.security.gate import signing
+from channelstream.security import signing
 from channelstream.security.signing import (
     BadSignature,
     ExpiredSignature,
