@@ -44,6 +44,7 @@ from channelstream.hub import Hub
 from channelstream.security.tokens import bearer_token, token_in_url, token_matches
 from channelstream.web.responses import json_response
 
+from .door import LoomDoor, get_door
 from .errors import NoSuchStream
 from .events import Follower, stream_channel
 from .reader import StreamReader, UploadReader
@@ -55,9 +56,7 @@ from .store import Stream
 MAX_METADATA = 65536
 
 
-def _door(request: Request):  # -> LoomDoor (imported lazily: it imports this module)
-    from . import get_door
-
+def _door(request: Request) -> LoomDoor:
     door = get_door(request.registry)
     if not door.ready:
         raise Unavailable(

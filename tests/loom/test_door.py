@@ -8,7 +8,7 @@ import pytest
 
 from channelstream.hub import Hub
 from channelstream.settings import SettingsError, default_settings
-from loom import LoomDoor
+from loom.door import LoomDoor
 from tests.support.wait import wait_for
 
 
