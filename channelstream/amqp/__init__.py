@@ -30,18 +30,10 @@ def includeme(config: Any) -> None:
     settings = runtime.settings
     if not settings.amqp.url:
         return
-    from .ingest import AmqpIngestDoor
+    from .ingest import AmqpIngestDoor  # here: pika is loaded only when AMQP is on
 
     runtime.doors.add(
-        AmqpIngestDoor(
-            runtime.hub,
-            url=settings.amqp.url,
-            exchange=settings.amqp.exchange,
-            channel=settings.packets.channel,
-            prefetch=settings.amqp.prefetch,
-            reconnect_max=settings.amqp.reconnect_max,
-            max_body_size=settings.amqp.max_body_size,
-        )
+        AmqpIngestDoor(settings.amqp, hub=runtime.hub, packet_channel=settings.packets.channel)
     )
 
 

@@ -74,6 +74,7 @@ from .. import strict_json
 from ..hub import Hub, Message
 from ..packets import BadPacket, packet_message
 from ..serving.doors import Backoff, DoorState, LogSampler, LoopDoor
+from ..settings import AmqpSettings
 from .broker import (
     ExchangeMismatch,
     connection_parameters,
@@ -188,25 +189,25 @@ class AmqpIngestDoor(LoopDoor):
 
     def __init__(
         self,
-        hub: Hub,
+        settings: AmqpSettings,
         *,
-        url: str,
-        exchange: str,
-        channel: str,
-        prefetch: int = 1000,
-        reconnect_max: float = 30.0,
-        max_body_size: int = 1 << 20,
+        hub: Hub,
+        packet_channel: str,
         name: str = "amqp-ingest",
     ) -> None:
+        if not settings.url:
+            raise ValueError("amqp.url is empty: the AMQP doors are off")
+        reconnect_max = settings.reconnect_max
         super().__init__(name, backoff_initial=min(1.0, reconnect_max), backoff_max=reconnect_max)
         self.hub = hub
-        self.url = url
+        self.settings = settings
+        self.url = settings.url
         #: The broker URL as shown in logs and status: no password.
-        self.broker = redact_url(url)
-        self.exchange = exchange
-        self.packet_channel = channel
-        self.prefetch = prefetch
-        self.max_body_size = max_body_size
+        self.broker = redact_url(settings.url)
+        self.exchange = settings.exchange
+        self.packet_channel = packet_channel
+        self.prefetch = settings.prefetch
+        self.max_body_size = settings.max_body_size
         self._parameters: pika.URLParameters | None = None
         self._link = DoorState.CONNECTING
         self._connection: BlockingConnection | None = None
@@ -220,7 +221,7 @@ class AmqpIngestDoor(LoopDoor):
         self._connections = 0
         self._reconnects = 0
         # Acks: the last delivery tag handled and how many are not acked yet.
-        self._ack_every = max(1, min(prefetch // 2, 256))
+        self._ack_every = max(1, min(self.prefetch // 2, 256))
         self._ack_tag = 0
         self._unacked = 0
         self._ack_timer = False

@@ -21,10 +21,10 @@ from typing import Any
 
 from ..errors import Conflict, NotFound
 from ..hub import REASON_OVERFLOW, ChannelConfig, Hub, Start, Subscription
-from . import messages
 from .channels import ChannelSettings, ChatChannel
 from .connections import Connection, Transport
 from .frames import PM_RESUME_KEY, presence_frame, user_state_frame
+from .messages import MessageRouter
 from .routing import channel_message, hub_channel, user_channel
 from .users import User
 
@@ -72,8 +72,8 @@ class ChatState:
         self.connections: dict[str, Connection] = {}
         self.channels: dict[str, ChatChannel] = {}
         self.started = time.time()
-        #: messages accepted by POST /message (0.7.1's total_unique_messages)
-        self.messages_posted = 0
+        #: ``POST``/``PATCH``/``DELETE /message`` (:mod:`.messages`)
+        self.messages = MessageRouter(hub, self.channels, self.users, self.now)
         #: connections closed because their outbox passed its hard limit
         self.slow_disconnects = 0
 
@@ -393,17 +393,22 @@ class ChatState:
 
     # -- messages (see messages.py) ----------------------------------------------------
 
+    @property
+    def messages_posted(self) -> int:
+        """Items accepted by ``POST /message`` (0.7.1's ``total_unique_messages``)."""
+        return self.messages.posted
+
     def post_messages(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """``POST /message``; see :func:`messages.post`."""
-        return messages.post(self, items)
+        """``POST /message``; see :meth:`MessageRouter.post`."""
+        return self.messages.post(items)
 
     def edit_messages(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """``PATCH /message``; see :func:`messages.edit`."""
-        return messages.edit(self, items)
+        """``PATCH /message``; see :meth:`MessageRouter.edit`."""
+        return self.messages.edit(items)
 
     def delete_messages(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """``DELETE /message``; see :func:`messages.delete`."""
-        return messages.delete(self, items)
+        """``DELETE /message``; see :meth:`MessageRouter.delete`."""
+        return self.messages.delete(items)
 
     # -- info ----------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ Contract of a door (:class:`Door`):
 - ``stop(timeout)``: called once, after ``start()`` succeeded. Stops
   accepting, ends the door's own connections, releases its resources, and
   returns within about ``timeout`` seconds.
+- ``settings_changed(settings)``: optional; the runtime's settings were
+  replaced before start (see :meth:`Door.settings_changed`).
 - ``status()``: a JSON-able dict with at least ``"state"`` (a
   :class:`DoorState` value); cheap, callable from any greenlet. A door that
   keeps a connection to a peer (an AMQP consumer, a ZMQ or G3 client) may
@@ -41,6 +43,8 @@ from typing import Any
 import gevent
 from gevent import socket
 from gevent.event import Event
+
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,12 @@ class Door(abc.ABC):
     @abc.abstractmethod
     def status(self) -> dict[str, Any]:
         """Return a JSON-able dict with at least ``"state"``."""
+
+    def settings_changed(self, settings: Settings) -> None:
+        """The runtime's settings were replaced before start (the server runner
+        applied ``[server:main]`` keys); a door that kept a group of them takes
+        the new one. Called only before :meth:`start`; nothing by default."""
+        return None
 
 
 class Backoff:

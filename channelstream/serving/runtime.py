@@ -90,13 +90,14 @@ class Runtime:
         """Replace socket.io settings (typed values) before start; return the new settings.
 
         The server runner uses this to apply the seed's ``[server:main]``
-        keys (``resource``, ``transports``, ``heartbeat_*``). Features must
-        therefore read ``runtime.settings.socketio`` when they start, not
-        when the app is built.
+        keys (``resource``, ``transports``, ``heartbeat_*``). Every door is
+        told (:meth:`~channelstream.serving.doors.Door.settings_changed`).
         """
         if self.state is not RuntimeState.NEW:
             raise RuntimeError("socket.io settings can only change before the runtime starts")
         self._settings = replace_group(self._settings, "socketio", **changes)
+        for door in self.doors:
+            door.settings_changed(self._settings)
         return self._settings
 
     def start(self) -> None:

@@ -21,8 +21,9 @@ Protocol of ``/stream`` (details in :mod:`.auth`, :mod:`.namespace`, :mod:`.code
 - bad input gets an ``error`` event ``{"message": ...}``.
 
 Modules: :mod:`.codec` (packets and their websocket frames, encoded once per
-message), :mod:`.auth` (credentials), :mod:`.session` (writers over hub
-outboxes, backpressure), :mod:`.websocket` (engine.io on the server's own
+message), :mod:`.auth` (credentials), :mod:`.session` (one client: writers
+over hub outboxes, backpressure), :mod:`.sessions` (the door's clients and
+their counters), :mod:`.websocket` (engine.io on the server's own
 websockets), :mod:`.namespace` (event handlers), :mod:`.door` (server
 lifecycle, WSGI mount).
 """
@@ -42,6 +43,14 @@ def includeme(config) -> None:
     from ..chat import CHAT_KEY
 
     runtime = get_runtime(config.registry)
-    door = SocketIODoor(runtime, config.registry[CHAT_KEY])
+    settings = runtime.settings
+    door = SocketIODoor(
+        settings.socketio,
+        secret=settings.secret,
+        packet_channel=settings.packets.channel,
+        hub=runtime.hub,
+        chat=config.registry[CHAT_KEY],
+        websocket_paths=runtime.raw_websocket_paths,
+    )
     runtime.doors.add(door)
     add_wsgi_wrapper(config.registry, door.mount)

@@ -6,11 +6,11 @@ while the door runs, everything else to the Pyramid app. It keeps the
 app's ``registry``, so :func:`channelstream.serving.runtime.find_runtime` works on it.
 
 :class:`SocketIODoor` builds the socket.io server when the runtime starts,
-from ``runtime.settings.socketio`` as it is then (the server runner may have
+from its ``socketio.*`` settings as they are then (the server runner may have
 applied the seed's ``[server:main]`` keys): path, transports, ping interval
 and timeout, allowed CORS origins (empty = same origin only), maximum
 payload. Its websockets are the server's own (:mod:`.websocket`): the door
-adds socket.io's path to ``Runtime.raw_websocket_paths`` and replaces the
+adds socket.io's path to the runtime's ``raw_websocket_paths`` and replaces the
 ``websocket`` class of engine.io's gevent driver (on its own server only)
 with :class:`~.websocket.TakeoverWSGI`. ``stop`` refuses new clients,
 disconnects every session (each gets an ``error`` event saying why), closes
@@ -28,12 +28,13 @@ from typing import Any
 import socketio
 
 from ..chat import ChatState
+from ..hub import Hub
 from ..serving.doors import Door, DoorState
-from ..serving.runtime import Runtime
+from ..settings import Settings, SocketIOSettings
 from .codec import NAMESPACE
 from .namespace import StreamNamespace
-from .session import Session
-from .websocket import EngineIOWebSocket, TakeoverWSGI
+from .sessions import Sessions
+from .websocket import TakeoverWSGI
 
 log = logging.getLogger(__name__)
 
@@ -55,38 +56,40 @@ def _quiet_logger(name: str) -> logging.Logger:
 
 
 class SocketIODoor(Door):
-    """The socket.io server of ``/stream`` (see the module doc)."""
+    """The socket.io server of ``/stream`` (see the module doc).
+
+    :param options: the ``socketio.*`` settings (replaced by
+        :meth:`settings_changed` before start, when the server runner applies
+        the seed's ``[server:main]`` keys).
+    :param secret: the ``secret`` that signs the seed's ``username`` logins.
+    :param packet_channel: the hub channel of GATD packets (``packets.channel``).
+    :param hub: the process's hub.
+    :param chat: the process's channelstream state.
+    :param websocket_paths: the runtime's ``raw_websocket_paths`` (the door
+        adds socket.io's path when it starts).
+    """
 
     name = DOOR_NAME
 
-    def __init__(self, runtime: Runtime, chat: ChatState) -> None:
-        self.runtime = runtime
-        self.hub = runtime.hub
-        self.chat = chat
-        self.namespace = NAMESPACE
-        self.packet_channel = runtime.settings.packets.channel
+    def __init__(
+        self,
+        options: SocketIOSettings,
+        *,
+        secret: str,
+        packet_channel: str,
+        hub: Hub,
+        chat: ChatState,
+        websocket_paths: set[str],
+    ) -> None:
+        self.options = options
+        self.secret = secret
+        self.websocket_paths = websocket_paths
+        self.sessions = Sessions(hub, chat, packet_channel, NAMESPACE)
         self.server: socketio.Server | None = None
         #: The WSGI app of the running socket.io server (None when not running).
         self.wsgi: WSGIApp | None = None
         self.app: WSGIApp | None = None
         self.state = DoorState.NEW
-        self.sessions: dict[str, Session] = {}
-        #: The clients' websockets by engine.io sid (:mod:`.websocket`).
-        self.websockets: dict[str, EngineIOWebSocket] = {}
-        #: Counters shown in ``/healthz``.
-        self.connects = 0
-        self.refused = 0
-        self.queries = 0
-        self.bad_queries = 0
-        self.packets_sent = 0
-        self.packets_dropped = 0
-        #: Batches handed straight to a websocket, and through engine.io's queue.
-        self.direct_writes = 0
-        self.queued_writes = 0
-
-    @property
-    def secret(self) -> str:
-        return self.runtime.settings.secret
 
     def mount(self, app: WSGIApp) -> SocketIOMount:
         """Wrap the Pyramid app (``build_app`` calls this once)."""
@@ -95,8 +98,14 @@ class SocketIODoor(Door):
 
     # -- Door -------------------------------------------------------------------------------------
 
+    def settings_changed(self, settings: Settings) -> None:
+        """Take the socket.io settings the server runner set (before start only)."""
+        if self.state is not DoorState.NEW:
+            raise RuntimeError("socket.io settings can only change before the door starts")
+        self.options = settings.socketio
+
     def start(self) -> None:
-        options = self.runtime.settings.socketio
+        options = self.options
         origins: Any = list(options.cors_allowed_origins) or None
         if origins == ["*"]:
             origins = "*"
@@ -111,20 +120,21 @@ class SocketIODoor(Door):
             logger=_quiet_logger("socketio.server"),
             engineio_logger=_quiet_logger("engineio.server"),
         )
-        server.register_namespace(StreamNamespace(self))
+        server.register_namespace(StreamNamespace(self.sessions, self.secret))
         eio = server.eio
         eio._async = {
             **eio._async,
             "websocket": partial(
                 TakeoverWSGI,
                 max_message=options.max_payload,
-                registry=self.websockets,
+                registry=self.sessions.websockets,
                 fallback=eio._async["websocket"],
             ),
         }
-        self.runtime.raw_websocket_paths.add(socketio_path(options.path))
-        self.server = server
+        self.websocket_paths.add(socketio_path(options.path))
+        self.server = self.sessions.server = server
         self.wsgi = socketio.WSGIApp(server, self.app, socketio_path=options.path)
+        self.sessions.accepting = True
         self.state = DoorState.RUNNING
         log.info(
             "socket.io at /%s/ (namespace %s, %s)",
@@ -137,10 +147,9 @@ class SocketIODoor(Door):
         if self.state is not DoorState.RUNNING:
             return
         self.state = DoorState.STOPPING
+        self.sessions.accepting = False
         server = self.server
-        for session in list(self.sessions.values()):
-            session.end("server shutting down")
-        self.sessions.clear()
+        self.sessions.end_all("server shutting down")
         if server is not None:
             for sock in list(server.eio.sockets.values()):
                 try:
@@ -153,31 +162,13 @@ class SocketIODoor(Door):
         self.state = DoorState.STOPPED
 
     def status(self) -> dict[str, Any]:
-        options = self.runtime.settings.socketio
+        options = self.options
         return {
             "state": self.state.value,
             "path": socketio_path(options.path),
             "namespace": NAMESPACE,
             "transports": list(options.transports),
-            "clients": len(self.sessions),
-            "chat_clients": sum(1 for s in self.sessions.values() if s.connection is not None),
-            "query_clients": sum(1 for s in self.sessions.values() if s.packets is not None),
-            "connects": self.connects,
-            "refused": self.refused,
-            "queries": self.queries,
-            "bad_queries": self.bad_queries,
-            "packets_sent": self.packets_sent,
-            "direct_writes": self.direct_writes,
-            "queued_writes": self.queued_writes,
-            "websockets": len(self.websockets),
-            "websockets_blocked": sum(1 for ws in self.websockets.values() if ws.blocked),
-            # Closed outboxes' drops are in packets_dropped already (the writer's end).
-            "packets_dropped": self.packets_dropped
-            + sum(
-                s.packets.dropped
-                for s in self.sessions.values()
-                if s.packets is not None and not s.packets.closed
-            ),
+            **self.sessions.stats(),
         }
 
 

@@ -23,13 +23,12 @@ import socketio
 
 from ..errors import ClientError
 from ..packets import TIME_KEY, BadQuery, parse_query
-from ..serving.doors import DoorState
 from .auth import AuthError, credentials
 from .session import Session
 
 if TYPE_CHECKING:
     from ..chat.connections import Connection
-    from .door import SocketIODoor
+    from .sessions import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -59,33 +58,37 @@ def channel_list(args: tuple[Any, ...], event: str) -> list[str]:
 
 
 class StreamNamespace(socketio.Namespace):
-    """Handlers of ``/stream`` (see the module doc); sessions live in the door."""
+    """Handlers of ``/stream`` (see the module doc).
 
-    def __init__(self, door: SocketIODoor) -> None:
-        super().__init__(door.namespace)
-        self.door = door
+    :param sessions: the door's sessions (added on connect, removed on disconnect).
+    :param secret: the ``secret`` that signs the seed's ``username`` logins.
+    """
+
+    def __init__(self, sessions: Sessions, secret: str) -> None:
+        super().__init__(sessions.namespace)
+        self.sessions = sessions
+        self.secret = secret
 
     # -- connect / disconnect -------------------------------------------------------------
 
     def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        door = self.door
-        if door.state is not DoorState.RUNNING:  # stopping: in-flight requests still arrive
+        sessions = self.sessions
+        if not sessions.accepting:  # stopping: in-flight requests still arrive
             raise socketio.exceptions.ConnectionRefusedError("server shutting down")
         try:
-            creds = credentials(auth, environ.get("QUERY_STRING", ""), door.secret)
+            creds = credentials(auth, environ.get("QUERY_STRING", ""), self.secret)
             connection = None if creds.anonymous else self._connection(creds)
         except AuthError as err:
-            door.refused += 1
+            sessions.counters.refused += 1
             raise socketio.exceptions.ConnectionRefusedError(str(err)) from None
-        eio_sid = self.server.manager.eio_sid_from_sid(sid, door.namespace)
-        session = Session(door, sid, self.server.eio.sockets.get(eio_sid))
-        door.sessions[sid] = session
-        door.connects += 1
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, sessions.namespace)
+        session = Session(sessions, sid, self.server.eio.sockets.get(eio_sid))
+        sessions.add(session)
         if connection is not None:
             session.attach_chat(connection, creds.resume)
 
     def _connection(self, creds: Any) -> Connection:
-        chat = self.door.chat
+        chat = self.sessions.chat
         if creds.conn_id is not None:
             connection = chat.connections.get(creds.conn_id)
             if connection is None:
@@ -97,7 +100,7 @@ class StreamNamespace(socketio.Namespace):
         return chat.connections[made["conn_id"]]
 
     def on_disconnect(self, sid: str, reason: str | None = None) -> None:
-        session = self.door.sessions.pop(sid, None)
+        session = self.sessions.remove(sid)
         if session is not None:
             session.close(f"socket.io client disconnected ({reason or 'no reason'})")
 
@@ -110,7 +113,7 @@ class StreamNamespace(socketio.Namespace):
         return self._membership(sid, "leave", args)
 
     def _membership(self, sid: str, event: str, args: tuple[Any, ...]) -> Any:
-        session = self.door.sessions.get(sid)
+        session = self.sessions.get(sid)
         if session is None:
             return None
         try:
@@ -120,7 +123,7 @@ class StreamNamespace(socketio.Namespace):
                     "(connect with auth conn_id, or username + expires + sig)"
                 )
             names = channel_list(args, event)
-            chat = self.door.chat
+            chat = self.sessions.chat
             joined = session.connection.channels
             if event == "join" and len(joined.union(names)) > MAX_CHANNELS:
                 raise BadEvent(f"join: a connection may be in at most {MAX_CHANNELS} channels")
@@ -136,7 +139,7 @@ class StreamNamespace(socketio.Namespace):
     # -- GATD ------------------------------------------------------------------------------
 
     def on_query(self, sid: str, *args: Any) -> Any:
-        session = self.door.sessions.get(sid)
+        session = self.sessions.get(sid)
         if session is None:
             return None
         try:
@@ -144,10 +147,10 @@ class StreamNamespace(socketio.Namespace):
                 raise BadEvent('query: expected one object such as {"profile_id": "..."}')
             query = parse_query(args[0])
         except (BadEvent, BadQuery) as err:
-            self.door.bad_queries += 1
+            self.sessions.counters.bad_queries += 1
             return self._refuse(session, str(err))
         session.query(query)
-        self.door.queries += 1
+        self.sessions.counters.queries += 1
         log.debug("socket.io %s: query %s (time %s)", sid, query.filter, args[0].get(TIME_KEY))
         return {"ok": True}
 

@@ -54,7 +54,7 @@ from ..packets import Query
 from .codec import chat_frames, chat_packets, data_event, data_event_frame, event_packet
 
 if TYPE_CHECKING:
-    from .door import SocketIODoor
+    from .sessions import Sessions
     from .websocket import EngineIOWebSocket
 
 log = logging.getLogger(__name__)
@@ -74,10 +74,14 @@ class ClientGone(ConnectionError):
 
 
 class Session:
-    """State of one socket.io client of ``/stream`` (created by the connect handler)."""
+    """State of one socket.io client of ``/stream`` (created by the connect handler).
 
-    def __init__(self, door: SocketIODoor, sid: str, eio_socket: Any) -> None:
-        self.door = door
+    :param sessions: the door's :class:`~.sessions.Sessions`: what the
+        session reaches (chat, hub, server) and where it counts.
+    """
+
+    def __init__(self, sessions: Sessions, sid: str, eio_socket: Any) -> None:
+        self.sessions = sessions
         self.sid = sid
         self.eio_socket = eio_socket
         self.connection: Connection | None = None
@@ -99,7 +103,7 @@ class Session:
         sock = self.eio_socket
         if sock is None or not sock.upgraded:
             return None
-        return self.door.websockets.get(sock.sid)
+        return self.sessions.websockets.get(sock.sid)
 
     def direct(self) -> EngineIOWebSocket | None:
         """The websocket to hand frames to directly, when that keeps the order.
@@ -119,7 +123,7 @@ class Session:
             or sock.queue.unfinished_tasks
         ):
             return None
-        ws = self.door.websockets.get(sock.sid)
+        ws = self.sessions.websockets.get(sock.sid)
         if ws is None or ws.closing or ws.writers_waiting:
             return None
         return ws
@@ -157,9 +161,9 @@ class Session:
 
     def wait_connected(self) -> None:
         """Wait until socket.io has sent CONNECT for this session (events go after it)."""
-        manager = self.door.server.manager
+        manager = self.sessions.server.manager
         waited = 0.0
-        while not manager.is_connected(self.sid, self.door.namespace):
+        while not manager.is_connected(self.sid, self.sessions.namespace):
             if self.ended or waited >= CONNECT_WAIT:
                 raise ClientGone("the socket.io session did not connect")
             gevent.sleep(0.002)
@@ -177,7 +181,7 @@ class Session:
         # Set before attaching: a disconnect while it waits detaches this transport.
         self.connection = connection
         self.transport = transport
-        failures = transport.attach(self.door.chat, connection, resume)
+        failures = transport.attach(self.sessions.chat, connection, resume)
         user = connection.user
         first = [
             event_packet(
@@ -197,8 +201,8 @@ class Session:
 
     def query(self, query: Query) -> None:
         """Serve ``query`` from now on, replacing the previous one (nothing of it follows)."""
-        hub = self.door.hub
-        channel = self.door.packet_channel
+        hub = self.sessions.hub
+        channel = self.sessions.packet_channel
         outbox = self.packets
         if outbox is None or outbox.closed:
             outbox = self.packets = hub.open_outbox(name=f"socket.io {self.sid} query")
@@ -213,18 +217,20 @@ class Session:
         hub.subscribe(outbox, channel, start=query.start, filter=query.filter)
 
     def _write_packets(self, outbox: Outbox) -> None:
+        counters = self.sessions.counters
+
         def write(batch: list[Message]) -> None:
             ws = self.direct()
             if ws is not None:
                 ws.send(b"".join(message.encoded(data_event_frame) for message in batch))
-                self.door.direct_writes += 1
+                counters.direct_writes += 1
                 ws.wait_sent()
                 if self.gone:
                     raise ClientGone("the socket.io client is gone")
             else:
                 self.send([message.encoded(data_event) for message in batch])
-                self.door.queued_writes += 1
-            self.door.packets_sent += len(batch)
+                counters.queued_writes += 1
+            counters.packets_sent += len(batch)
 
         # No wait for CONNECT: socket.io handles ``query`` only from a connected session.
         try:
@@ -235,7 +241,7 @@ class Session:
             outbox.close("socket.io client gone", discard=True)
 
     def _count_dropped(self, outbox: Outbox) -> None:
-        self.door.packets_dropped += outbox.dropped  # discarded ones included
+        self.sessions.counters.packets_dropped += outbox.dropped  # discarded ones included
 
     # -- the end ----------------------------------------------------------------------------
 
@@ -244,7 +250,7 @@ class Session:
         if self.ended:
             return
         self.emit("error", {"message": f"disconnected: {reason}"})
-        self.door.server.disconnect(self.sid, namespace=self.door.namespace)
+        self.sessions.server.disconnect(self.sid, namespace=self.sessions.namespace)
         self.close(reason)  # if socket.io had already forgotten the session
 
     def close(self, reason: str) -> None:
@@ -259,7 +265,7 @@ class Session:
         if transport is not None:
             transport.kick(reason)
             if self.connection is not None:
-                self.door.chat.detach(self.connection, transport)
+                self.sessions.chat.detach(self.connection, transport)
         if self.packets is not None:
             self.packets.close(reason, discard=True)
         writer = self.packet_writer
@@ -332,13 +338,13 @@ class ChatTransport(Transport):
             return
         ws = session.direct()
         if ws is not None:  # nothing here yields: it stays the way to go while this runs
-            door = session.door
+            counters = session.sessions.counters
             while not ws.blocked:
                 batch = outbox.drain(BATCH_LIMIT)
                 if not batch:
                     break
                 ws.send(chat_frames(batch, outbox.last_replayed))
-                door.direct_writes += 1
+                counters.direct_writes += 1
             else:  # resumed by on_drained, once the client read
                 ws.on_writable = self.on_ready
         elif session.gone:
@@ -359,7 +365,7 @@ class ChatTransport(Transport):
                     return
                 batch = outbox.drain(BATCH_LIMIT)
                 session.push(chat_packets(batch, outbox.last_replayed))
-                session.door.queued_writes += 1
+                session.sessions.counters.queued_writes += 1
         except ClientGone:
             return  # the disconnect handler is ending the session
 

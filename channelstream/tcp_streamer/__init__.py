@@ -25,16 +25,19 @@ every gunicorn worker, with SO_REUSEPORT).
 from __future__ import annotations
 
 from ..serving.runtime import get_runtime
-from .door import DOOR_NAME, StreamerConfig, TcpStreamer
+from .door import DOOR_NAME, TcpStreamer
 from .query import QueryBuffer, QueryError
 
-__all__ = ["DOOR_NAME", "QueryBuffer", "QueryError", "StreamerConfig", "TcpStreamer", "includeme"]
+__all__ = ["DOOR_NAME", "QueryBuffer", "QueryError", "TcpStreamer", "includeme"]
 
 
 def includeme(config) -> None:
     """Register the TCP streamer door when ``tcp_streamer.listen`` is set."""
 
     runtime = get_runtime(config.registry)
-    if runtime.settings.tcp_streamer.listen is None:
+    settings = runtime.settings
+    if settings.tcp_streamer.listen is None:
         return
-    runtime.doors.add(TcpStreamer(runtime.hub, StreamerConfig.from_settings(runtime.settings)))
+    runtime.doors.add(
+        TcpStreamer(settings.tcp_streamer, hub=runtime.hub, packet_channel=settings.packets.channel)
+    )

@@ -35,7 +35,6 @@ closes every connection, and kills what is left.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import logging
@@ -49,7 +48,7 @@ from gevent.pool import Group
 from ..hub import REASON_SHUTDOWN, Hub, Message, Outbox, run_writer
 from ..packets import Query, ndjson
 from ..serving.doors import LogSampler, LoopDoor, listen_socket
-from ..settings import Settings
+from ..settings import TcpStreamerSettings
 from .query import QueryBuffer, QueryError
 
 log = logging.getLogger(__name__)
@@ -78,39 +77,6 @@ class SendStalled(Exception):
     """A write to a client took longer than ``send_timeout``."""
 
 
-@dataclasses.dataclass(frozen=True)
-class StreamerConfig:
-    """What the door needs from the settings (``tcp_streamer.*``, ``packets.channel``).
-
-    :param outbox_size: 0 = the hub's default outbox size.
-    :param send_timeout: 0 = writes never time out.
-    """
-
-    host: str
-    port: int
-    channel: str = "packets"
-    query_timeout: float = 10.0
-    max_query_bytes: int = 65536
-    outbox_size: int = 0
-    send_timeout: float = 60.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> StreamerConfig:
-        streamer = settings.tcp_streamer
-        if streamer.listen is None:
-            raise ValueError("tcp_streamer.listen is empty: the TCP streamer is off")
-        host, port = streamer.listen
-        return cls(
-            host=host,
-            port=port,
-            channel=settings.packets.channel,
-            query_timeout=streamer.query_timeout,
-            max_query_bytes=streamer.max_query_bytes,
-            outbox_size=streamer.outbox_size,
-            send_timeout=streamer.send_timeout,
-        )
-
-
 class _Client:
     """One connected client; ``outbox`` is set once its query was accepted."""
 
@@ -126,10 +92,14 @@ class _Client:
 class TcpStreamer(LoopDoor):
     """The GATD TCP streamer (see the module doc)."""
 
-    def __init__(self, hub: Hub, config: StreamerConfig) -> None:
+    def __init__(self, settings: TcpStreamerSettings, *, hub: Hub, packet_channel: str) -> None:
+        if settings.listen is None:
+            raise ValueError("tcp_streamer.listen is empty: the TCP streamer is off")
         super().__init__(DOOR_NAME)
         self.hub = hub
-        self.config = config
+        self.settings = settings
+        self.host, self.port = settings.listen
+        self.packet_channel = packet_channel
         self._listener: socket.socket | None = None
         self._sessions = Group()
         self._clients: set[_Client] = set()
@@ -148,13 +118,13 @@ class TcpStreamer(LoopDoor):
 
     def open(self) -> None:
         """Bind (SO_REUSEPORT: every gunicorn worker opens the same port)."""
-        self._listener = listen_socket(self.config.host, self.config.port, reuse_port=True)
+        self._listener = listen_socket(self.host, self.port, reuse_port=True)
 
     @property
     def address(self) -> tuple[str, int]:
         """The address listened on (the real port when ``port`` was 0)."""
         if self._listener is None:
-            return self.config.host, self.config.port
+            return self.host, self.port
         host, port = self._listener.getsockname()[:2]
         return host, port
 
@@ -239,8 +209,8 @@ class TcpStreamer(LoopDoor):
     def _read_query(self, client: _Client) -> Query | None:
         """The client's query, or None once it was refused (error line sent)."""
         sock = client.sock
-        buffer = QueryBuffer(self.config.max_query_bytes)
-        deadline = gevent.Timeout(self.config.query_timeout)
+        buffer = QueryBuffer(self.settings.max_query_bytes)
+        deadline = gevent.Timeout(self.settings.query_timeout)
         deadline.start()
         try:
             while True:
@@ -265,7 +235,7 @@ class TcpStreamer(LoopDoor):
             self.query_timeouts += 1
             self._refuse(
                 client,
-                buffer.incomplete(f"no complete query within {self.config.query_timeout:g} s"),
+                buffer.incomplete(f"no complete query within {self.settings.query_timeout:g} s"),
             )
             return None
         finally:
@@ -288,18 +258,18 @@ class TcpStreamer(LoopDoor):
 
     def _stream(self, client: _Client, query: Query) -> None:
         outbox = self.hub.open_outbox(
-            max_queue=self.config.outbox_size or None, name=f"tcp-streamer {client.peer}"
+            max_queue=self.settings.outbox_size or None, name=f"tcp-streamer {client.peer}"
         )
         client.outbox = outbox
         reader = None
         try:
             subscription = self.hub.subscribe(
-                outbox, self.config.channel, start=query.start, filter=query.filter
+                outbox, self.packet_channel, start=query.start, filter=query.filter
             )
             if subscription.resume_error:
                 self._partial_replay(client, subscription.resume_error)
             # Bounds every write (and makes the reader's recv wake up now and then).
-            client.sock.settimeout(self.config.send_timeout or None)
+            client.sock.settimeout(self.settings.send_timeout or None)
             reader = gevent.spawn(_read_until_eof, client.sock, outbox)
             reason = run_writer(
                 outbox, lambda batch: self._write(client.sock, batch), batch_limit=BATCH_LIMIT
@@ -312,7 +282,7 @@ class TcpStreamer(LoopDoor):
             log.info(
                 "tcp-streamer %s: closed, a write took over %gs (tcp_streamer.send_timeout)",
                 client.peer,
-                self.config.send_timeout,
+                self.settings.send_timeout,
             )
         finally:
             outbox.close("client gone", discard=True)
@@ -344,7 +314,7 @@ class TcpStreamer(LoopDoor):
             if sent < len(data):
                 sock.sendall(memoryview(data)[sent:])
         except TimeoutError:
-            raise SendStalled(f"a write took over {self.config.send_timeout:g} s") from None
+            raise SendStalled(f"a write took over {self.settings.send_timeout:g} s") from None
         self.packets_sent += len(batch)
 
 
@@ -382,4 +352,4 @@ def _peer(address: Any) -> str:
     return str(address)
 
 
-__all__ = ["DOOR_NAME", "SendStalled", "StreamerConfig", "TcpStreamer"]
+__all__ = ["DOOR_NAME", "SendStalled", "TcpStreamer"]

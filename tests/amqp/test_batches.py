@@ -10,6 +10,7 @@ import json
 
 from channelstream.amqp.ingest import AmqpIngestDoor
 from channelstream.hub import Hub, LocalBus, Message
+from channelstream.settings import default_settings
 
 
 class RefusingBus(LocalBus):
@@ -39,7 +40,11 @@ class RefusingBus(LocalBus):
 def make_door(refuse: set[int]) -> tuple[AmqpIngestDoor, Hub, RefusingBus]:
     bus = RefusingBus(refuse)
     hub = Hub(bus=bus)
-    door = AmqpIngestDoor(hub, url="amqp://127.0.0.1/", exchange="x", channel="gatd")
+    door = AmqpIngestDoor(
+        default_settings({"amqp.url": "amqp://127.0.0.1/", "amqp.exchange": "x"}).amqp,
+        hub=hub,
+        packet_channel="gatd",
+    )
     return door, hub, bus
 
 

@@ -209,7 +209,11 @@ def test_the_door_is_added_but_nothing_connects_while_the_app_is_built():
 def test_the_door_refuses_to_start_in_a_process_that_is_not_monkey_patched():
     runtime = Runtime(default_settings())
     runtime.doors.add(
-        AmqpIngestDoor(runtime.hub, url="amqp://h/", exchange="x", channel="packets")
+        AmqpIngestDoor(
+            default_settings({"amqp.url": "amqp://h/", "amqp.exchange": "x"}).amqp,
+            hub=runtime.hub,
+            packet_channel="packets",
+        )
     )
     with pytest.raises(DoorStartError, match="monkey-patched"):
         runtime.start()
