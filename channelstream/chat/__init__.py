@@ -20,7 +20,7 @@ CHAT_KEY = "channelstream.chat"
 
 
 def includeme(config) -> None:
-    """Create the process's ChatState on the runtime's hub, and its collector door."""
+    """Create the process's ChatState on the runtime's hub, and its collector loop."""
     from .collector import ChatCollector
 
     runtime = get_runtime(config.registry)

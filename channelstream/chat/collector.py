@@ -1,17 +1,21 @@
-"""The collector of channelstream connections, users and channels, as a door."""
+"""The collector of channelstream connections, users and channels: a supervised loop.
+
+Not a door (it adapts no protocol): a :class:`~channelstream.serving.doors.SupervisedLoop`
+that the runtime runs beside the doors (``channelstream-gc`` in ``/healthz``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..serving.doors import LoopDoor
+from ..serving.doors import SupervisedLoop
 from .state import ChatState
 
 #: Seconds between collection passes.
 INTERVAL = 1.0
 
 
-class ChatCollector(LoopDoor):
+class ChatCollector(SupervisedLoop):
     """Runs ``ChatState.collect`` every second; shows what it collected."""
 
     def __init__(self, chat: ChatState, interval: float = INTERVAL) -> None:

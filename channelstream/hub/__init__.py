@@ -8,7 +8,7 @@ these classes. See ``hub.py`` for how a door uses it.
 from .bus import Bus, LocalBus
 from .channel import Channel, ChannelConfig
 from .filters import Decimation, Filter
-from .hub import Hub, HubConfig
+from .hub import Hub, HubConfig, HubState
 from .message import DATA, STICKY, Message
 from .outbox import REASON_OVERFLOW, REASON_SHUTDOWN, Outbox
 from .subscription import Start, Subscription
@@ -23,6 +23,7 @@ __all__ = [
     "Filter",
     "Hub",
     "HubConfig",
+    "HubState",
     "LocalBus",
     "Message",
     "Outbox",

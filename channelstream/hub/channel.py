@@ -382,7 +382,7 @@ class Channel:
             sub.delivered += len(accepted)
             self.delivered += len(accepted)
             outbox.put_replay(accepted)
-        outbox.subscriptions[self.name] = sub
+        outbox.attach(sub)
         self._subs.append(sub)
         self._changed(sub, added=True)
         self.last_active = self._monotonic()

@@ -13,6 +13,7 @@ thread and none of them yields, so each call is atomic for the others.
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Callable
@@ -34,6 +35,14 @@ MAX_CHANNEL_NAME = 1024
 
 def _clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class HubState(str, enum.Enum):
+    """Where a hub is in its life: ``new -> running -> stopped`` (no restart)."""
+
+    NEW = "new"
+    RUNNING = "running"
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,18 +98,22 @@ class Hub:
         self._outboxes: set[Outbox] = set()
         self._collected = {"channels": 0, "published": 0, "delivered": 0, "dropped": 0}
         self._gc: gevent.Greenlet | None = None
-        self.running = False
-        self._stopped = False
+        self.state = HubState.NEW
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self.state is HubState.RUNNING
 
     # -- lifecycle ------------------------------------------------------------
 
     def start(self) -> None:
         """Start the bus and the collection greenlet. Idempotent."""
-        if self._stopped:
+        if self.state is HubState.STOPPED:
             raise RuntimeError("a stopped hub cannot start again")
-        if self.running:
+        if self.state is HubState.RUNNING:
             return
-        self.running = True
+        self.state = HubState.RUNNING
         self.bus.start()
         self._gc = gevent.spawn(self._gc_loop)
 
@@ -110,10 +123,10 @@ class Hub:
         Writers may still flush what their outbox holds. Idempotent, and
         valid before ``start``.
         """
-        if self._stopped:
+        if self.state is HubState.STOPPED:
             return
-        self._stopped = True
-        was_running, self.running = self.running, False
+        was_running = self.state is HubState.RUNNING
+        self.state = HubState.STOPPED
         for outbox in list(self._outboxes):
             outbox.close(REASON_SHUTDOWN)
         if self._gc is not None:
@@ -328,6 +341,7 @@ class Hub:
             totals["delivered"] += channel.delivered
             totals["dropped"] += channel.dropped
         return {
+            "state": self.state.value,
             "running": self.running,
             "bus": self.bus.status(),
             "channels": len(self._channels),

@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from gevent import get_hub, getcurrent
@@ -117,7 +118,10 @@ class Outbox:
         self.hard_limit = hard_limit
         self.max_bytes = max_bytes
         self.hard_bytes = hard_bytes
-        self.subscriptions: dict[str, Subscription] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        #: The live subscriptions by channel name (a read-only view; the
+        #: outbox alone changes it, through :meth:`attach` and :meth:`detach`).
+        self.subscriptions: Mapping[str, Subscription] = MappingProxyType(self._subscriptions)
         self.closed = False
         self.close_reason: str | None = None
         #: messages accepted into the queue (after filters and decimation)
@@ -203,6 +207,23 @@ class Outbox:
         if was_empty and (self._writer is not None or self._listener is not None):
             self._wake()
         return len(messages)
+
+    def attach(self, subscription: Subscription) -> None:
+        """Record ``subscription`` as this outbox's subscription to its channel.
+
+        Called by the channel when it subscribes the outbox; raises
+        :class:`ValueError` if the outbox already has one to that channel.
+        """
+        name = subscription.channel.name
+        if name in self._subscriptions:
+            raise ValueError(f"outbox is already subscribed to {name!r}")
+        self._subscriptions[name] = subscription
+
+    def detach(self, subscription: Subscription) -> None:
+        """Forget ``subscription`` (when it is cancelled); others are left alone."""
+        name = subscription.channel.name
+        if self._subscriptions.get(name) is subscription:
+            del self._subscriptions[name]
 
     def put_replay(self, messages: Iterable[Message]) -> None:
         """Queue history to be drained before any live message."""

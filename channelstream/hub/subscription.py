@@ -135,8 +135,7 @@ class Subscription:
             return
         self.active = False
         self.channel.remove(self)
-        if self.outbox.subscriptions.get(self.channel.name) is self:
-            del self.outbox.subscriptions[self.channel.name]
+        self.outbox.detach(self)
 
     def stats(self) -> dict:
         return {

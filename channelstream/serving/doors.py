@@ -6,7 +6,11 @@ one :class:`DoorRegistry`; features add their doors to it while the app is
 built (``includeme``), and the runtime starts them after the process is
 ready to serve (after fork, under gunicorn) and stops them on shutdown.
 
-Contract of a door (:class:`Door`):
+The registry also runs the process's background loops that share a door's
+lifecycle but adapt no protocol (the chat collector): both are a
+:class:`Service`; a :class:`Door` is a service that adapts a protocol.
+
+Contract of a service (:class:`Service`; every door is one):
 
 - ``name``: unique in the registry; shown in ``/healthz``.
 - ``start()``: called once, in the serving process, before the first
@@ -17,17 +21,18 @@ Contract of a door (:class:`Door`):
   accepting, ends the door's own connections, releases its resources, and
   returns within about ``timeout`` seconds.
 - ``settings_changed(settings)``: optional; the runtime's settings were
-  replaced before start (see :meth:`Door.settings_changed`).
+  replaced before start (see :meth:`Service.settings_changed`).
 - ``status()``: a JSON-able dict with at least ``"state"`` (a
   :class:`DoorState` value); cheap, callable from any greenlet. A door that
   keeps a connection to a peer (an AMQP consumer, a ZMQ or G3 client) may
   report ``connecting``, ``connected`` or ``retrying`` instead of
   ``running``; :data:`HEALTHY_STATES` are those in which a door does its work.
 
-Most doors are a loop (accept, consume, read): subclass :class:`LoopDoor`,
-whose ``run()`` is supervised. A crash is logged with its traceback, shown as
-``restarting`` with the error and restart count, and ``run()`` is called again
-after a backoff (1 s doubling to 30 s). A door crash never ends the process.
+Most doors are a loop (accept, consume, read): subclass :class:`LoopDoor`
+(a :class:`SupervisedLoop` that is a door), whose ``run()`` is supervised. A
+crash is logged with its traceback, shown as ``restarting`` with the error
+and restart count, and ``run()`` is called again after a backoff (1 s
+doubling to 30 s). A door crash never ends the process.
 """
 
 from __future__ import annotations
@@ -76,8 +81,8 @@ class DoorStartError(RuntimeError):
         self.cause = cause
 
 
-class Door(abc.ABC):
-    """One protocol adapter; see the module doc for the contract."""
+class Service(abc.ABC):
+    """Something the runtime starts and stops with the process; see the module doc."""
 
     name: str
 
@@ -150,8 +155,12 @@ class LogSampler:
         return count
 
 
-class LoopDoor(Door):
-    """A door whose work is one long-running, supervised :meth:`run` loop.
+class Door(Service):
+    """A service that adapts one protocol to the hub (a listener, a consumer...)."""
+
+
+class SupervisedLoop(Service):
+    """A service whose work is one long-running, supervised :meth:`run` loop.
 
     Subclasses implement :meth:`run` and may override the hooks
     :meth:`open` (bind/connect once, in ``start()``), :meth:`interrupt`
@@ -299,18 +308,23 @@ class LoopDoor(Door):
         self._last_error_at = time.time()
 
 
+class LoopDoor(SupervisedLoop, Door):
+    """A door whose work is a supervised loop (accept, consume, read)."""
+
+
 class DoorRegistry:
-    """The doors of one process, started in order and stopped in reverse.
+    """The doors (and other services) of one process, started in order and
+    stopped in reverse.
 
     Not thread-safe; used from the main greenlet of the serving process.
     """
 
     def __init__(self) -> None:
-        self._doors: dict[str, Door] = {}
-        self._started: list[Door] = []
+        self._doors: dict[str, Service] = {}
+        self._started: list[Service] = []
         self._sealed = False
 
-    def add(self, door: Door) -> Door:
+    def add(self, door: Service) -> Service:
         """Register ``door`` (before :meth:`start_all`); its name must be unique."""
         if self._sealed:
             raise RuntimeError(f"cannot add door {door.name!r}: the doors were already started")
@@ -319,11 +333,11 @@ class DoorRegistry:
         self._doors[door.name] = door
         return door
 
-    def get(self, name: str) -> Door:
+    def get(self, name: str) -> Service:
         """Return the door called ``name`` (KeyError if there is none)."""
         return self._doors[name]
 
-    def __iter__(self) -> Iterator[Door]:
+    def __iter__(self) -> Iterator[Service]:
         return iter(list(self._doors.values()))
 
     def __len__(self) -> int:
