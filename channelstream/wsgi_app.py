@@ -37,8 +37,9 @@ FEATURES: tuple[str, ...] = (
     "channelstream.sio",
     "channelstream.ops.admin",
     "channelstream.ops.metrics",
-    "channelstream.ops.openapi",
     "loom",
+    # last: it joins the OpenAPI fragments the features above registered
+    "channelstream.ops.openapi",
 )
 
 

@@ -34,7 +34,9 @@ from __future__ import annotations
 from typing import Any
 
 from channelstream.serving.runtime import get_runtime
+from channelstream.web.openapi import add_fragment
 
+from . import openapi
 from .door import DOOR_NAME, REGISTRY_KEY, LoomDoor, get_door
 from .views import add_routes
 
@@ -42,10 +44,10 @@ __all__ = ["DOOR_NAME", "REGISTRY_KEY", "LoomDoor", "get_door", "includeme"]
 
 
 def includeme(config: Any) -> None:
-    """Register the door and the routes (:mod:`loom.views`)."""
-
+    """Register the door, the routes (:mod:`loom.views`) and their OpenAPI fragment."""
     runtime = get_runtime(config.registry)
     door = LoomDoor(runtime.settings.loom, runtime.hub)
     runtime.doors.add(door)
     config.registry[REGISTRY_KEY] = door
     add_routes(config)
+    add_fragment(config.registry, openapi.fragment())

@@ -1,9 +1,10 @@
 """loom's routes in ``/openapi.json``: what :mod:`loom.views` answers, for clients.
 
-:mod:`channelstream.ops.openapi` adds :data:`PATHS`, :data:`SCHEMAS`,
-:data:`TAG` and :data:`SECURITY_SCHEMES` to its document. Pure data; no
-framework. Error answers use the document's shared ``Error`` schema (the
-JSON error views render loom's refusals like every other client error).
+:func:`fragment` is what loom adds to the document (registered by
+``loom.includeme``): :data:`PATHS`, :data:`SCHEMAS`, :data:`TAG` and
+:data:`SECURITY_SCHEMES`. Pure data; no framework. Error answers use the
+document's shared ``Error`` schema (the JSON error views render loom's
+refusals like every other client error).
 Keep it beside :mod:`loom.views`: a route, parameter or status changed there
 is changed here.
 """
@@ -11,6 +12,8 @@ is changed here.
 from __future__ import annotations
 
 from typing import Any
+
+from channelstream.web.openapi import Fragment
 
 from .ids import ID_PATTERN, MAX_ID_LENGTH
 
@@ -265,3 +268,8 @@ PATHS: dict[str, Any] = {
         )
     },
 }
+
+
+def fragment() -> Fragment:
+    """loom's part of ``/openapi.json``."""
+    return Fragment(TAG, PATHS, SCHEMAS, SECURITY_SCHEMES)

@@ -46,8 +46,9 @@ from ..security.tokens import bearer_token, token_in_url, token_matches
 from ..serving.runtime import get_runtime
 from ..settings import Settings
 from ..web.bodies import read_body
+from ..web.openapi import add_fragment
 from ..web.responses import json_response
-from . import packet_message
+from . import openapi, packet_message
 
 #: Route path of the ingest.
 INGEST_PATH = "/packets"
@@ -209,6 +210,7 @@ def ingest(request: Request) -> Response:
 
 
 def includeme(config: Configurator) -> None:
-    """Add ``POST /packets``."""
+    """Add ``POST /packets`` and its OpenAPI fragment."""
+    add_fragment(config.registry, openapi.fragment())
     config.add_route("packets_ingest", INGEST_PATH)
     config.add_view(ingest, route_name="packets_ingest", request_method="POST")

@@ -56,6 +56,9 @@ from ..web.wsframes import (
 
 log = logging.getLogger(__name__)
 
+#: Path of the websocket transport; its upgrades are done by the view.
+WEBSOCKET_PATH = "/ws"
+
 #: Registry key of the process's :class:`Heartbeats`.
 HEARTBEATS_KEY = "channelstream.websocket.heartbeats"
 

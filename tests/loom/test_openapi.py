@@ -20,12 +20,12 @@ from schemathesis.specs.openapi.checks import (
 )
 from webob import Request
 
-from channelstream.ops.openapi import build_document
 from channelstream.settings import default_settings
 from channelstream.wsgi_app import build_app
 from loom import get_door
+from tests.support.api import openapi_document
 
-DOCUMENT = build_document()
+DOCUMENT = openapi_document()
 SCHEMA = schemathesis.openapi.from_dict(DOCUMENT)
 CHECKS = [
     not_a_server_error,

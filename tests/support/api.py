@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from channelstream.client import ChannelstreamClient
+from channelstream.ops.openapi import OPENAPI_KEY
+from channelstream.settings import default_settings
+from channelstream.wsgi_app import build_app
 from tests.support.server import REPO, RunningServer
 
 SECRET = "test-secret"
@@ -29,3 +34,12 @@ def run_api_server(folder: Path) -> Iterator[RunningServer]:
 
 def api_client(server: RunningServer) -> ChannelstreamClient:
     return ChannelstreamClient(server.url, SECRET, admin_secret=ADMIN_SECRET)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The ``/openapi.json`` an app with the default settings serves (built in-process).
+
+    The document holds the fragments of the HTTP doors that are on; every
+    test server's HTTP doors are the default ones.
+    """
+    return json.loads(build_app(default_settings()).registry[OPENAPI_KEY])
