@@ -23,7 +23,16 @@ from pyramid.response import Response
 
 from .. import __version__
 from ..security.signing import SIGNATURE_HEADER
-from ..web.openapi import Fragment, add_fragment, assemble, error_response, fragments
+from ..web.openapi import (
+    OBJECT,
+    STATE,
+    STRINGS,
+    Fragment,
+    add_fragment,
+    assemble,
+    error_response,
+    fragments,
+)
 from ..web.openapi import json_content as _json_content
 from ..web.openapi import obj as _obj
 from ..web.openapi import ref as _ref
@@ -62,10 +71,6 @@ SECURITY_SCHEMES: dict[str, Any] = {
     },
 }
 
-_STRINGS = {"type": "array", "items": {"type": "string"}}
-_OBJECT = {"type": "object"}
-_SCALAR = {"type": ["string", "number", "integer", "boolean", "null"]}
-_STATE = {"type": "object", "additionalProperties": _SCALAR}
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "AdminStats": _obj(
@@ -80,13 +85,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "users": {
                 "type": "array",
                 "items": _obj(
-                    {"user": {"type": "string"}, "state": _STATE, "connections": _STRINGS}
+                    {"user": {"type": "string"}, "state": STATE, "connections": STRINGS}
                 ),
             },
             "uptime": {"type": "string", "examples": ["1 day, 2:03:04"]},
             "version": {"type": "string"},
-            "hub": _OBJECT,
-            "doors": {"type": "object", "additionalProperties": _OBJECT},
+            "hub": OBJECT,
+            "doors": {"type": "object", "additionalProperties": OBJECT},
             "slow_disconnects": {"type": ["integer", "null"]},
         }
     ),
@@ -97,8 +102,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "version": {"type": "string"},
             "pid": {"type": "integer"},
             "uptime_seconds": {"type": "number"},
-            "doors": {"type": "object", "additionalProperties": _OBJECT},
-            "hub": _OBJECT,
+            "doors": {"type": "object", "additionalProperties": OBJECT},
+            "hub": OBJECT,
         }
     ),
 }

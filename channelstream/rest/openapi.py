@@ -18,7 +18,17 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..security.signing import SIGNATURE_HEADER
-from ..web.openapi import Fragment, error_response, json_content, obj, ref
+from ..web.openapi import (
+    OBJECT,
+    SCALAR,
+    STATE,
+    STRINGS,
+    Fragment,
+    error_response,
+    json_content,
+    obj,
+    ref,
+)
 from . import schemas
 from .views import ROUTES
 
@@ -58,11 +68,6 @@ SECURITY_SCHEMES: dict[str, Any] = {
     }
 }
 
-_STRINGS = {"type": "array", "items": {"type": "string"}}
-_OBJECT = {"type": "object"}
-_SCALAR = {"type": ["string", "number", "integer", "boolean", "null"]}
-#: A user's state: scalar values by key.
-STATE = {"type": "object", "additionalProperties": _SCALAR}
 
 #: The answers' schemas (the request bodies come from the pydantic models).
 RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -82,16 +87,16 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "name": {"type": "string"},
             "long_name": {"type": ["string", "null"]},
             "settings": ref("ChannelSettings"),
-            "history": {"type": "array", "items": _OBJECT},
+            "history": {"type": "array", "items": OBJECT},
             "last_active": {"type": "string"},
             "total_connections": {"type": "integer", "minimum": 0},
             "total_users": {"type": "integer", "minimum": 0},
-            "users": _STRINGS,
+            "users": STRINGS,
             "epoch": {"type": ["string", "null"]},
             "last_offset": {"type": "integer"},
             "connections": {
                 "type": "object",
-                "additionalProperties": _STRINGS,
+                "additionalProperties": STRINGS,
                 "description": "user -> connection ids (include_connections)",
             },
         },
@@ -112,22 +117,22 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "state": STATE,
             "username": {"type": "string"},
             "public_state": STATE,
-            "channels": _STRINGS,
+            "channels": STRINGS,
             "channels_info": ref("ChannelsInfo"),
         }
     ),
     "SubscribeAnswer": obj(
         {
-            "channels": _STRINGS,
+            "channels": STRINGS,
             "channels_info": ref("ChannelsInfo"),
-            "subscribed_to": _STRINGS,
+            "subscribed_to": STRINGS,
         }
     ),
     "UnsubscribeAnswer": obj(
         {
-            "channels": _STRINGS,
+            "channels": STRINGS,
             "channels_info": ref("ChannelsInfo"),
-            "unsubscribed_from": _STRINGS,
+            "unsubscribed_from": STRINGS,
         }
     ),
     "UserStateAnswer": obj(
@@ -135,9 +140,9 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "user_state": STATE,
             "changed_state": {
                 "type": "array",
-                "items": obj({"key": {"type": "string"}, "value": _SCALAR}),
+                "items": obj({"key": {"type": "string"}, "value": SCALAR}),
             },
-            "public_keys": _STRINGS,
+            "public_keys": STRINGS,
         }
     ),
     "UserStatusAnswer": {
@@ -151,8 +156,8 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             {
                 "uuid": {"type": "string"},
                 "channel": {"type": ["string", "null"]},
-                "pm_users": _STRINGS,
-                "exclude_users": _STRINGS,
+                "pm_users": STRINGS,
+                "exclude_users": STRINGS,
                 "no_history": {"type": "boolean"},
             }
         ),
@@ -232,7 +237,7 @@ API_OPERATIONS: dict[str, tuple[str, type[BaseModel] | None, dict[str, Any], tup
 _UNDESCRIBED: tuple[str, type[BaseModel] | None, dict[str, Any], tuple[str, ...]] = (
     "(not described yet)",
     None,
-    _OBJECT,
+    OBJECT,
     ("404", "409"),
 )
 
@@ -310,7 +315,7 @@ def fragment(routes: Iterable[tuple[str, str, Any, tuple[str, ...]]] = ROUTES) -
                 # an empty POST /info means "everything", as a GET does
                 operation["requestBody"] = _body(components, model, required=name != "info")
             else:
-                operation["requestBody"] = {"content": json_content(_OBJECT)}
+                operation["requestBody"] = {"content": json_content(OBJECT)}
             operations[method.lower()] = operation
     messages = paths.setdefault("/message", {})
     for method, operation_id, summary, model in _MESSAGE_OPERATIONS:

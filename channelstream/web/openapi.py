@@ -54,6 +54,14 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 
 
+#: Small schemas fragments share: a list of strings, any object, a JSON scalar,
+#: and a state (scalar values by key, as users' states are).
+STRINGS: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+OBJECT: dict[str, Any] = {"type": "object"}
+SCALAR: dict[str, Any] = {"type": ["string", "number", "integer", "boolean", "null"]}
+STATE: dict[str, Any] = {"type": "object", "additionalProperties": SCALAR}
+
+
 @dataclasses.dataclass(frozen=True)
 class Fragment:
     """What one door adds to the document.
@@ -159,6 +167,10 @@ def _merge_one(into: dict[str, Any], key: str, value: Any, what: str) -> None:
 
 __all__ = [
     "ERROR_SCHEMA",
+    "OBJECT",
+    "SCALAR",
+    "STATE",
+    "STRINGS",
     "FRAGMENTS_KEY",
     "OPENAPI_VERSION",
     "Fragment",
