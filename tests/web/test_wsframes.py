@@ -157,3 +157,62 @@ def test_keep_data_keeps_the_same_framing_rules():
         with pytest.raises(ProtocolError) as err:
             list(FrameReader(keep_data=True).feed(data))
         assert err.value.code == 1002
+
+
+# -- what RFC 6455 refuses, as wsproto does (see test_wsframes_reference.py) ---------------------
+
+
+def close(payload: bytes) -> bytes:
+    return masked(OP_CLOSE, payload)
+
+
+@pytest.mark.parametrize(
+    "data, code",
+    [
+        (close(b"\x03"), 1002),  # a 1-byte close payload
+        *[(close(struct.pack("!H", c)), 1002) for c in (0, 999, 1004, 1005, 1006, 1015, 5000)],
+        (close(struct.pack("!H", 1000) + b"bye \xff"), 1007),  # a reason that is not UTF-8
+        (masked(0x1, b"caf\xc3"), 1007),  # a text message that ends inside a character
+        (masked(0x1, b"\xed\xa0\x80"), 1007),  # a surrogate
+        (struct.pack("!BBH", 0x82, 0x80 | 126, 5) + b"\0\0\0\0" + b"12345", 1002),  # u16 for 5
+        (struct.pack("!BBQ", 0x82, 0x80 | 127, 300) + b"\0\0\0\0" + b"x" * 300, 1002),  # u64
+        (struct.pack("!BBQ", 0x82, 0x80 | 127, 1 << 63 | 70000) + b"\0\0\0\0", 1002),  # top bit
+    ],
+)
+@pytest.mark.parametrize("keep_data", [False, True])
+def test_what_the_rfc_refuses_is_refused_in_both_modes(data, code, keep_data):
+    reader = FrameReader(max_message=1 << 62, keep_data=keep_data)
+    with pytest.raises(ProtocolError) as err:
+        list(reader.feed(data))
+    assert err.value.code == code
+
+
+@pytest.mark.parametrize("code", [1000, 1003, 1007, 1011, 1012, 1013, 1014, 3000, 4999])
+def test_close_codes_a_peer_may_send_are_returned_with_their_reason(code):
+    payload = struct.pack("!H", code) + "à bientôt".encode()
+    assert list(FrameReader().feed(close(payload))) == [(OP_CLOSE, payload)]
+    assert list(FrameReader().feed(close(b""))) == [(OP_CLOSE, b"")]
+
+
+def test_bad_utf8_in_a_skipped_text_message_fails_as_soon_as_it_arrives():
+    """Without keep_data the text is checked on the way and never stored; the error comes
+    with the bad bytes, not at the end of the message."""
+    reader = FrameReader()
+    data = masked(0x1, b"ok" + b"\xff" + b"x" * 100000, fin=False)
+    with pytest.raises(ProtocolError) as err:
+        list(reader.feed(data[:20]))
+    assert err.value.code == 1007
+    reader = FrameReader()
+    assert list(reader.feed(masked(0x1, "é".encode() * 50000)[:50001])) == []
+    assert reader._buffer == b"" and reader._parts == []  # checked, not kept
+
+
+def test_utf8_cut_between_fragments_and_reads_is_valid():
+    text = "€uro ✓ 𝄞".encode()
+    stream = masked(0x1, text[:1], fin=False) + masked(OP_PING, b"p") + masked(0x0, text[1:])
+    for keep_data, expected in ((True, [(OP_PING, b"p"), (0x1, text)]), (False, [(OP_PING, b"p")])):
+        reader = FrameReader(keep_data=keep_data)
+        got = []
+        for i in range(len(stream)):
+            got.extend(reader.feed(stream[i : i + 1]))
+        assert got == expected
