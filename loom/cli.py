@@ -100,7 +100,11 @@ def stream(
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         response = conn.getresponse()  # the server answers before reading the body
         if response.status != 201:
-            conn.sock.sendall(b"0\r\n\r\n")  # end the (empty) body: a clean request
+            if conn.sock is not None:  # the server kept the connection: end the (empty)
+                try:  # body, a clean request
+                    conn.sock.sendall(b"0\r\n\r\n")
+                except OSError:
+                    pass
             raise _error(response)
         created = response.getheader("X-Stream-Id") or stream_id
         sock = conn.sock

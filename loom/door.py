@@ -53,6 +53,7 @@ class LoomDoor(LoopDoor):
             max_live=settings.max_streams,
             notify=self._notify,
             cache_window=settings.cache_window,
+            fd_reserve=settings.fd_reserve,
         )
         self.ready = False
         #: why this process does not serve loom (another one holds the folder)

@@ -3,7 +3,8 @@
 - :class:`BadStreamId` is a :class:`~channelstream.errors.BadRequest` (400, field ``id``);
 - :class:`NoSuchStream` is a :class:`~channelstream.errors.NotFound` (404);
 - :class:`StreamExists` is a :class:`~channelstream.errors.Conflict` (409);
-- :class:`TooManyStreams` is an :class:`~channelstream.errors.Unavailable` (503).
+- :class:`TooManyStreams` and :class:`OutOfFileDescriptors` are
+  :class:`~channelstream.errors.Unavailable` (503).
 
 Views let them through: the exception views of
 :mod:`channelstream.web.errorviews` answer ``{"error": message, "code": ...}``
@@ -50,3 +51,25 @@ class TooManyStreams(StoreError, Unavailable):
 
     def __init__(self, max_live: int) -> None:
         super().__init__(f"{max_live} streams are live already (loom.max_streams)")
+
+
+class OutOfFileDescriptors(StoreError, Unavailable):
+    """The process is (nearly) out of file descriptors (503, ``loom.fd_reserve``).
+
+    :param open_fds: how many are open (None: the open itself failed, EMFILE).
+    :param limit: the process's ``RLIMIT_NOFILE``.
+    :param reserve: ``loom.fd_reserve``.
+    """
+
+    def __init__(self, open_fds: int | None, limit: int, reserve: int) -> None:
+        if open_fds is None:
+            state = (
+                f"the server has no file descriptors left (RLIMIT_NOFILE {limit},"
+                f" loom.fd_reserve {reserve})"
+            )
+        else:
+            state = (
+                f"the server has {open_fds} file descriptors open of its limit of {limit}"
+                f" (RLIMIT_NOFILE), and keeps {reserve} free for other work (loom.fd_reserve)"
+            )
+        super().__init__(f"{state}: try again later")

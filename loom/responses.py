@@ -10,9 +10,13 @@ Each is a Pyramid response whose ``__call__`` drives the socket itself:
   ``Content-Length``: ``os.sendfile`` from the data file for uncompressed
   streams under our server (``environ[RAW_RESPONSE]``), decoded frames
   otherwise.
-- :class:`ChunkedResponse` sends an open-ended body (a live tail, the spy)
-  with chunked framing and, under our server, a final trailer such as
-  ``X-Stream-State: finished``.
+- :class:`ChunkedResponse` sends an open-ended body (a :class:`LiveBody`:
+  a live tail, the spy) with chunked framing and, under our server, a final
+  trailer such as ``X-Stream-State: finished``. While it runs, a
+  :class:`~loom.hangup.HangupWatch` watches the client: a client that goes
+  away while the body waits for the stream to change ends the response at
+  once (its socket, data file and greenlet are released then, not when the
+  stream next changes).
 
 Under a server without ``RAW_RESPONSE`` (gunicorn) the same bodies go
 through plain WSGI iteration (no sendfile, no trailer).
@@ -20,6 +24,7 @@ through plain WSGI iteration (no sendfile, no trailer).
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -28,7 +33,7 @@ from pyramid.response import Response
 
 from channelstream.web.httpserver import RAW_RESPONSE
 
-from . import frames
+from . import frames, hangup
 from .disk import drop_cached
 from .reader import StreamReader, UploadReader
 from .store import FINISHED, Store, Stream
@@ -142,7 +147,7 @@ class StoredResponse(Response):
             if _is_head(environ):
                 reader.close()
                 return []
-            return _closing(self._chunks(), reader)
+            return _Closing(self._chunks(), reader)
         try:
             raw = raw_response("200 OK", self._headers)
             if _is_head(environ):
@@ -181,51 +186,82 @@ class StoredResponse(Response):
             yield chunk
 
 
-class ChunkedResponse(Response):
-    """An open-ended body from ``chunks``; ``trailers()`` gives the final trailers.
+class LiveBody(abc.ABC):
+    """The body of an open-ended response (:class:`ChunkedResponse`).
 
-    :param chunks: an iterable; its ``close()``, if any, is called at the end
-        (also when the client went away, or the body never started).
+    Iterating it gives the chunks; it may block between them, waiting for
+    the stream to change. :meth:`hang_up` may be called (from the gevent
+    hub, so it must not block) at any time when the client went away: the
+    iteration must then end soon, without sending what is left. :meth:`close`
+    releases everything, and is called even if the iteration never started.
+    """
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    @abc.abstractmethod
+    def hang_up(self) -> None:
+        """The client is gone: wake the iteration and make it end."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the subscription and the files (idempotent)."""
+
+
+class ChunkedResponse(Response):
+    """An open-ended body; ``trailers()`` gives the final trailers.
+
+    :param body: its ``close()`` is called at the end (also when the client
+        went away, or the body never started); its ``hang_up()`` when a
+        :class:`~loom.hangup.HangupWatch` sees the client go away, after
+        which the connection is closed without the final chunk.
     :param trailers: called once the body ended; its headers go in the
         final chunk (under our server only).
     """
 
     def __init__(
         self,
-        chunks: Iterable[bytes],
+        body: LiveBody,
         headers: Headers,
         trailers: Callable[[], Headers] | None = None,
     ) -> None:
         super().__init__(status=200)
-        self._chunks = chunks
+        self._body = body
         self._trailers = trailers
         self._headers = headers
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         raw_response = environ.get(RAW_RESPONSE)
-        chunks = self._chunks
-        if raw_response is None:
+        body = self._body
+        if raw_response is None:  # the WSGI server iterates (and closes) what we return
             start_response("200 OK", self._headers)
             if _is_head(environ):
-                _close(chunks)
+                body.close()
                 return []
-            return _closing(iter(chunks), chunks)
+            return _Closing(body, body, hangup.watch(environ, body.hang_up))
         headers = [*self._headers, ("Transfer-Encoding", "chunked")]
         if self._trailers is not None:
             headers.append(("Trailer", "X-Stream-State"))
+        watch = None
         try:
             raw = raw_response("200 OK", headers)
             if _is_head(environ):
                 return []
-            for chunk in iter(chunks):
+            watch = hangup.watch(environ, body.hang_up)
+            for chunk in iter(body):
                 if chunk:
                     raw.sendall(_chunked.frame(chunk))
+            if watch is not None and watch.fired:
+                raw.close_connection()  # nobody to send the end to: the socket closes now
+                return []
             tail = b"0\r\n"
             for name, value in self._trailers() if self._trailers is not None else ():
                 tail += f"{name}: {value}\r\n".encode("latin-1")
             raw.sendall(tail + b"\r\n")
         finally:
-            _close(chunks)
+            if watch is not None:
+                watch.close()
+            body.close()
         return []
 
 
@@ -250,15 +286,24 @@ class _LastChunk:
 _chunked = _LastChunk()
 
 
-def _close(thing: object) -> None:
-    close = getattr(thing, "close", None)
-    if close is not None:
-        close()
+class _Closing:
+    """A WSGI body: ``chunks``, and ``close()`` (which the WSGI server calls,
+    even if it never iterated) closes ``owner`` and stops ``watch``."""
 
+    def __init__(
+        self,
+        chunks: Iterable[bytes],
+        owner: StreamReader | LiveBody,
+        watch: hangup.HangupWatch | None = None,
+    ) -> None:
+        self._chunks = chunks
+        self._owner = owner
+        self._watch = watch
 
-def _closing(chunks: Iterator[bytes], owner: object) -> Iterator[bytes]:
-    """``chunks``, then ``owner.close()`` (the WSGI server closes this generator)."""
-    try:
-        yield from chunks
-    finally:
-        _close(owner)
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._chunks)
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+        self._owner.close()

@@ -20,6 +20,7 @@ from channelstream.hub import Hub
 
 from .events import EVENTS_CHANNEL, Follower
 from .reader import StreamReader
+from .responses import LiveBody
 from .store import Store, Stream
 
 #: The 9 foreground colours, in the original's order.
@@ -36,8 +37,9 @@ def colorize(text: bytes, color: int) -> bytes:
     return b"\x1b[1m" + wrapped[: colon + 1] + b"\x1b[22m" + wrapped[colon + 1 :]
 
 
-class Spy:
-    """The body of one ``/spy`` response (iterate it)."""
+class Spy(LiveBody):
+    """The body of one ``/spy`` response (iterate it); ends when the server
+    stops or the client goes away (:meth:`hang_up`)."""
 
     def __init__(self, hub: Hub, store: Store, *, color: bool = False) -> None:
         self.hub = hub
@@ -78,6 +80,9 @@ class Spy:
                 reader.close()
                 del self._shown[stream]
         return out
+
+    def hang_up(self) -> None:
+        self._follower.close()
 
     def close(self) -> None:
         """Unsubscribe and close the data files (idempotent)."""

@@ -17,9 +17,27 @@ restarted while it was live). The metadata file is rewritten (atomically:
 temporary file, rename) at each state change; the data file is appended
 with one ``write`` per chunk as the upload arrives, so a reader (and a
 process restarted after SIGKILL) finds every byte a reader could have seen.
-``loom.fsync`` says when data also reaches the disk: ``never``, ``finish``
-(data and metadata at the end) or ``always`` (after every chunk); fsync runs
-in gevent's thread pool so it never stalls other greenlets.
+
+``loom.fsync`` says what survives a power loss (or a kernel crash); fsync
+runs in gevent's thread pool, so it stalls only the request that waits for it:
+
+- ``never``: nothing is fsynced. A stream may come back shorter, in an
+  earlier state (a finished one as aborted "server restarted"), not at all,
+  and a deleted or purged one may come back.
+- ``finish`` (the default): before the 201 of its ``POST``, a new stream's
+  metadata file and the folder (its names, and the removal of a stream it
+  replaced) are fsynced; before a stream says it ended (its state in
+  ``GET /streams/<id>``, the ``X-Stream-State`` trailer of its upload and
+  of its tails, the spy's ``END``), its data file, then its new metadata
+  file (fsynced before it is renamed over the old one), then the folder
+  are; before ``DELETE`` answers (and before a purge returns), the folder
+  is, after the unlinks. So an acknowledged stream exists, a finished one
+  comes back finished with every byte, an aborted one aborted, a deleted
+  one stays deleted; a stream that was live comes back aborted ("server
+  restarted") with whatever part of its data the disk had (maybe none).
+- ``always``: as ``finish``, and each chunk is fsynced before any reader
+  is told of it (and before the next chunk is read from the producer): a
+  stream that was live comes back with at least every byte a reader was sent.
 
 On :meth:`Store.open`, streams found ``live`` become ``aborted`` ("server
 restarted") with the size of what is on disk (a partial compressed frame is
@@ -49,8 +67,18 @@ import gevent
 from gevent.lock import Semaphore
 
 from . import frames
-from .disk import in_pool, sync_file, write_all, write_back
-from .errors import NoSuchStream, StoreError, StreamExists, TooManyStreams
+from .disk import (
+    fd_limit,
+    in_pool,
+    open_fds,
+    out_of_fds,
+    sync_dir,
+    sync_file,
+    write_all,
+    write_back,
+    write_synced,
+)
+from .errors import NoSuchStream, OutOfFileDescriptors, StoreError, StreamExists, TooManyStreams
 from .ids import check_id, new_id
 
 log = logging.getLogger(__name__)
@@ -72,6 +100,10 @@ CACHE_WINDOW = 32 * 1024 * 1024
 POOL_COMPRESS = 16 * 1024
 #: Frames stored as is after one that did not shrink, before trying again.
 INCOMPRESSIBLE_SKIP = 16
+#: File descriptors an upload holds: its connection and its data file.
+FDS_PER_UPLOAD = 2
+#: Default of ``Store.fd_reserve`` (``loom.fd_reserve``).
+FD_RESERVE = 128
 
 Notify = Callable[["Stream", str], None]
 
@@ -114,6 +146,10 @@ class Stream:
     #: the last bytes a reader read of an uncompressed stream (file offset,
     #: end offset, bytes), so that tailers woken together read the file once
     last_read: tuple[int, int, bytes] | None = field(default=None, repr=False)
+    #: its end is being made durable (still ``live`` until it is; no appends)
+    ending: bool = False
+    #: metadata writes begun; only the last one begun may rename its file
+    meta_writes: int = 0
 
     @property
     def live(self) -> bool:
@@ -138,7 +174,8 @@ class Store:
     """Every stream under one folder; see the module doc.
 
     :param root: ``loom.storage_dir``.
-    :param fsync: ``never``, ``finish`` or ``always``.
+    :param fsync: ``never``, ``finish`` or ``always``: what each one
+        guarantees after a power loss is in the module doc.
     :param compression: ``none`` or ``zlib`` for new streams (a stream keeps
         the format it was written with).
     :param notify: called as ``notify(stream, event)`` after each change.
@@ -150,6 +187,10 @@ class Store:
         GETs then recycle the same pages: a fresh page-cache page cost 5-8 us
         here (most likely a VM host backing memory it had taken back), which
         halved ingest in every other run; a recycled one costs nothing.
+    :param fd_reserve: file descriptors of the process's ``RLIMIT_NOFILE``
+        that uploads leave free (:meth:`create` refuses one with
+        :class:`OutOfFileDescriptors` past that), and readers
+        (:meth:`admit_reader`).
     """
 
     def __init__(
@@ -162,6 +203,7 @@ class Store:
         max_live: int = 10000,
         notify: Notify | None = None,
         cache_window: int = CACHE_WINDOW,
+        fd_reserve: int = FD_RESERVE,
     ) -> None:
         if fsync not in (FSYNC_NEVER, FSYNC_FINISH, FSYNC_ALWAYS):
             raise ValueError(f"bad fsync policy {fsync!r}")
@@ -174,6 +216,7 @@ class Store:
         self.level = level
         self.max_live = max_live
         self.cache_window = cache_window
+        self.fd_reserve = fd_reserve
         self.notify: Notify = notify or (lambda stream, event: None)
         self._streams: dict[str, Stream] = {}
         self._live = 0
@@ -187,7 +230,8 @@ class Store:
     # -- startup ------------------------------------------------------------
 
     def open(self) -> None:
-        """Create the folder and load every stream; streams found live become aborted."""
+        """Create the folder and load every stream; streams found live become aborted
+        (durably, as the policy says). May yield."""
         self.folder.mkdir(parents=True, exist_ok=True)
         for path in sorted(self.folder.glob("*.json")):
             try:
@@ -196,6 +240,9 @@ class Store:
                 log.warning("loom: skipping unreadable stream file %s: %s", path.name, err)
         for path in self.folder.glob("*.tmp"):
             path.unlink(missing_ok=True)
+        if self.fsync != FSYNC_NEVER:
+            sync_dir(self.folder)  # the folder itself, its leftovers removed
+            sync_dir(self.root)
 
     def _load(self, path: Path) -> None:
         info = json.loads(path.read_text(encoding="utf-8"))
@@ -270,6 +317,34 @@ class Store:
     def stored_bytes(self) -> int:
         return sum(s.stored for s in self._streams.values())
 
+    # -- file descriptors ---------------------------------------------------------
+
+    def check_fds(self, need: int = FDS_PER_UPLOAD) -> None:
+        """Refuse work that needs ``need`` more file descriptors when fewer than
+        ``fd_reserve`` of the process's limit would then be left.
+
+        Counts the open descriptors (:func:`loom.disk.open_fds`).
+        :raises OutOfFileDescriptors: 503 naming the limit and the reserve.
+        """
+        limit, count = fd_limit(), open_fds()
+        if count is not None and count + need > limit - self.fd_reserve:
+            raise OutOfFileDescriptors(count, limit, self.fd_reserve)
+
+    def admit_reader(self, fd: int) -> None:
+        """Refuse a reader whose data file got descriptor ``fd`` if that proves
+        that fewer than ``fd_reserve`` are free (no descriptor below ``fd`` is:
+        the kernel gives the lowest free one), without counting them.
+
+        :raises OutOfFileDescriptors: the caller closes ``fd``.
+        """
+        limit = fd_limit()
+        if fd + 1 > limit - self.fd_reserve:
+            raise OutOfFileDescriptors(fd + 1, limit, self.fd_reserve)
+
+    def out_of_fds(self, err: OSError) -> OutOfFileDescriptors | None:
+        """The 503 to raise for ``err`` if it is EMFILE/ENFILE, else None."""
+        return OutOfFileDescriptors(None, fd_limit(), self.fd_reserve) if out_of_fds(err) else None
+
     # -- producers --------------------------------------------------------------
 
     def create(
@@ -277,8 +352,13 @@ class Store:
     ) -> tuple[Stream, bool]:
         """Create a live stream; return it and whether it replaced another.
 
+        Under ``loom.fsync`` finish/always its metadata file and the folder
+        are fsynced before it returns (this yields; the stream is already
+        registered, so its id is taken meanwhile): the caller then says 201.
+
         :raises BadStreamId: a bad id. :raises StreamExists: taken, no force.
         :raises TooManyStreams: ``max_live`` live streams already.
+        :raises OutOfFileDescriptors: fewer than ``fd_reserve`` would be left.
         """
         if stream_id is None:
             stream_id = new_id()
@@ -290,6 +370,7 @@ class Store:
             raise StreamExists(stream_id)
         if self._live >= self.max_live:
             raise TooManyStreams(self.max_live)
+        self.check_fds()
         if old is not None:
             self._remove(old, "replaced by a new stream with the same id")
         stream = Stream(
@@ -301,11 +382,16 @@ class Store:
             data_path=self.folder / f"{stream_id}.data",
         )
         # one writer per file, which only ever writes at its end
-        stream.fd = os.open(stream.data_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            stream.fd = os.open(stream.data_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as err:
+            raise self.out_of_fds(err) or err from None
         self._streams[stream_id] = stream
         self._live += 1
-        self._write_meta(stream, sync=False)
-        self.notify(stream, "start")
+        # the metadata file, renamed into place, then the folder (yields)
+        self._write_meta(stream, sync=self.fsync != FSYNC_NEVER)
+        if stream.live:  # not deleted or replaced meanwhile
+            self.notify(stream, "start")
         return stream, old is not None
 
     def append(self, stream: Stream, data: bytes | memoryview) -> None:
@@ -318,7 +404,9 @@ class Store:
         they stall only their producer, never the event loop. May yield.
         One producer per stream: calls for one stream must not overlap. If
         the stream ends meanwhile (replaced, deleted, server stopping), the
-        bytes in flight are not counted.
+        bytes in flight are not counted. Under ``loom.fsync = always`` the
+        bytes are fsynced before they are counted (``stored``), so no reader
+        can read them before they are on the disk.
         """
         fd = stream.fd
         if fd is None or not data:
@@ -332,6 +420,8 @@ class Store:
             ]
         else:
             pieces = [data]
+        always = self.fsync == FSYNC_ALWAYS
+        held_stored = held_raw = 0  # under "always", counted only once fsynced
         stream.writing = True
         try:
             for chunk in pieces:
@@ -351,10 +441,18 @@ class Store:
                         self.slow_writes += 1
                 if stream.fd is not fd:
                     return
-                stream.stored += len(piece)
-                stream.size += raw
-            if self.fsync == FSYNC_ALWAYS:
-                in_pool(os.fsync, fd)
+                if always:
+                    held_stored += len(piece)
+                    held_raw += raw
+                else:
+                    stream.stored += len(piece)
+                    stream.size += raw
+            if always:
+                sync_file(fd)  # before any reader can read these bytes
+                if stream.fd is not fd:
+                    return
+                stream.stored += held_stored
+                stream.size += held_raw
             if (
                 self.cache_window
                 and not stream.flushing
@@ -414,30 +512,58 @@ class Store:
         self._end(stream, ABORTED, reason)
 
     def _end(self, stream: Stream, state: str, reason: str | None, *, save: bool = True) -> None:
-        """End a live stream. With ``save`` (the stream stays): sync per policy
-        and write its metadata, which yields; without (it is being removed):
-        no yield, so the id cannot be taken again in between."""
-        if stream.state != LIVE:
+        """End a live stream: no more appends, then ``state``.
+
+        With ``save`` (the stream stays) its metadata file is rewritten; under
+        ``loom.fsync`` finish/always the data file, that file and the folder
+        are fsynced first, in that order, and only then does the stream leave
+        ``live`` and notify ``end`` (so nothing says it ended before the disk
+        does); this yields, during which it stays ``live`` with
+        :attr:`Stream.ending` set. Without ``save`` (it is being removed),
+        or under ``never``: no yield, so the id cannot be taken again in
+        between. A removal may overtake an end in progress (that end then
+        changes nothing); another saved end may not.
+        """
+        if stream.state != LIVE or (save and stream.ending):
             return
         fd, stream.fd = stream.fd, None
-        stream.state, stream.reason, stream.ended = state, reason, time.time()
-        self._live -= 1
-        self.notify(stream, "end")
-        if stream.writing:  # the append in flight closes it (its bytes are not counted)
+        durable = save and self.fsync != FSYNC_NEVER
+        if stream.writing and fd is not None:
+            # the append in flight closes it (its bytes are not counted); sync a twin
             stream.orphan_fd = fd
-        elif fd is not None:
+            fd = os.dup(fd) if durable else None
+        ended = time.time()
+        if durable:
+            stream.ending = True
             try:
-                if save and self.fsync != FSYNC_NEVER:
-                    sync_file(fd)
+                if fd is not None:
+                    try:
+                        sync_file(fd)
+                    finally:
+                        os.close(fd)  # before the metadata takes one: 2 per upload at most
+                        fd = None
+                final = {**stream.info(), "state": state, "reason": reason, "ended": ended}
+                self._write_meta(stream, final, sync=True)
             finally:
-                os.close(fd)
-        if save:  # also after a write in flight: a restart must find the stream ended
-            self._write_meta(stream, sync=self.fsync != FSYNC_NEVER)
+                stream.ending = False
+            if stream.state != LIVE:  # removed meanwhile: that ended it
+                return
+        stream.state, stream.reason, stream.ended = state, reason, ended
+        self._live -= 1
+        if fd is not None:
+            os.close(fd)
+        if save and not durable:  # no yield
+            self._write_meta(stream, sync=False)
+        self.notify(stream, "end")
 
     def delete(self, stream_id: str) -> Stream:
-        """Remove a stream and its files (a live one is aborted first)."""
+        """Remove a stream and its files (a live one is aborted first); under
+        ``loom.fsync`` finish/always the folder is fsynced before it returns
+        (this yields)."""
         stream = self.get(stream_id)
         self._remove(stream, "deleted")
+        if self.fsync != FSYNC_NEVER:
+            sync_dir(self.folder)
         return stream
 
     def _remove(self, stream: Stream, reason: str) -> None:
@@ -454,6 +580,7 @@ class Store:
     ) -> list[str]:
         """Remove ended streams older than ``max_age`` seconds, then the oldest
         ended ones while more than ``max_bytes`` are stored (0 = no limit).
+        Under ``loom.fsync`` finish/always the folder is then fsynced (this yields).
 
         :returns: the ids removed, oldest first.
         """
@@ -474,6 +601,8 @@ class Store:
         if removed:
             self.purged += len(removed)
             log.info("loom: retention purged %d streams: %s", len(removed), ", ".join(removed))
+            if self.fsync != FSYNC_NEVER:
+                sync_dir(self.folder)
         return removed
 
     # -- files ------------------------------------------------------------------
@@ -481,24 +610,34 @@ class Store:
     def _meta_path(self, stream_id: str) -> Path:
         return self.folder / f"{stream_id}.json"
 
-    def _write_meta(self, stream: Stream, *, sync: bool) -> None:
-        """Write the metadata file atomically, if ``stream`` is still the one of its id.
+    def _write_meta(
+        self, stream: Stream, info: dict[str, Any] | None = None, *, sync: bool
+    ) -> None:
+        """Write ``info`` (default: ``stream.info()``) as the metadata file,
+        atomically: a temporary file, renamed over the old one.
 
-        With ``sync`` this yields; a stream replaced or removed meanwhile
-        does not overwrite its successor's file.
+        With ``sync`` the temporary file is fsynced before the rename and the
+        folder after it; this yields. The rename is skipped if meanwhile the
+        stream was replaced or removed (its successor's file stays) or
+        another write of its metadata began (the later one wins).
         """
         path = self._meta_path(stream.id)
         tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
-        data = json.dumps(stream.info(), separators=(",", ":")).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            write_all(fd, data)
-            if sync:
-                sync_file(fd)
-        finally:
-            os.close(fd)
-        if self._streams.get(stream.id) is stream:
+        data = json.dumps(info or stream.info(), separators=(",", ":")).encode()
+        stream.meta_writes += 1
+        number = stream.meta_writes
+        if sync:
+            write_synced(tmp, data)
+        else:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                write_all(fd, data)
+            finally:
+                os.close(fd)
+        if self._streams.get(stream.id) is stream and stream.meta_writes == number:
             os.replace(tmp, path)
+            if sync:
+                sync_dir(self.folder)
         else:
             tmp.unlink(missing_ok=True)
 

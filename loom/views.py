@@ -15,9 +15,10 @@
 Errors are JSON: ``400`` bad id or metadata, ``401`` missing or unknown
 token, ``404`` ``{"error": "The stream with ID X does not exist"}``,
 ``409`` ``{"error": "The stream with ID X already exists. Specify
-force=true query param to override."}``, ``503`` too many live streams or
-storage not open. The store's refusals are shared client errors
-(:mod:`loom.errors`): views let them through to the JSON error views.
+force=true query param to override."}``, ``503`` too many live streams,
+too few file descriptors left (``loom.fd_reserve``) or storage not open.
+The store's refusals are shared client errors (:mod:`loom.errors`): views
+let them through to the JSON error views.
 
 Responses of ``GET /stream/:id`` carry ``Content-Type:
 application/octet-stream``, ``X-Stream-Metadata`` (JSON), ``X-Stream-State``
@@ -45,10 +46,10 @@ from channelstream.security.tokens import bearer_token, token_in_url, token_matc
 from channelstream.web.responses import json_response
 
 from .door import LoomDoor, get_door
-from .errors import NoSuchStream
+from .errors import NoSuchStream, OutOfFileDescriptors
 from .events import Follower, stream_channel
 from .reader import StreamReader, UploadReader
-from .responses import ChunkedResponse, IngestResponse, StoredResponse
+from .responses import ChunkedResponse, IngestResponse, LiveBody, StoredResponse
 from .spy import Spy
 from .store import Stream
 
@@ -158,6 +159,13 @@ def read_stream(request: Request) -> Response:
         reader = StreamReader(stream)
     except FileNotFoundError:
         raise NoSuchStream(stream.id) from None
+    except OSError as err:
+        raise door.store.out_of_fds(err) or err from None
+    try:
+        door.store.admit_reader(reader.fd)  # type: ignore[arg-type]
+    except OutOfFileDescriptors:
+        reader.close()
+        raise
     if stream.live and "notail" not in request.GET:
         return ChunkedResponse(
             Tail(door.hub, reader), headers, trailers=lambda: [("X-Stream-State", stream.state)]
@@ -167,20 +175,25 @@ def read_stream(request: Request) -> Response:
     )
 
 
-class Tail:
+class Tail(LiveBody):
     """The body of a live ``GET``: everything stored, then the live bytes until
-    the stream ends (or the server stops). Subscribed from the start; ``close()``
-    releases the subscription and the file even if the body never ran (HEAD)."""
+    the stream ends (or the server stops, or the client goes away:
+    :meth:`hang_up`). Subscribed from the start; ``close()`` releases the
+    subscription and the file even if the body never ran (HEAD)."""
 
     def __init__(self, hub: Hub, reader: StreamReader) -> None:
         self.reader = reader
         self.follower = Follower(hub, stream_channel(reader.stream.id), name="loom reader")
+        #: the client went away: send nothing more
+        self.gone = False
 
     def __iter__(self) -> Iterator[bytes]:
         reader, follower = self.reader, self.follower
         try:
-            while True:
+            while not self.gone:
                 data = reader.read()
+                if self.gone:
+                    return
                 if data:
                     yield data
                 elif reader.done or follower.closed:
@@ -189,6 +202,10 @@ class Tail:
                     follower.wait()
         finally:
             self.close()
+
+    def hang_up(self) -> None:
+        self.gone = True
+        self.follower.close()
 
     def close(self) -> None:
         self.follower.close()

@@ -165,7 +165,9 @@ class LoomSettings:
     fsync: str = setting(
         one_of(("never", "finish", "always")),
         "finish",
-        "when stream data reaches the disk: never (OS decides), finish, always (each chunk)",
+        "what survives a power loss: never (nothing is fsynced), finish (a stream's creation,"
+        " end and deletion are fsynced, folder included, before they are acknowledged),"
+        " always (also each chunk, before readers get it)",
     )
     cache_window: int = setting(
         integer(0),
@@ -187,6 +189,12 @@ class LoomSettings:
     max_streams: int = setting(integer(1), "10000", "live streams at once (more: 503)")
     max_stream_bytes: int = setting(
         integer(0), "0", "largest stream in bytes; a producer past it is cut off (0 = no limit)"
+    )
+    fd_reserve: int = setting(
+        integer(0),
+        "128",
+        "file descriptors kept free for everything else: a new upload (or reader) that"
+        " would leave fewer of the process's RLIMIT_NOFILE free gets a 503",
     )
 
 

@@ -11,6 +11,8 @@ import gevent
 import pytest
 
 from loom import frames
+from loom.disk import fd_limit
+from loom.errors import OutOfFileDescriptors
 from loom.ids import BadStreamId, check_id, new_id
 from loom.reader import StreamReader
 from loom.store import (
@@ -157,7 +159,7 @@ def write_in_flight(store: Store, stream_id: str) -> tuple[Stream, gevent.Greenl
 
 
 def test_an_end_during_a_write_in_flight_closes_the_file_after_it(tmp_path):
-    store = make_store(tmp_path)
+    store = make_store(tmp_path, fsync="never")  # create does not yield: the write is still on
     stream, writer = write_in_flight(store, "racy")
     replacement, replaced = store.create("racy", None, force=True)
     assert replaced and stream.state == ABORTED and stream.orphan_fd is not None
@@ -365,3 +367,78 @@ def test_an_abort_during_a_write_in_flight_still_records_the_abort(tmp_path):
     assert stream.orphan_fd is None and not stream.writing
     info = json.loads((tmp_path / "streams" / "stopping.json").read_text())
     assert info["state"] == ABORTED and "stopped" in info["reason"]
+
+
+def on_disk(root: Path, stream_id: str) -> dict | None:
+    path = root / "streams" / f"{stream_id}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+@pytest.mark.parametrize("fsync", ["finish", "always"])
+def test_nothing_says_a_stream_started_or_ended_before_its_metadata_file_does(tmp_path, fsync):
+    seen: list[tuple[str, str, str | None]] = []
+
+    def notify(stream, event):
+        info = on_disk(tmp_path, stream.id)
+        seen.append((event, stream.state, info and info["state"]))
+
+    store = Store(tmp_path, fsync=fsync, notify=notify)
+    store.open()
+    stream, _ = store.create("durable", {"a": 1})
+    assert on_disk(tmp_path, "durable")["state"] == LIVE  # before the caller's 201
+    store.append(stream, b"data")
+    store.finish(stream)
+    aborted, _ = store.create("cut", None)
+    store.abort(aborted, "the producer's connection broke")
+    assert seen == [
+        ("start", LIVE, LIVE),
+        ("data", LIVE, LIVE),
+        ("end", FINISHED, FINISHED),
+        ("start", LIVE, LIVE),
+        ("end", ABORTED, ABORTED),
+    ]
+    assert not list((tmp_path / "streams").glob("*.tmp"))
+
+
+def test_while_its_end_is_synced_a_stream_stays_live_and_a_delete_overtakes_it(tmp_path):
+    store = make_store(tmp_path, fsync="finish")
+    stream, _ = store.create("overtaken", None)
+    store.append(stream, b"bytes")
+    finishing = gevent.spawn(store.finish, stream)
+    gevent.sleep(0)  # it runs until its fsync (in the thread pool)
+    assert stream.ending and stream.state == LIVE and stream.fd is None
+    store.append(stream, b"late")  # no appends once the end began
+    store.finish(stream)  # nor a second end
+    store.delete("overtaken")
+    finishing.get(timeout=10)
+    assert stream.state == ABORTED and stream.reason == "deleted"
+    assert not list((tmp_path / "streams").iterdir())
+    assert [event for _, event in store.events].count("end") == 1
+    assert store.live_streams() == []
+    store.create("overtaken", None)  # the id is free, the live count right
+    assert len(store.live_streams()) == 1
+
+
+def test_a_finish_in_progress_is_not_aborted_by_the_server_stopping(tmp_path):
+    store = make_store(tmp_path, fsync="finish")
+    stream, _ = store.create("finishing", None)
+    store.append(stream, b"all of it")
+    finishing = gevent.spawn(store.finish, stream)
+    gevent.sleep(0)
+    assert stream.ending
+    store.close()
+    finishing.get(timeout=10)
+    assert stream.state == FINISHED and on_disk(tmp_path, "finishing")["state"] == FINISHED
+
+
+def test_an_upload_is_refused_when_it_would_eat_into_the_fd_reserve(tmp_path):
+    store = make_store(tmp_path, fd_reserve=fd_limit())
+    with pytest.raises(OutOfFileDescriptors) as refused:
+        store.create("one-too-many", None)
+    assert refused.value.status == 503
+    message = str(refused.value)
+    assert f"limit of {fd_limit()}" in message and "loom.fd_reserve" in message
+    assert store.find("one-too-many") is None and not list((tmp_path / "streams").iterdir())
+    store.fd_reserve = 0
+    stream, _ = store.create("one-too-many", None)
+    assert stream.live
