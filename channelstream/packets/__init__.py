@@ -9,7 +9,10 @@ Packets are droppable: a client too slow for them loses the oldest, counted.
 The packet channel keeps a time window of history (``packets.history_seconds``,
 ``packets.history_size``) indexed by the hub's receive time, so a query with
 ``"time": N`` gets exactly the packets received in the last N ms, then live.
-Every door (AMQP and HTTP ingest, TCP streamer, socket.io) uses this module.
+Two more reserved keys act on that window: ``"_history_only": true`` sends
+it and ends, ``"_speedup": x`` replays it at its original pace divided by x
+(:func:`parse_query`; :mod:`.replay` serves them). Every door (AMQP and HTTP
+ingest, TCP streamer, socket.io) uses this module.
 """
 
 from __future__ import annotations
@@ -22,12 +25,17 @@ from ..hub import ChannelConfig, Filter, Hub, Message, Start
 from ..serving.runtime import get_runtime
 from ..strict_json import dumps, type_name
 
-#: The reserved query key: start that many milliseconds in the past.
+#: Reserved query key: start that many milliseconds in the past (GATD's own name).
 TIME_KEY = "time"
+#: Reserved query key: replay the window paced, its gaps divided by this (GATD's replay streamer).
+SPEEDUP_KEY = "_speedup"
+#: Reserved query key: ``true`` sends the window only, then the stream ends.
+HISTORY_ONLY_KEY = "_history_only"
+#: The keys a query uses for itself: never filter pairs.
+RESERVED_KEYS = (TIME_KEY, SPEEDUP_KEY, HISTORY_ONLY_KEY)
 
-#: Most key/value pairs a query may hold.
+#: Most key/value pairs a query may hold (reserved keys included).
 MAX_QUERY_PAIRS = 64
-
 
 
 class BadPacket(ValueError):
@@ -101,14 +109,39 @@ def ndjson(message: Message) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """A parsed GATD query: the filter, and where it starts."""
+    """A parsed GATD query: the filter, where it starts, and how the window is sent.
+
+    :param filter: the pairs every packet must match (reserved keys excluded).
+    :param start: ``Start.live()``, or ``Start.ms_ago(time)``.
+    :param history_only: send the window (``time`` ms back to the query's
+        arrival), then end the stream; no live packets.
+    :param speedup: replay the window paced: each packet follows the one
+        before it after their original gap (the hub's receive times) divided
+        by ``speedup``; None sends the window at once.
+
+    :func:`channelstream.packets.replay.serve_query` serves any query; a
+    :attr:`plain` one is just ``hub.subscribe(outbox, channel, start=..., filter=...)``.
+    """
 
     filter: Filter
     start: Start
+    history_only: bool = False
+    speedup: float | None = None
+
+    @property
+    def plain(self) -> bool:
+        """Neither history-only nor paced: the window at once, then live."""
+        return not self.history_only and self.speedup is None
 
 
 def parse_query(query: Any) -> Query:
-    """``{"key": value, ..., "time": ms}`` into a filter and a start.
+    """``{"key": value, ..., "time": ms, "_speedup": x, "_history_only": b}`` into a Query.
+
+    The reserved keys (:data:`RESERVED_KEYS`) are taken out; every other pair
+    is a filter pair and must have a scalar value. ``time``: a number of
+    milliseconds >= 0. ``_speedup``: a number > 0 (1 is the original pace).
+    ``_history_only``: ``true`` or ``false``. Both of the latter need ``time``
+    (the window they act on).
 
     :raises BadQuery: with a message naming the problem.
     """
@@ -120,18 +153,31 @@ def parse_query(query: Any) -> Query:
     start = Start.live()
     if TIME_KEY in pairs:
         ms = pairs.pop(TIME_KEY)
-        if (
-            isinstance(ms, bool)
-            or not isinstance(ms, int | float)
-            or not math.isfinite(ms)
-            or ms < 0
-        ):
-            raise BadQuery('"time" must be a number of milliseconds >= 0')
+        if not _is_number(ms) or ms < 0:
+            raise BadQuery(f'"{TIME_KEY}" must be a number of milliseconds >= 0')
         start = Start.ms_ago(int(ms))
+    speedup = None
+    if SPEEDUP_KEY in pairs:
+        speedup = pairs.pop(SPEEDUP_KEY)
+        if not _is_number(speedup) or speedup <= 0:
+            raise BadQuery(
+                f'"{SPEEDUP_KEY}" must be a number > 0 (the replay\'s speed-up, 1 = original pace)'
+            )
+        speedup = float(speedup)
+    history_only = pairs.pop(HISTORY_ONLY_KEY, False)
+    if not isinstance(history_only, bool):
+        raise BadQuery(f'"{HISTORY_ONLY_KEY}" must be true or false')
+    for key in (SPEEDUP_KEY, HISTORY_ONLY_KEY):
+        if key in query and query[key] is not False and TIME_KEY not in query:
+            raise BadQuery(f'"{key}" needs "{TIME_KEY}": the window (ms back) it applies to')
     for key, value in pairs.items():
         if not is_scalar(value):
             raise BadQuery(f"the value of {key!r} must be a string, number, boolean or null")
-    return Query(Filter(pairs), start)
+    return Query(Filter(pairs), start, history_only=history_only, speedup=speedup)
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 def configure_packet_channel(
@@ -155,6 +201,9 @@ def includeme(config) -> None:
 
 
 __all__ = [
+    "HISTORY_ONLY_KEY",
+    "RESERVED_KEYS",
+    "SPEEDUP_KEY",
     "TIME_KEY",
     "BadPacket",
     "BadQuery",

@@ -6,16 +6,22 @@ A session (one greenlet from accept to close):
    ``query_timeout``; a bad or late query gets one line
    ``{"error": "..."}\\n``, then the connection is closed (after a short
    lingering read, so that the line is not lost to a reset);
-2. opens a bounded hub outbox and subscribes it to the packet channel with
-   the query's filter and start (``time``: exactly the window, then live);
-3. becomes the writer: each drained batch (at most :data:`BATCH_LIMIT`
-   packets) goes out in one write of the packets' NDJSON lines, each
-   encoded once and shared by every client; a write that takes longer than
-   ``send_timeout`` closes the client (counted as a slow disconnect). The
-   timeout is the socket's own (no timer per write), and a write is one
-   ``send`` when the socket takes it all, as it does unless the client lags;
+2. opens a bounded hub outbox and serves the query into it
+   (:func:`channelstream.packets.replay.serve_query`): subscribed with the
+   query's filter and start (``time``: exactly the window, then live); or,
+   for ``_history_only``, the window, then EOF (``shutdown(SHUT_WR)``, then
+   a short wait for the client's own close, so that nothing is reset); or,
+   for ``_speedup``, the window paced by its original gaps divided by the
+   speed-up, sleeping in this session's greenlet, then live or EOF;
+3. writes: each batch (at most :data:`BATCH_LIMIT` packets) goes out in
+   one write of the packets' NDJSON lines, each encoded once and shared by
+   every client; a write that takes longer than ``send_timeout`` closes the
+   client (counted as a slow disconnect). The timeout is the socket's own
+   (no timer per write), and a write is one ``send`` when the socket takes
+   it all, as it does unless the client lags;
 4. meanwhile a small reader greenlet reads and discards whatever the client
-   sends after its query; its EOF (or error) ends the session.
+   sends after its query; its EOF (or error) closes the outbox, which ends
+   the session (a paced replay's sleep included).
 
 A ``time`` query that reaches further back than the packet channel's
 history still gets what history holds, then live packets. The NDJSON stream
@@ -45,8 +51,9 @@ import gevent
 from gevent import socket
 from gevent.pool import Group
 
-from ..hub import REASON_SHUTDOWN, Hub, Message, Outbox, run_writer
+from ..hub import REASON_SHUTDOWN, Hub, Message, Outbox
 from ..packets import Query, ndjson
+from ..packets.replay import REASON_HISTORY_END, serve_query
 from ..serving.doors import LogSampler, LoopDoor, listen_socket
 from ..settings import TcpStreamerSettings
 from .query import QueryBuffer, QueryError
@@ -111,6 +118,8 @@ class TcpStreamer(LoopDoor):
         self.query_timeouts = 0
         self.slow_disconnects = 0
         self.partial_replays = 0
+        self.history_only_queries = 0
+        self.paced_replays = 0
         self._dropped_closed = 0
         self._partial_log = LogSampler(LOG_EVERY)
 
@@ -185,6 +194,8 @@ class TcpStreamer(LoopDoor):
             "query_timeouts": self.query_timeouts,
             "slow_disconnects": self.slow_disconnects,
             "partial_replays": self.partial_replays,
+            "history_only_queries": self.history_only_queries,
+            "paced_replays": self.paced_replays,
         }
 
     # -- one client -------------------------------------------------------------------------
@@ -261,22 +272,30 @@ class TcpStreamer(LoopDoor):
             max_queue=self.settings.outbox_size or None, name=f"tcp-streamer {client.peer}"
         )
         client.outbox = outbox
-        reader = None
+        if query.history_only:
+            self.history_only_queries += 1
+        if query.speedup is not None:
+            self.paced_replays += 1
+        sock = client.sock
+        # Bounds every write (and makes the reader's recv wake up now and then).
+        sock.settimeout(self.settings.send_timeout or None)
+        reader = gevent.spawn(_read_until_eof, sock, outbox)
         try:
-            subscription = self.hub.subscribe(
-                outbox, self.packet_channel, start=query.start, filter=query.filter
-            )
-            if subscription.resume_error:
-                self._partial_replay(client, subscription.resume_error)
-            # Bounds every write (and makes the reader's recv wake up now and then).
-            client.sock.settimeout(self.settings.send_timeout or None)
-            reader = gevent.spawn(_read_until_eof, client.sock, outbox)
-            reason = run_writer(
-                outbox, lambda batch: self._write(client.sock, batch), batch_limit=BATCH_LIMIT
+            reason = serve_query(
+                self.hub,
+                self.packet_channel,
+                outbox,
+                query,
+                lambda batch: self._write(sock, batch),
+                batch_limit=BATCH_LIMIT,
+                on_partial=lambda why: self._partial_replay(client, why),
             )
             log.debug("tcp-streamer %s: ended: %s", client.peer, reason)
-            if reason == REASON_SHUTDOWN:
-                client.sock.shutdown(_stdlib_socket.SHUT_WR)
+            if reason in (REASON_SHUTDOWN, REASON_HISTORY_END):
+                sock.shutdown(_stdlib_socket.SHUT_WR)
+            if reason == REASON_HISTORY_END:
+                # A clean end: EOF after the last packet; the client closes, the reader sees it.
+                reader.join(timeout=LINGER_TIMEOUT)
         except SendStalled:
             self.slow_disconnects += 1
             log.info(
@@ -286,8 +305,7 @@ class TcpStreamer(LoopDoor):
             )
         finally:
             outbox.close("client gone", discard=True)
-            if reader is not None:
-                reader.kill(block=True, timeout=1.0)
+            reader.kill(block=True, timeout=1.0)
             self._dropped_closed += outbox.dropped
 
     def _partial_replay(self, client: _Client, reason: str) -> None:

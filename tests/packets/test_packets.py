@@ -34,6 +34,41 @@ def test_time_is_the_start_and_not_a_filter():
     assert parse_query({}).start == Start.live()
 
 
+def test_the_reserved_keys_say_how_the_window_is_sent_and_are_never_filter_pairs():
+    query = parse_query({"profile_id": "abc", "time": 5000, "_speedup": 2, "_history_only": True})
+    assert query.filter.as_dict() == {"profile_id": "abc"}
+    assert query.start == Start.ms_ago(5000)
+    assert query.speedup == 2.0 and isinstance(query.speedup, float)
+    assert query.history_only is True
+    assert not query.plain
+    plain = parse_query({"profile_id": "abc", "time": 5000, "_history_only": False})
+    assert plain.plain and plain.speedup is None and not plain.history_only
+    assert parse_query({"_history_only": False}).plain  # false needs no window
+    assert parse_query({"time": 0, "_speedup": 0.001}).speedup == 0.001
+
+
+@pytest.mark.parametrize(
+    "query, problem",
+    [
+        ({"time": 1, "_speedup": 0}, '"_speedup" must be a number > 0'),
+        ({"time": 1, "_speedup": -1}, '"_speedup" must be a number > 0'),
+        ({"time": 1, "_speedup": "2"}, '"_speedup" must be a number > 0'),
+        ({"time": 1, "_speedup": True}, '"_speedup" must be a number > 0'),
+        ({"time": 1, "_speedup": None}, '"_speedup" must be a number > 0'),
+        ({"time": 1, "_speedup": float("inf")}, '"_speedup" must be a number > 0'),
+        ({"time": 1, "_speedup": float("nan")}, '"_speedup" must be a number > 0'),
+        ({"time": 1, "_history_only": 1}, '"_history_only" must be true or false'),
+        ({"time": 1, "_history_only": "true"}, '"_history_only" must be true or false'),
+        ({"time": 1, "_history_only": None}, '"_history_only" must be true or false'),
+        ({"_speedup": 2}, '"_speedup" needs "time"'),
+        ({"_history_only": True}, '"_history_only" needs "time"'),
+    ],
+)
+def test_bad_reserved_values_are_named(query, problem):
+    with pytest.raises(BadQuery, match=problem):
+        parse_query(query)
+
+
 @pytest.mark.parametrize(
     "query, problem",
     [

@@ -120,7 +120,7 @@ def test_an_incomplete_query_is_described():
     [
         (b"{bad json\n", 1, "expected a property name in double quotes at byte 1, found 'b'"),
         (b"  {bad", 3, "at byte 3"),
-        (b"{'a': 1}", 1, "found \"'\""),
+        (b"{'a': 1}", 1, 'found "\'"'),
         (b'{"a" 1}', 5, "expected ':' after the property name at byte 5"),
         (b'{"a": 1]', 7, "expected ',' or '}' at byte 7, found ']'"),
         (b'{"a": [1}', 8, "expected ',' or ']' at byte 8"),
@@ -139,6 +139,7 @@ def test_an_incomplete_query_is_described():
         (b'{"a": "\\u12g4"}', 11, "four hex digits"),
         (b'{"a": "\xff', None, "not UTF-8 (byte 7)"),
         (b'{"a": "\xc3\x28', None, "not UTF-8 (byte 7)"),
+        (b'{"a": "caf\xff\n', None, "not UTF-8 (byte 10)"),  # the first problem is named
         (b'{"a": NaN', None, "NaN is not a JSON number"),
         (b'{"a": -Infinity', None, "-Infinity is not a JSON number"),
         (b'{"a": \xc3\xa9', 6, "byte 0xc3"),

@@ -175,6 +175,7 @@ def test_a_time_query_past_the_history_gets_what_is_kept_and_is_counted(tmp_path
             assert len(client.packets(3)) == 3
         time.sleep(0.01)  # time must pass: n=5, stamped in ms, is then over 1 ms old
         with StreamClient(server).send({"run": run, "time": 1}) as client:  # within reach
+            wait_for(lambda s=server: door_status(s)["streaming"] == 1)  # subscribed: n=6 is live
             accepted(post_packets(server, [{"run": run, "n": 6}]), 1)
             assert client.packets(1) == [{"run": run, "n": 6}]
         assert door_status(server)["partial_replays"] == 2
@@ -267,6 +268,11 @@ def test_what_a_client_sends_after_its_query_is_ignored_and_its_eof_ends_the_ses
         (b'{"time": "soon"}', '"time" must be a number of milliseconds >= 0'),
         (b'{"time": NaN}', "NaN is not a JSON number"),
         (b'{"a": 1}garbage', None),  # not refused: what follows a query is ignored
+        (b'{"time": 1000, "_speedup": 0}', '"_speedup" must be a number > 0'),
+        (b'{"time": 1000, "_speedup": "2"}', '"_speedup" must be a number > 0'),
+        (b'{"_speedup": 2}', '"_speedup" needs "time"'),
+        (b'{"time": 1000, "_history_only": "yes"}', '"_history_only" must be true or false'),
+        (b'{"_history_only": true}', '"_history_only" needs "time"'),
     ],
 )
 def test_a_bad_query_gets_one_error_line_then_eof(streamer, query, problem):
@@ -304,6 +310,124 @@ def test_a_query_longer_than_max_query_bytes_is_refused(streamer):
         error = json.loads(client.line())
         assert "longer than 65536 bytes" in error["error"]
         assert client.rest() == b""
+
+
+def test_a_query_that_cannot_be_json_is_refused_at_once_not_at_query_timeout(tmp_path):
+    """query_timeout is 60 s here and the test's budget far less: refusals come at once."""
+    for server in run_packets_server(tmp_path, **{"tcp_streamer.query_timeout": "60"}):
+        for raw, problem in [
+            (b"{bad json\n", "expected a property name in double quotes at byte 1"),
+            (b"{bad json", "expected a property name in double quotes at byte 1"),
+            (b'{"run": 1]\n', "expected ',' or '}' at byte 9"),
+            (b'{"run": tru\n', "expected 'true' at byte 11"),
+            (b'{"run": "caf\xff\n', "not UTF-8"),
+        ]:
+            with StreamClient(server, timeout=15) as client:
+                sent = time.monotonic()
+                client.send(raw)
+                error = json.loads(client.line())
+                assert problem in error["error"], (raw, error)
+                assert client.rest() == b""
+                assert time.monotonic() - sent < 30  # far from the 60 s query_timeout
+        assert door_status(server)["query_timeouts"] == 0
+        # A valid query still may take several segments, with pauses, with or without newline.
+        run = new_run()
+        pretty = json.dumps({"run": run, "time": 60000}, indent=2).encode()
+        for pieces in ([pretty[:5], pretty[5:20], pretty[20:]], [pretty[:-1], pretty[-1:] + b"\n"]):
+            with StreamClient(server, timeout=15) as client:
+                for piece in pieces:
+                    client.send(piece)
+                    time.sleep(0.2)  # the pause is the point: each piece reaches the server alone
+                seq = len(pieces)
+                accepted(post_packets(server, {"run": run, "seq": seq}), 1)
+                assert client.until(lambda p, seq=seq: p["seq"] == seq)[-1]["run"] == run
+
+
+# -- history-only and paced replay -----------------------------------------------------------
+
+
+def test_history_only_sends_the_window_then_closes_cleanly(streamer):
+    run = new_run()
+    window = [{"run": run, "seq": n} for n in range(3)]
+    accepted(post_packets(streamer, window), 3)
+    before = door_status(streamer)["history_only_queries"]
+    with StreamClient(streamer).send({"run": run, "time": 60000, "_history_only": True}) as client:
+        assert client.packets(3) == window
+        # EOF after the last packet (a FIN, not a reset: rest() would raise)
+        assert client.rest() == b""
+    with StreamClient(streamer).send({"run": run, "time": 60000, "_history_only": True}) as client:
+        # a packet published after the query is not part of the window
+        accepted(post_packets(streamer, {"run": run, "seq": 3}), 1)
+        lines = client.rest().splitlines()
+    assert [json.loads(line) for line in lines if json.loads(line)["seq"] < 3] == window
+    assert after_window_at_most(lines, 3)
+    assert door_status(streamer)["history_only_queries"] == before + 2
+    wait_for(lambda: door_status(streamer)["clients"] == 0)
+
+
+def after_window_at_most(lines, seq):
+    """The second query may be read before or after the POST: never anything later."""
+    return all(json.loads(line)["seq"] <= seq for line in lines)
+
+
+def test_a_paced_history_only_replay_keeps_the_original_gaps_divided_by_speedup(streamer):
+    """Lower bounds only (never earlier than due); measured from the query's sending."""
+    run = new_run()
+    gaps = (0.5, 0.25)
+    accepted(post_packets(streamer, {"run": run, "seq": 0}), 1)
+    for seq, gap in enumerate(gaps, start=1):
+        time.sleep(gap)  # the point: the server stamps these packets this far apart, at least
+        accepted(post_packets(streamer, {"run": run, "seq": seq}), 1)
+    speedup = 0.5  # slower than the original: each gap doubles
+    query = {"run": run, "time": 60000, "_speedup": speedup, "_history_only": True}
+    with StreamClient(streamer) as client:
+        sent = time.monotonic()
+        client.send(query)
+        arrived = []
+        for seq in range(3):
+            assert client.packets(1) == [{"run": run, "seq": seq}]
+            arrived.append(time.monotonic() - sent)
+        assert client.rest() == b""
+    assert arrived[1] >= gaps[0] / speedup
+    assert arrived[2] >= (gaps[0] + gaps[1]) / speedup
+    assert door_status(streamer)["paced_replays"] >= 1
+
+
+def test_packets_that_arrive_during_a_paced_replay_follow_it_then_live(streamer):
+    """No gap, no duplicate at the seam: the window paced, then what came meanwhile, then live."""
+    run = new_run()
+    accepted(post_packets(streamer, {"run": run, "seq": 0, "phase": "window"}), 1)
+    time.sleep(0.5)  # the point: a gap the replay stretches to 2 s at a quarter of the speed
+    accepted(post_packets(streamer, {"run": run, "seq": 1, "phase": "window"}), 1)
+    with StreamClient(streamer).send({"run": run, "time": 60000, "_speedup": 0.25}) as client:
+        assert client.packets(1)[0]["seq"] == 0
+        during = [{"run": run, "seq": n, "phase": "during"} for n in (2, 3)]
+        accepted(post_packets(streamer, during), 2)  # while the replay waits for seq 1
+        got = client.packets(3)
+        assert [p["seq"] for p in got] == [1, 2, 3]
+        accepted(post_packets(streamer, {"run": run, "seq": 4, "phase": "live"}), 1)
+        assert client.packets(1) == [{"run": run, "seq": 4, "phase": "live"}]
+        # nothing twice: the next line is the next packet
+        accepted(post_packets(streamer, {"run": run, "seq": 5, "phase": "live"}), 1)
+        assert client.packets(1)[0]["seq"] == 5
+
+
+def test_a_sleeping_paced_replay_blocks_no_one_and_ends_at_the_clients_eof(streamer):
+    run = new_run()
+    accepted(post_packets(streamer, {"run": run, "seq": 0}), 1)
+    time.sleep(0.1)  # the point: 100 ms apart, replayed at 1/1000 of the speed: 100 s
+    accepted(post_packets(streamer, {"run": run, "seq": 1}), 1)
+    wait_idle(streamer)
+    paced = StreamClient(streamer).send({"run": run, "time": 60000, "_speedup": 0.001})
+    assert paced.packets(1) == [{"run": run, "seq": 0}]
+    with StreamClient(streamer).send({"run": run}) as live:
+        wait_for(lambda: door_status(streamer)["streaming"] == 2)
+        accepted(post_packets(streamer, {"run": run, "seq": 2}), 1)
+        assert live.packets(1) == [{"run": run, "seq": 2}]
+    paced.sock.shutdown(socket.SHUT_WR)  # its EOF wakes the sleeping replay at once
+    assert paced.rest() == b""
+    paced.close()
+    wait_idle(streamer)
 
 
 # -- many and slow clients ----------------------------------------------------------------
@@ -414,11 +538,17 @@ def test_sigterm_with_clients_connected_exits_0_promptly(tmp_path: Path):
         run = new_run()
         streaming = [StreamClient(server).send({"run": run, "time": 60000}) for _ in range(5)]
         waiting = StreamClient(server)  # sends no query
+        slow = new_run()
+        accepted(post_packets(server, [{"run": slow, "seq": 0}]), 1)
+        time.sleep(0.1)  # the point: replayed at 1/1000 of the speed, the next is 100 s away
+        accepted(post_packets(server, [{"run": slow, "seq": 1}]), 1)
+        paced = StreamClient(server).send({"run": slow, "time": 60000, "_speedup": 0.001})
+        assert paced.packets(1) == [{"run": slow, "seq": 0}]
         accepted(post_packets(server, [{"run": run, "seq": 0}]), 1)
         for client in streaming:
             assert client.packets(1) == [{"run": run, "seq": 0}]
         assert server.stop() == 0
-        for client in [*streaming, waiting]:
+        for client in [*streaming, waiting, paced]:
             assert client.rest() == b""  # closed by the server, nothing else sent
             client.close()
         assert "Traceback" not in server.stderr
