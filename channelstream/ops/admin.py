@@ -1,5 +1,10 @@
 """``GET /admin/admin.json`` and ``GET /admin``: the process's figures, for admins.
 
+``/admin/admin.json`` answers ``POST`` too, as channelstream 0.7.1 did (its
+demo and admin page POST to it): the same answer, the same credentials (a
+signature covers the body like any signed call); the body is read under
+``max_body_size`` by the gate and otherwise ignored. Nothing changes state.
+
 Both need admin credentials (``auth="admin"``, :mod:`channelstream.security.gate`):
 a signature made with ``admin_secret``, or HTTP basic auth with
 ``admin_secret`` as the password, so a person gets the JSON in a browser.
@@ -119,9 +124,13 @@ def encode_json(data: Any) -> bytes:
     return text.encode("ascii")
 
 
+#: Methods of each admin route (GET implies HEAD); 0.7.1 served admin.json to both.
+ADMIN_METHODS = {"admin_json": ("GET", "POST"), "admin": ("GET",)}
+
+
 def includeme(config: Configurator) -> None:
-    """Add ``/admin/admin.json`` and ``/admin``, both GET (and HEAD) with admin auth."""
+    """Add ``/admin/admin.json`` (GET, HEAD, POST) and ``/admin`` (GET, HEAD), with admin auth."""
     config.add_route("admin_json", ADMIN_JSON_PATH)
     config.add_route("admin", ADMIN_PATH)
-    for route in ("admin_json", "admin"):
-        config.add_view(admin_json, route_name=route, request_method="GET", auth="admin")
+    for route, methods in ADMIN_METHODS.items():
+        config.add_view(admin_json, route_name=route, request_method=methods, auth="admin")

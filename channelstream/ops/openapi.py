@@ -138,6 +138,12 @@ def fragment() -> Fragment:
                 "responses": _responses(_ref("AdminStats"), _ADMIN_ERRORS),
             }
         }
+    # 0.7.1's demo POSTs to admin.json: the same answer; the body is ignored.
+    paths[ADMIN_JSON_PATH]["post"] = {
+        **paths[ADMIN_JSON_PATH]["get"],
+        "operationId": "adminJsonPost",
+        "description": "As GET (channelstream 0.7.1 clients POST); any body is ignored.",
+    }
     metrics_answer = {
         "description": "Prometheus text (or OpenMetrics, per Accept).",
         "content": {"text/plain": {"schema": {"type": "string"}}},

@@ -16,6 +16,7 @@ from channelstream import __version__
 from channelstream.chat import CHAT_KEY
 from channelstream.chat.channels import ChannelSettings
 from channelstream.client import ChannelstreamClient
+from channelstream.ops.admin import ADMIN_JSON_PATH, ADMIN_PATH
 from channelstream.security.signing import SIGNATURE_HEADER, sign
 from channelstream.settings import parse_settings
 from channelstream.wsgi_app import build_app
@@ -133,9 +134,47 @@ def test_admin_routes_need_admin_credentials(api_server, path):
     )
 
 
+def test_admin_json_answers_post_as_0_7_1_did_with_the_same_credentials(api_server):
+    """0.7.1's demo POSTs to /admin/admin.json: the same figures, the same auth."""
+    url, path = api_server.url + ADMIN_JSON_PATH, ADMIN_JSON_PATH
+    body = b'{"anything": "ignored"}'
+
+    def post(**kwargs) -> requests.Response:
+        return requests.post(url, timeout=10, **kwargs)
+
+    missing = post(data=body)
+    assert missing.status_code == 401 and missing.json()["reason"] == "missing"
+    api_signed = post(data=body, headers={SIGNATURE_HEADER: sign(SECRET, "POST", path, body)})
+    assert api_signed.status_code == 401 and api_signed.json()["reason"] == "bad_signature"
+    other_body = post(data=body, headers={SIGNATURE_HEADER: sign(ADMIN_SECRET, "POST", path, b"")})
+    assert other_body.status_code == 401  # the signature covers the body
+    assert post(data=body, auth=("admin", SECRET)).status_code == 401
+
+    signed = post(data=body, headers={SIGNATURE_HEADER: sign(ADMIN_SECRET, "POST", path, body)})
+    basic = post(auth=("anyone", ADMIN_SECRET))  # no body at all, as a bare form POST
+    got = admin_get(api_server, path, auth=("anyone", ADMIN_SECRET))
+    for answer in (signed, basic):
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["Content-Type"].startswith("application/json")
+        assert answer.headers["Cache-Control"] == "no-store"
+        assert set(answer.json()) == set(got.json())
+        assert answer.json()["version"] == __version__
+
+
 def test_admin_is_read_only(api_server):
     answer = requests.post(api_server.url + "/admin", auth=("a", ADMIN_SECRET), timeout=10)
     assert answer.status_code == 405
+    put = requests.put(api_server.url + ADMIN_JSON_PATH, auth=("a", ADMIN_SECRET), timeout=10)
+    assert put.status_code == 405
+
+
+def test_openapi_json_lists_the_admin_methods_served(api_server):
+    paths = requests.get(api_server.url + "/openapi.json", timeout=10).json()["paths"]
+    assert set(paths[ADMIN_JSON_PATH]) == {"get", "post"}
+    assert set(paths[ADMIN_PATH]) == {"get"}
+    post = paths[ADMIN_JSON_PATH]["post"]
+    assert post["responses"] == paths[ADMIN_JSON_PATH]["get"]["responses"]
+    assert post["security"] == paths[ADMIN_JSON_PATH]["get"]["security"]
 
 
 def strict_json(body: bytes):
