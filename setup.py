@@ -32,7 +32,6 @@ setup(
     install_requires=[
         "pyramid",
         "gevent",
-        "gevent-websocket",
         "python-socketio",
         "gunicorn",
         "pika",

@@ -26,6 +26,10 @@ log = logging.getLogger("channelstream.gunicorn")
 
 #: :class:`channelstream.serving.gunicorn_worker.Worker`: gevent plus websocket upgrades.
 worker_class = "channelstream.serving.gunicorn_worker.Worker"
+#: The size of each worker's greenlet pool. The bound that matters is the app's
+#: ``http.max_connections`` (past it a connection is answered 503); a pool this
+#: large never fills first, which would stop accepting instead of answering.
+worker_connections = 65536
 #: Every worker may open the same listeners (HTTP and doors).
 reuse_port = True
 #: Seconds a worker gets to finish requests after SIGTERM.

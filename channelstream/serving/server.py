@@ -8,7 +8,9 @@ MonkeyPatchWarning.
 :func:`serve` validates the ``[server:main]`` keys, binds the listener,
 starts the app's :class:`~channelstream.serving.runtime.Runtime` (hub and doors),
 serves with :class:`channelstream.web.httpserver.WSGIServer` (websocket
-upgrades), and on SIGINT/SIGTERM shuts down in order: stop accepting, stop
+takeover; request deadlines and connection caps from the app's ``http.*``
+settings, see :class:`~channelstream.settings.HttpSettings`), and on
+SIGINT/SIGTERM shuts down in order: stop accepting, stop
 the runtime (long-lived responses end, clients are told), give requests in
 progress up to ``shutdown_timeout``, kill the rest, return (exit status 0).
 A second signal skips the rest of the grace period.
@@ -157,8 +159,11 @@ class Server:
             listener = listen_socket(self.options.host, self.options.port, reuse_port=False)
         except OSError as err:
             raise StartupError(err.strerror or str(err)) from None
-        paths = self.runtime.raw_websocket_paths if self.runtime is not None else ()
-        self.http = WSGIServer(listener, self.app, raw_websocket_paths=paths)
+        if self.runtime is not None:
+            paths, limits = self.runtime.raw_websocket_paths, self.runtime.settings.http
+        else:
+            paths, limits = set(), None
+        self.http = WSGIServer(listener, self.app, raw_websocket_paths=paths, limits=limits)
         self.http.start()
         if self.runtime is not None:
             try:

@@ -246,6 +246,52 @@ class SocketIOSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class HttpSettings:
+    """``http.*``: the HTTP server (the pserve runner and the gunicorn worker alike).
+
+    Deadlines and bounds of *reading* requests, and caps on connections. A
+    response is never cut by them: SSE, long-poll, loom tails and socket.io
+    polls stream for as long as they like, and a websocket, once taken over,
+    is no longer the HTTP server's.
+    """
+
+    header_timeout: float = setting(
+        duration(positive=True),
+        "10",
+        "time to send a request line and its headers, from the connection (or from the"
+        " first byte of a later request); then 408 and close",
+    )
+    keepalive_timeout: float = setting(
+        duration(positive=True), "20", "an idle kept-alive connection is closed after this"
+    )
+    body_timeout: float = setting(
+        duration(),
+        "300",
+        "a request body that sends no byte for this long fails: 408, or a loom upload is"
+        " aborted (0 = wait forever)",
+    )
+    max_connections: int = setting(
+        integer(1), "4096", "connections served at once; more are answered 503 and closed"
+    )
+    max_connections_per_address: int = setting(
+        integer(0),
+        "256",
+        "connections at once from one client address; more get 503 (0 = no cap; behind a"
+        " proxy every client has the proxy's address)",
+    )
+    max_request_line: int = setting(
+        integer(64), "8192", "longest request line in bytes (longer: 414 and close)"
+    )
+    max_header_line: int = setting(
+        integer(64), "16384", "longest header line in bytes (longer: 431 and close)"
+    )
+    max_headers: int = setting(integer(1), "100", "most header lines of a request (more: 431)")
+    max_header_bytes: int = setting(
+        integer(64), "32768", "most bytes of all header lines of a request (more: 431)"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     """The whole validated configuration; built by :func:`parse_settings` only."""
 
@@ -307,6 +353,7 @@ class Settings:
     g3: G3Settings
     demo: DemoSettings
     socketio: SocketIOSettings
+    http: HttpSettings
     #: ``pyramid.*`` keys, passed through to the Pyramid Configurator untouched.
     pyramid: Mapping[str, str] = dataclasses.field(default_factory=dict)
 

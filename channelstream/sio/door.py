@@ -128,7 +128,6 @@ class SocketIODoor(Door):
                 TakeoverWSGI,
                 max_message=options.max_payload,
                 registry=self.sessions.websockets,
-                fallback=eio._async["websocket"],
             ),
         }
         self.websocket_paths.add(socketio_path(options.path))

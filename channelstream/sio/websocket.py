@@ -5,8 +5,8 @@ class of its async driver: ``cls(handler, server)(environ, start_response)``
 calls ``handler(ws)`` (``Socket._websocket_handler``), which reads with
 ``ws.wait()`` in the request's greenlet and writes with ``ws.send()`` from a
 writer greenlet that drains the socket's queue. :class:`TakeoverWSGI` is that
-class for this server (the door installs it on its engine.io server): instead
-of gevent-websocket, it takes the connection over as ``/ws`` does
+class for this server (the door installs it on its engine.io server): it
+takes the connection over as ``/ws`` does
 (``environ["channelstream.websocket.takeover"]``, set by
 :mod:`channelstream.web.httpserver` for the paths in
 ``Runtime.raw_websocket_paths``), once engine.io has validated the request,
@@ -31,8 +31,8 @@ and hands engine.io an :class:`EngineIOWebSocket` (through an :class:`EngineIOVi
 The engine.io socket of each taken-over websocket is in
 :attr:`EngineIOWebSocket.eio_socket`, and the websocket in the door's
 ``websockets`` (by engine.io sid) while open. Without a takeover callable in
-the environ (another server), gevent-websocket's ``wsgi.websocket`` is used
-as engine.io's own driver would.
+the environ (a server other than :mod:`channelstream.web.httpserver`) the
+upgrade is refused with 400: there is no other websocket implementation.
 """
 
 from __future__ import annotations
@@ -222,8 +222,7 @@ class TakeoverWSGI:
     """engine.io's ``websocket`` driver class: ``TakeoverWSGI(handler, server)(environ, ...)``.
 
     The door installs ``functools.partial(TakeoverWSGI, max_message=...,
-    registry=..., fallback=...)`` in its engine.io server's driver table
-    (``fallback``: the driver's own class, for environs without a takeover).
+    registry=...)`` in its engine.io server's driver table.
     """
 
     def __init__(
@@ -233,20 +232,18 @@ class TakeoverWSGI:
         *,
         max_message: int,
         registry: MutableMapping[str, EngineIOWebSocket],
-        fallback: Any,
     ) -> None:
         self.handler = handler
         self.server = server
         self.max_message = max_message
         self.registry = registry
-        self.fallback = fallback
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         takeover = environ.get(TAKEOVER_KEY)
-        if takeover is None:
-            return self.fallback(self.handler, self.server)(environ, start_response)
         eio_socket = self.handler.__self__  # type: ignore[attr-defined]
         try:
+            if takeover is None:
+                raise HandshakeError("websockets need channelstream's HTTP server")
             sock = takeover()
         except (HandshakeError, OSError) as err:  # OSError: the client left meanwhile
             if not eio_socket.connected:  # a new session: it ends here (an upgrade's goes on)

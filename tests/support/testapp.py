@@ -32,6 +32,8 @@ from channelstream.security.signing import request_target
 from channelstream.serving.doors import LoopDoor
 from channelstream.serving.runtime import get_runtime
 from channelstream.settings.parsers import as_bool
+from channelstream.web.websocket import WebSocket
+from channelstream.web.wsframes import TAKEOVER_KEY, FrameReader, HandshakeError, frame
 from channelstream.wsgi_app import build_app, load_settings
 
 
@@ -45,15 +47,25 @@ class CrashingDoor(LoopDoor):
         raise RuntimeError("boom: the probe door crashed")
 
 
+class EchoWebSocket(WebSocket):
+    """Sends every message back as it came (text or binary)."""
+
+    def new_reader(self) -> FrameReader:
+        return FrameReader(keep_data=True)
+
+    def on_message(self, opcode: int, payload: bytes) -> None:
+        self.send(frame(payload, opcode))
+
+
 def ws_echo(request: Request) -> Response:
-    ws = request.environ.get("wsgi.websocket")
-    if ws is None:
+    takeover = request.environ.get(TAKEOVER_KEY)
+    if takeover is None:
         raise BadRequest("this endpoint needs a websocket upgrade")
-    while True:
-        message = ws.receive()
-        if message is None:
-            break
-        ws.send(message)
+    try:
+        sock = takeover()
+    except HandshakeError as err:
+        raise BadRequest(str(err)) from None
+    EchoWebSocket(sock).start_reading()
     return Response()
 
 
@@ -110,6 +122,7 @@ def includeme(config: Configurator) -> None:
     ):
         config.add_route(f"test-{name}", f"/test/{name}")
         config.add_view(view, route_name=f"test-{name}")
+    get_runtime(config.registry).raw_websocket_paths.add("/test/ws-echo")
 
 
 def make_app(global_config, **settings):

@@ -18,7 +18,12 @@ from channelstream.web.httpserver import REDACTED_PARAMS, Handler, WSGIServer, r
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("GET /ws?conn_id=1&sig=abc HTTP/1.1", "GET /ws?conn_id=1&sig=*** HTTP/1.1"),
+        ("GET /ws?conn_id=1&sig=abc HTTP/1.1", "GET /ws?conn_id=***&sig=*** HTTP/1.1"),
+        (
+            "GET /socket.io/?EIO=4&transport=websocket&sid=Ab1",
+            "GET /socket.io/?EIO=4&transport=websocket&sid=***",
+        ),
+        ("GET /listen?resume=%7B%7D&conn_id=c", "GET /listen?resume=%7B%7D&conn_id=***"),
         ("GET /x?token=t&secret=s&signature=g", "GET /x?token=***&secret=***&signature=***"),
         ("GET /x?SIG=abc;x=1", "GET /x?SIG=***;x=1"),
         ("GET /stream/x?access_token=t", "GET /stream/x?access_token=***"),
