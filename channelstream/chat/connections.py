@@ -40,6 +40,9 @@ class Connection:
         self.detached_at: float | None = now
         self.created = now
         self.closed = False
+        #: The position last told to a resume-aware client, per ``resume`` key
+        #: (see :class:`~channelstream.chat.transport.Positions`).
+        self.told: dict[str, tuple[str, int]] = {}
 
     def attach(self, transport: Transport) -> Transport | None:
         """Make ``transport`` the one that drains the outbox; return the one it replaces."""

@@ -13,31 +13,36 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 
+from .. import strict_json
 from ..errors import BadRequest
 
 #: Most channels a resume may name.
 MAX_RESUME_CHANNELS = 1000
 
 
-def parse_resume(value: str | None) -> dict[str, tuple[str, int]]:
-    """``{"<channel>": ["<epoch>", <offset>], ...}`` from JSON text, or 400."""
+def parse_resume(value: str | None, field: str = "resume") -> dict[str, tuple[str, int]]:
+    """``{"<channel>": ["<epoch>", <offset>], ...}`` from JSON text, or 400 naming ``field``.
+
+    Read strictly (:func:`channelstream.strict_json.loads`): deep nesting is a
+    400 like any other malformed value, never a crash.
+    """
     if not value:
         return {}
     try:
-        data = json.loads(value)
-    except ValueError:
-        raise BadRequest("resume: not valid JSON", field="resume") from None
-    return validate_resume(data)
+        data = strict_json.loads(value)
+    except ValueError as err:
+        raise BadRequest(f"{field}: not valid JSON ({err})", field=field) from None
+    return validate_resume(data, field)
 
 
-def validate_resume(data: object) -> dict[str, tuple[str, int]]:
+def validate_resume(data: object, field: str = "resume") -> dict[str, tuple[str, int]]:
+    """Positions from decoded JSON, or 400 naming ``field``."""
     if not isinstance(data, Mapping):
-        raise BadRequest('resume: expected {"<channel>": ["<epoch>", <offset>]}', field="resume")
+        raise BadRequest(f'{field}: expected {{"<channel>": ["<epoch>", <offset>]}}', field=field)
     if len(data) > MAX_RESUME_CHANNELS:
-        raise BadRequest(f"resume: at most {MAX_RESUME_CHANNELS} channels", field="resume")
+        raise BadRequest(f"{field}: at most {MAX_RESUME_CHANNELS} channels", field=field)
     positions = {}
     for channel, position in data.items():
         if (
@@ -49,8 +54,8 @@ def validate_resume(data: object) -> dict[str, tuple[str, int]]:
             or position[1] < 0
         ):
             raise BadRequest(
-                f'resume: position of {channel!r} must be ["<epoch>", <offset >= 0>]',
-                field="resume",
+                f'{field}: position of {channel!r} must be ["<epoch>", <offset >= 0>]',
+                field=field,
             )
         positions[str(channel)] = (position[0], position[1])
     return positions
@@ -58,8 +63,8 @@ def validate_resume(data: object) -> dict[str, tuple[str, int]]:
 
 def resume_token(positions: Mapping[str, tuple[str, int]]) -> str:
     """An SSE event id that encodes every channel's position (base64url JSON)."""
-    raw = json.dumps({k: list(v) for k, v in positions.items()}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    raw = strict_json.dumps({k: list(v) for k, v in positions.items()})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def parse_resume_token(token: str | None) -> dict[str, tuple[str, int]]:
@@ -67,10 +72,10 @@ def parse_resume_token(token: str | None) -> dict[str, tuple[str, int]]:
         return {}
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
+        data = strict_json.loads(raw)
     except (ValueError, binascii.Error):
         raise BadRequest(
             "Last-Event-ID: not an event id of this server", field="Last-Event-ID"
         ) from None
-    return validate_resume(data)
+    return validate_resume(data, "Last-Event-ID")
 

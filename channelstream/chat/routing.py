@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..hub import Message
+from .frames import PM_RESUME_KEY
 
 CHANNEL_PREFIX = "channel:"
 USER_PREFIX = "user:"
@@ -42,3 +43,11 @@ def channel_message(
 def user_message(user: str, frame: dict[str, Any]) -> Message:
     """The hub message carrying ``frame`` to every connection of ``user``."""
     return Message(user_channel(user), frame, droppable=False)
+
+
+def resume_key(hub_name: str) -> str:
+    """The key of a connection's hub channel in a ``resume`` object: the
+    channel's name, or ``PM_RESUME_KEY`` for the user's private messages."""
+    if hub_name.startswith(CHANNEL_PREFIX):
+        return hub_name[len(CHANNEL_PREFIX) :]
+    return PM_RESUME_KEY

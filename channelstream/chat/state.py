@@ -187,18 +187,30 @@ class ChatState:
     # -- transports ------------------------------------------------------------------
 
     def attach(
-        self, connection: Connection, transport: Transport, resume: Mapping[str, tuple[str, int]]
+        self,
+        connection: Connection,
+        transport: Transport,
+        resume: Mapping[str, tuple[str, int]],
+        *,
+        resume_aware: bool = False,
     ) -> list[tuple[str, str]]:
         """Attach ``transport`` (kicking the previous one) and apply ``resume``.
 
         ``resume`` maps channel names (``PM_RESUME_KEY`` for global private
         messages) to the (epoch, offset) the client last received. Returns the
         ``(channel, reason)`` of every resume that could not be honoured; those
-        channels go on from what the connection still had queued.
+        channels go on from what the connection still had queued. A
+        ``resume_aware`` client that does not name a stream it was told of
+        (``Connection.told``: the frame telling it was lost) resumes it from
+        what it was told.
         """
         previous = connection.attach(transport)
         if previous is not None and previous is not transport:
             previous.kick("replaced by a newer transport")
+        if not resume_aware:
+            connection.told.clear()  # nobody keeps positions: remembered ones go stale
+        elif connection.told:
+            resume = {**connection.told, **resume}
         failures = []
         outbox = connection.outbox
         for key, (epoch, offset) in resume.items():
@@ -267,8 +279,20 @@ class ChatState:
         return channel
 
     def _configure_hub_channel(self, channel: ChatChannel) -> None:
+        """The hub channel's history: what a reconnecting client can resume from.
+
+        At least ``hub.history_size`` frames; more when the channel is set to
+        keep a longer history (``history_size`` of ``/channel_config``, with
+        ``store_history``): a client may resume as far back as ``/info`` shows.
+        None with ``store_frames = false``.
+        """
         default = self.hub.config.default_channel
-        frames = default.history_size if channel.settings.store_frames else 0
+        settings = channel.settings
+        frames = default.history_size
+        if settings.store_history:
+            frames = max(frames, settings.history_limit)
+        if not settings.store_frames:
+            frames = 0
         self.hub.configure_channel(
             hub_channel(channel.name),
             ChannelConfig(history_size=frames, history_seconds=default.history_seconds),

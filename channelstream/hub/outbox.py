@@ -122,6 +122,9 @@ class Outbox:
         #: The live subscriptions by channel name (a read-only view; the
         #: outbox alone changes it, through :meth:`attach` and :meth:`detach`).
         self.subscriptions: Mapping[str, Subscription] = MappingProxyType(self._subscriptions)
+        #: Bumped whenever a subscription is added or removed (a door that
+        #: told its client the positions of its streams checks it).
+        self.subscription_changes = 0
         self.closed = False
         self.close_reason: str | None = None
         #: messages accepted into the queue (after filters and decimation)
@@ -218,12 +221,43 @@ class Outbox:
         if name in self._subscriptions:
             raise ValueError(f"outbox is already subscribed to {name!r}")
         self._subscriptions[name] = subscription
+        self.subscription_changes += 1
 
     def detach(self, subscription: Subscription) -> None:
         """Forget ``subscription`` (when it is cancelled); others are left alone."""
         name = subscription.channel.name
         if self._subscriptions.get(name) is subscription:
             del self._subscriptions[name]
+            self.subscription_changes += 1
+
+    def positions(self, channels: Iterable[str] | None = None) -> dict[str, tuple[str, int]]:
+        """Where the reader of this outbox stands in each subscribed channel.
+
+        ``{channel: (epoch, offset)}``: every message of the channel up to
+        ``offset`` that this outbox will ever hold was taken by ``drain``
+        already; what it still queues comes after. A client that has taken
+        everything drained so far resumes from there (``Start.after``) with
+        nothing lost or repeated. ``channels`` limits the answer (default:
+        every subscription). Looks at each queued message once: for attach
+        time, not for every delivery.
+        """
+        wanted = self._subscriptions if channels is None else channels
+        first: dict[str, int] = {}
+        for queue in (self._replay or (), self._live):
+            for message in queue:
+                if message.channel in wanted and message.channel not in first:
+                    sub = self._subscriptions.get(message.channel)
+                    if sub is not None and message.epoch == sub.channel.epoch:
+                        first[message.channel] = message.offset
+        result = {}
+        for name in wanted:
+            sub = self._subscriptions.get(name)
+            if sub is None:
+                continue
+            channel = sub.channel
+            offset = first[name] - 1 if name in first else channel.last_offset
+            result[name] = (channel.epoch, offset)
+        return result
 
     def put_replay(self, messages: Iterable[Message]) -> None:
         """Queue history to be drained before any live message."""

@@ -43,6 +43,9 @@ class Credentials:
     conn_id: str | None = None
     username: str | None = None
     resume: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: The client passed ``resume`` (even ``{}``): it keeps positions and is
+    #: told where it stands in every stream (``positions`` frames).
+    resume_aware: bool = False
 
     @property
     def anonymous(self) -> bool:
@@ -84,7 +87,9 @@ def credentials(auth: Any, query_string: str, secret: str, now: float | None = N
         raise AuthError(err.message) from None
     if resume and conn_id is None and username is None:
         raise AuthError("resume needs a conn_id or a signed username")
-    return Credentials(conn_id=conn_id, username=username, resume=resume)
+    return Credentials(
+        conn_id=conn_id, username=username, resume=resume, resume_aware="resume" in raw
+    )
 
 
 def _text(raw: Mapping[str, Any], key: str, limit: int) -> str | None:

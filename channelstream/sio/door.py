@@ -33,6 +33,7 @@ from ..serving.doors import Door, DoorState
 from ..settings import Settings, SocketIOSettings
 from .codec import NAMESPACE
 from .namespace import StreamNamespace
+from .server import StreamServer
 from .sessions import Sessions
 from .websocket import TakeoverWSGI
 
@@ -109,7 +110,7 @@ class SocketIODoor(Door):
         origins: Any = list(options.cors_allowed_origins) or None
         if origins == ["*"]:
             origins = "*"
-        server = socketio.Server(
+        server = StreamServer(
             async_mode="gevent",
             async_handlers=False,  # handlers never block; events keep their order
             transports=list(options.transports),
@@ -168,6 +169,7 @@ class SocketIODoor(Door):
             "namespace": NAMESPACE,
             "transports": list(options.transports),
             **self.sessions.stats(),
+            "bad_packets": self.server.bad_packets if self.server is not None else 0,
         }
 
 

@@ -85,7 +85,7 @@ class StreamNamespace(socketio.Namespace):
         session = Session(sessions, sid, self.server.eio.sockets.get(eio_sid))
         sessions.add(session)
         if connection is not None:
-            session.attach_chat(connection, creds.resume)
+            session.attach_chat(connection, creds.resume, resume_aware=creds.resume_aware)
 
     def _connection(self, creds: Any) -> Connection:
         chat = self.sessions.chat

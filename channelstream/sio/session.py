@@ -48,7 +48,7 @@ from engineio import packet as eio_packet
 
 from ..chat.connections import Connection
 from ..chat.frames import resume_failed
-from ..chat.transport import Kicked, Transport
+from ..chat.transport import Kicked, Positions, Transport
 from ..hub import Message, Outbox, run_writer
 from ..packets import Query
 from .codec import chat_frames, chat_packets, data_event, data_event_frame, event_packet
@@ -171,17 +171,28 @@ class Session:
 
     # -- channelstream ------------------------------------------------------------
 
-    def attach_chat(self, connection: Connection, resume: Mapping[str, tuple[str, int]]) -> None:
+    def attach_chat(
+        self,
+        connection: Connection,
+        resume: Mapping[str, tuple[str, int]],
+        *,
+        resume_aware: bool = False,
+    ) -> None:
         """Attach to ``connection`` (kicking its previous transport), resume, start the writer.
 
         The writer first sends ``user_connect`` and any ``resume_failed`` frames.
+        For a ``resume_aware`` client the connection remembers where each
+        stream stood before it drains any of it (see
+        :class:`~channelstream.chat.transport.Positions`).
         May wait (up to 5 s) for a replaced transport to stop draining.
         """
         transport = ChatTransport(self)
         # Set before attaching: a disconnect while it waits detaches this transport.
         self.connection = connection
         self.transport = transport
-        failures = transport.attach(self.sessions.chat, connection, resume)
+        failures = transport.attach(
+            self.sessions.chat, connection, resume, resume_aware=resume_aware
+        )
         user = connection.user
         first = [
             event_packet(
@@ -194,6 +205,8 @@ class Session:
                 },
             )
         ]
+        if resume_aware:
+            transport.positions = Positions(connection)
         first += chat_packets((), extra=[resume_failed(c, r) for c, r in failures])
         transport.greenlet = gevent.spawn(transport.start, connection, first)
 
@@ -294,6 +307,8 @@ class ChatTransport(Transport):
         super().__init__()
         self.session = session
         self.outbox: Outbox | None = None
+        #: Set for a resume-aware client (see :meth:`Session.attach_chat`).
+        self.positions: Positions | None = None
         self._waiting: gevent.Greenlet | None = None
 
     def kick(self, reason: str) -> None:
@@ -336,6 +351,8 @@ class ChatTransport(Transport):
         session = self.session
         if self.kicked or outbox is None or self._waiting is not None:
             return
+        if self.positions is not None:
+            self.positions.news()  # remembered by the connection before the drain
         ws = session.direct()
         if ws is not None:  # nothing here yields: it stays the way to go while this runs
             counters = session.sessions.counters

@@ -4,7 +4,11 @@ Each request attaches to the connection, waits up to ``listen_timeout`` for
 a first frame, answers everything queued as one JSON array (or JSONP when
 ``callback`` names a function) and detaches; what arrives between polls
 waits in the connection's outbox. A newer poll (or websocket) of the same
-connection ends an older one with ``[]``.
+connection ends an older one with ``[]``. A poll that passes ``resume``
+(even ``{}``) is resume-aware: a stream it does not name resumes from where
+it stood when the last poll's answer was made (see
+:class:`~channelstream.chat.transport.Positions`), so an answer lost on the way
+is sent again.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pyramid.response import Response
 from ..chat import CHAT_KEY, ChatState
 from ..chat.frames import encode_batch, resume_failed
 from ..chat.resume import parse_resume
-from ..chat.transport import Kicked, Transport
+from ..chat.transport import Kicked, Positions, Transport
 from ..errors import BadRequest
 from ..serving.runtime import get_runtime
 
@@ -36,6 +40,7 @@ def listen_view(request: Request) -> Response:
     if callback is not None and (len(callback) > 128 or not CALLBACK.match(callback)):
         raise BadRequest("callback: not a JavaScript function name", field="callback")
     resume = parse_resume(request.GET.get("resume"))
+    resume_aware = "resume" in request.GET
     connection = chat.connection(request.GET.get("conn_id", ""))
     transport = PollTransport()
     transport.greenlet = getcurrent()
@@ -44,10 +49,12 @@ def listen_view(request: Request) -> Response:
     batch = []
     replayed = 0
     try:
-        failures = transport.attach(chat, connection, resume)
+        failures = transport.attach(chat, connection, resume, resume_aware=resume_aware)
         if not failures:
             outbox.wait(settings.listen_timeout)
         if not transport.kicked:  # a newer transport owns the queue now
+            if resume_aware:  # the connection remembers where each stream stood
+                Positions(connection).news()
             batch = outbox.drain()
             replayed = outbox.last_replayed
     except Kicked:

@@ -43,7 +43,7 @@ from ..chat import CHAT_KEY, ChatState
 from ..chat.connections import Connection
 from ..chat.frames import encode_batch, live_json, resume_failed
 from ..chat.resume import parse_resume
-from ..chat.transport import Transport
+from ..chat.transport import Positions, Transport
 from ..errors import BadRequest
 from ..hub import Message
 from ..web.websocket import LastBatchFrame, WebSocket, close_now
@@ -100,12 +100,21 @@ class WebSocketTransport(WebSocket, Transport):
         self.chat = chat
         self.connection = connection
         self.heartbeats = heartbeats
+        #: Set when the client passed ``resume`` (see :meth:`start`).
+        self.positions: Positions | None = None
 
-    def start(self, extra: list[bytes]) -> None:
-        """Send ``extra`` frames first, then follow the outbox. From the view's greenlet."""
+    def start(self, extra: list[bytes], *, resume_aware: bool = False) -> None:
+        """Send ``extra`` frames first, then follow the outbox. From the view's greenlet.
+
+        ``resume_aware`` (the client passed ``resume``): the connection
+        remembers where each stream stood before this transport drained any
+        of it (:class:`~channelstream.chat.transport.Positions`).
+        """
         if self.kicked is not None or self.closed:
             return
         self.start_reading()
+        if resume_aware:
+            self.positions = Positions(self.connection)
         if extra:
             self.send(frame(encode_batch((), extra=extra)))
         self.heartbeats.add(self)
@@ -113,13 +122,15 @@ class WebSocketTransport(WebSocket, Transport):
 
     def _on_ready(self) -> None:
         outbox = self.connection.outbox
-        while self._pending is None and not self.closing and self.kicked is None:
+        while not self.blocked and not self.closing and self.kicked is None:
+            if self.positions is not None:
+                self.positions.news()  # remembered by the connection before the drain
             batch = outbox.drain()
             if not batch:
                 if outbox.closed:
                     self.kick(outbox.close_reason or "connection closed")
                 return
-            if len(batch) == 1 and not outbox.last_replayed:
+            elif len(batch) == 1 and not outbox.last_replayed:
                 self.send(batch[0].encoded(live_frame))
             else:
                 self.send(_batch_frames.encode(batch, outbox.last_replayed))
@@ -129,7 +140,7 @@ class WebSocketTransport(WebSocket, Transport):
     on_drained = _on_ready
 
     def heartbeat(self) -> None:
-        if self._pending is None and not self.closing:
+        if not self.blocked and not self.closing:
             self.send(HEARTBEAT_FRAME)
 
     def kick(self, reason: str) -> None:
@@ -217,6 +228,10 @@ def websocket_view(request: Request) -> Response:
         close_now(sock, CLOSE_UNKNOWN, "unknown connection")
         return Response()
     transport = WebSocketTransport(sock, chat, connection, heartbeats)
-    failures = transport.attach(chat, connection, resume)
-    transport.start([resume_failed(channel, reason) for channel, reason in failures])
+    resume_aware = "resume" in params
+    failures = transport.attach(chat, connection, resume, resume_aware=resume_aware)
+    transport.start(
+        [resume_failed(channel, reason) for channel, reason in failures],
+        resume_aware=resume_aware,
+    )
     return Response()
