@@ -15,6 +15,7 @@ Parts:
   channels (``loom``, ``loom:<id>``), and readers that wait on them;
 - :mod:`loom.reader`: reading stored bytes, and incremental upload reads;
 - :mod:`loom.responses`, :mod:`loom.spy`, :mod:`loom.views`: the HTTP side;
+  :mod:`loom.hangup`: a tail or spy whose client went away ends at once;
 - :mod:`loom.cli`: ``loom-stream`` and ``loom-cat``.
 
 The door ``loom`` (:class:`loom.door.LoomDoor`) opens the store when the runtime

@@ -45,8 +45,9 @@ _ERRORS = {
     "404": "`The stream with ID <id> does not exist`.",
     "409": "`The stream with ID <id> already exists. Specify force=true query param to override.`",
     "413": "The body's Content-Length is over `loom.max_stream_bytes`.",
-    "503": "`loom.max_streams` streams are live already, or the storage is not open "
-    "(starting, stopping, or another process serves this folder).",
+    "503": "`loom.max_streams` streams are live already, the process is short of file "
+    "descriptors (`loom.fd_reserve` of RLIMIT_NOFILE kept free), or the storage is not "
+    "open (starting, stopping, or another process serves this folder).",
 }
 
 
