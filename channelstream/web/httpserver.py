@@ -182,6 +182,9 @@ class _TimedReader(io.RawIOBase):
     def __init__(self, sock: Any, counters: HttpCounters) -> None:
         super().__init__()
         self._sock = sock
+        #: the OS socket under gevent's (non-blocking): a read that finds bytes
+        #: waiting needs no timer
+        self._os_sock = getattr(sock, "_sock", None)
         self._counters = counters
         #: seconds a read may wait for a byte; None = forever
         self.timeout: float | None = None
@@ -196,6 +199,11 @@ class _TimedReader(io.RawIOBase):
         timeout = self.timeout
         if timeout is None:
             return self._sock.recv_into(buffer)
+        if self._os_sock is not None:
+            try:
+                return self._os_sock.recv_into(buffer)
+            except (BlockingIOError, InterruptedError):
+                pass  # nothing waiting: wait, under the timer
         timer = Timeout.start_new(timeout)
         try:
             return self._sock.recv_into(buffer)
