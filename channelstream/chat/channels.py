@@ -29,6 +29,9 @@ class ChannelSettings:
     broadcast_presence_with_user_lists: bool = False
     notify_state: bool = False
     store_frames: bool = True
+    #: Clients may join it themselves (socket.io ``join``) under ``socketio.join_policy
+    #: = joinable``; without it only the backend puts connections in.
+    joinable: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,6 +53,8 @@ class ChatChannel:
         self.members: dict[str, set[str]] = {}
         self.last_active_iso = utcnow_iso()
         self.last_active = now
+        #: The user whose client created the channel by joining it (None: the backend).
+        self.created_by: str | None = None
         #: messages posted to the channel
         self.messages = 0
 

@@ -35,6 +35,8 @@ class Connection:
         self.outbox = outbox
         #: channelstream channel names this connection is in
         self.channels: set[str] = set()
+        #: the channels the backend put it in (``/connect``, ``/subscribe``)
+        self.granted: set[str] = set()
         self.transport: Transport | None = None
         #: when the last transport went away (None while one is attached)
         self.detached_at: float | None = now

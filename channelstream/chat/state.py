@@ -24,6 +24,7 @@ from ..hub import REASON_OVERFLOW, ChannelConfig, Hub, Start, Subscription
 from .channels import ChannelSettings, ChatChannel
 from .connections import Connection, Transport
 from .frames import PM_RESUME_KEY, presence_frame, user_state_frame
+from .joins import ClientJoins
 from .messages import MessageRouter
 from .routing import channel_message, hub_channel, user_channel
 from .users import User
@@ -74,6 +75,8 @@ class ChatState:
         self.started = time.time()
         #: ``POST``/``PATCH``/``DELETE /message`` (:mod:`.messages`)
         self.messages = MessageRouter(hub, self.channels, self.users, self.now)
+        #: what clients may join themselves (:mod:`.joins`); a door sets its rules
+        self.joins = ClientJoins(self)
         #: connections closed because their outbox passed its hard limit
         self.slow_disconnects = 0
 
@@ -116,6 +119,7 @@ class ChatState:
         if user_state:
             user.merge_state(user_state)
         connection = existing or self._new_connection(conn_id, user, now)
+        connection.granted.update(channels)
         for name in sorted(set(channels)):
             self._join(connection, name, (channel_configs or {}).get(name), now)
         names = sorted(channels)
@@ -237,9 +241,16 @@ class ChatState:
         *,
         channel_configs: Mapping[str, ChannelSettings] | None = None,
         info: Info | None = None,
+        by_backend: bool = True,
     ) -> dict[str, Any]:
-        """``/subscribe``: join channels (created if need be)."""
+        """``/subscribe``: join channels (created if need be).
+
+        ``by_backend``: the backend grants them to the connection (else a
+        client joins by itself, see :class:`~channelstream.chat.joins.ClientJoins`).
+        """
         connection = self.connection(conn_id)
+        if by_backend:
+            connection.granted.update(channels)
         now = self._monotonic()
         joined = []
         for name in sorted(set(channels)):
@@ -254,10 +265,21 @@ class ChatState:
         }
 
     def unsubscribe(
-        self, conn_id: str, channels: Sequence[str], *, info: Info | None = None
+        self,
+        conn_id: str,
+        channels: Sequence[str],
+        *,
+        info: Info | None = None,
+        by_backend: bool = True,
     ) -> dict[str, Any]:
-        """``/unsubscribe``: leave channels."""
+        """``/unsubscribe``: leave channels.
+
+        ``by_backend``: the backend takes them back (a client that leaves by
+        itself may join them again).
+        """
         connection = self.connection(conn_id)
+        if by_backend:
+            connection.granted.difference_update(channels)
         now = self._monotonic()
         left = []
         for name in sorted(set(channels)):
@@ -507,6 +529,7 @@ class ChatState:
             for name, channel in list(self.channels.items()):
                 if not channel.members and now - channel.last_active >= config.gc_channels_after:
                     del self.channels[name]
+                    self.joins.forget(channel)
                     self.hub.forget_channel_config(hub_channel(name))
                     dropped_channels += 1
         return {"connections": dropped_conns, "users": dropped_users, "channels": dropped_channels}

@@ -79,6 +79,7 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "broadcast_presence_with_user_lists": {"type": "boolean"},
             "notify_state": {"type": "boolean"},
             "store_frames": {"type": "boolean"},
+            "joinable": {"type": "boolean"},
         }
     ),
     "ChannelInfo": obj(

@@ -46,6 +46,7 @@ class ChannelConfigBody(Body):
     broadcast_presence_with_user_lists: bool = False
     notify_state: bool = False
     store_frames: bool = True
+    joinable: bool = False
 
     def settings(self) -> ChannelSettings:
         return ChannelSettings(**self.model_dump())

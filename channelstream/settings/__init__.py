@@ -243,6 +243,18 @@ class SocketIOSettings:
         as_list, "", "origins allowed to connect (empty = same origin only)"
     )
     max_payload: int = setting(integer(1), "1000000", "largest accepted packet, in bytes")
+    join_policy: str = setting(
+        one_of(("subscribed", "joinable", "any")),
+        "subscribed",
+        "channels a client may join: subscribed (those the backend gave its connection),"
+        " joinable (also channels /channel_config marks joinable), any (also new ones)",
+    )
+    max_client_channels_per_user: int = setting(
+        integer(0), "100", "channels one user's clients may create by joining (0 = none)"
+    )
+    max_client_channels: int = setting(
+        integer(0), "10000", "channels all clients together may create by joining (0 = none)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

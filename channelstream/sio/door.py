@@ -28,6 +28,7 @@ from typing import Any
 import socketio
 
 from ..chat import ChatState
+from ..chat.joins import JoinRules
 from ..hub import Hub
 from ..serving.doors import Door, DoorState
 from ..settings import Settings, SocketIOSettings
@@ -131,6 +132,11 @@ class SocketIODoor(Door):
                 registry=self.sessions.websockets,
             ),
         }
+        self.sessions.chat.joins.rules = JoinRules(
+            options.join_policy,
+            options.max_client_channels_per_user,
+            options.max_client_channels,
+        )
         self.websocket_paths.add(socketio_path(options.path))
         self.server = self.sessions.server = server
         self.wsgi = socketio.WSGIApp(server, self.app, socketio_path=options.path)
@@ -170,6 +176,9 @@ class SocketIODoor(Door):
             "transports": list(options.transports),
             **self.sessions.stats(),
             "bad_packets": self.server.bad_packets if self.server is not None else 0,
+            "join_policy": options.join_policy,
+            "joins_refused": self.sessions.chat.joins.refused,
+            "client_channels": sum(self.sessions.chat.joins.created.values()),
         }
 
 

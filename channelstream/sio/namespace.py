@@ -128,9 +128,9 @@ class StreamNamespace(socketio.Namespace):
             if event == "join" and len(joined.union(names)) > MAX_CHANNELS:
                 raise BadEvent(f"join: a connection may be in at most {MAX_CHANNELS} channels")
             if event == "join":
-                chat.subscribe(session.connection.id, names)
+                chat.joins.join(session.connection, names)
             else:
-                chat.unsubscribe(session.connection.id, names)
+                chat.unsubscribe(session.connection.id, names, by_backend=False)
         except (BadEvent, ClientError) as err:
             return self._refuse(session, str(getattr(err, "message", err)))
         session.emit(event, names)

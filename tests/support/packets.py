@@ -28,6 +28,9 @@ PACKETS_APP = {
     **API_APP,
     "packets.ingest_tokens": f"{TOKEN}, {OTHER_TOKEN}",
     "tcp_streamer.query_timeout": "1",
+    # socket.io tests join hundreds of new channels from one user (the 1,000 a
+    # connection may be in); the default cap of clients' new channels is 100
+    "socketio.max_client_channels_per_user": "2000",
 }
 
 
