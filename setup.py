@@ -55,6 +55,8 @@ setup(
             # /openapi.json: the document is valid, and the live API honours it
             "openapi-spec-validator",
             "schemathesis>=4",
+            # the websocket codec is tested against the reference RFC 6455 parser
+            "wsproto",
         ],
         "bench": ["psutil"],
     },

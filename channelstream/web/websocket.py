@@ -11,7 +11,8 @@ gevent hub, with no greenlet of its own:
   :attr:`WebSocket.blocked` (its own queue, e.g. a hub outbox, is what
   bounds a stalled client);
 - a read watcher parses what the client sends (:mod:`.wsframes`): pings are
-  answered (one write for all the pongs of a read), a close is echoed, data
+  answered (the pongs of one read in one write, before anything a later
+  message of that read makes the subclass send), a close is echoed, data
   messages go to :meth:`WebSocket.on_message` (or are skipped without being
   stored, by default);
 - :meth:`WebSocket.close` runs the closing handshake with a deadline.
@@ -296,6 +297,7 @@ class WebSocket:
                     self.close(code if code in _ECHOED else CLOSE_NORMAL, "")
                     return
                 elif opcode in _MESSAGE_OPCODES:
+                    self._pong(pongs)  # answers go out in the order of what they answer
                     self.on_message(opcode, payload)
         except ProtocolError as err:
             self._reader = _SPENT  # drop all until the client hangs up
@@ -305,9 +307,10 @@ class WebSocket:
         self._pong(pongs)
 
     def _pong(self, pongs: list[bytes]) -> None:
-        """Send the pongs of one read in one write."""
+        """Send ``pongs`` (those of one read so far) in one write, and empty the list."""
         if pongs and not self.closing:
             self._write(pongs[0] if len(pongs) == 1 else b"".join(pongs), len(pongs))
+        pongs.clear()
 
     # -- closing -------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from gevent import socket as gsocket
 
 from channelstream.web import websocket as websocket_module
 from channelstream.web.websocket import WebSocket
-from channelstream.web.wsframes import OP_CLOSE, OP_PING, OP_PONG, frame
+from channelstream.web.wsframes import OP_CLOSE, OP_PING, OP_PONG, FrameReader, frame
 from tests.support.wait import wait_for
 from tests.web.wsclient import masked, parse_frames
 
@@ -176,6 +176,33 @@ def test_pings_are_answered_in_order_and_each_read_in_one_write(pair):
     frames = read_frames(client)
     assert frames[:50] == [(OP_PONG, f"p{n}".encode()) for n in range(50)]
     assert frames[50][0] == OP_CLOSE
+
+
+class Echo(Recorder):
+    def new_reader(self) -> FrameReader:
+        return FrameReader(keep_data=True)
+
+    def on_message(self, opcode: int, payload: bytes) -> None:
+        self.send(frame(payload, opcode))
+
+
+def test_pongs_go_out_before_the_answer_to_a_later_message_of_the_same_read(pair):
+    """Autobahn 5.6: a ping between two fragments is answered before the message's echo."""
+    server, client = pair
+    ws = Echo(server)
+    ws.start_reading()
+    client.sendall(
+        masked(0x1, b"frag1", fin=False) + masked(OP_PING, b"p1") + masked(OP_PING, b"p2")
+        + masked(0x0, b"frag2") + masked(OP_PING, b"p3")
+        + masked(OP_CLOSE, struct.pack("!H", 1000))
+    )
+    assert read_frames(client) == [
+        (OP_PONG, b"p1"),
+        (OP_PONG, b"p2"),
+        (0x1, b"frag1frag2"),
+        (OP_PONG, b"p3"),
+        (OP_CLOSE, struct.pack("!H", 1000)),
+    ]
 
 
 def test_a_client_that_floods_pings_and_never_reads_is_closed_with_1008(pair, monkeypatch):
