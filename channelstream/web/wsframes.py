@@ -238,6 +238,23 @@ class FrameReader:
                 continue
             if (opcode == OP_CONTINUATION) != self._fragmented:
                 raise ProtocolError(CLOSE_PROTOCOL_ERROR, "bad fragmentation")
+            if fin and opcode != OP_CONTINUATION and end - pos >= length:
+                # The usual case: a whole message in one frame, all here.
+                if length > self.max_message:
+                    raise ProtocolError(CLOSE_TOO_BIG, "message too big")
+                if opcode == OP_TEXT or self.keep_data:
+                    payload = _unmask(data[pos : pos + length], mask)
+                    if opcode == OP_TEXT and not payload.isascii():
+                        try:
+                            payload.decode("utf-8")
+                        except UnicodeDecodeError:
+                            raise ProtocolError(
+                                CLOSE_INVALID_DATA, "text message is not UTF-8"
+                            ) from None
+                    if self.keep_data:
+                        yield opcode, payload
+                pos += length
+                continue
             if opcode != OP_CONTINUATION:
                 self._opcode = opcode
                 self._message_size = 0
@@ -272,9 +289,10 @@ class FrameReader:
         turn = (stop - start) % 4
         if turn:
             self._mask = mask[turn:] + mask[:turn]
-        if self._utf8 is not None:
+        utf8 = self._utf8
+        if utf8 is not None and not (plain.isascii() and not utf8.getstate()[0]):
             try:
-                self._utf8.decode(plain)
+                utf8.decode(plain)
             except UnicodeDecodeError:
                 raise ProtocolError(CLOSE_INVALID_DATA, "text message is not UTF-8") from None
         if self.keep_data:
