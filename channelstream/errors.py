@@ -37,6 +37,10 @@ class ClientError(Exception):
             body["field"] = self.field
         return body
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries besides the body (none by default)."""
+        return {}
+
 
 class BadRequest(ClientError):
     """Malformed input: not JSON, wrong type, missing field."""
@@ -82,6 +86,20 @@ class Unavailable(ClientError):
 
     status = 503
     code = "unavailable"
+
+
+class TooManyRequests(ClientError):
+    """Too many attempts from one caller: try again after :attr:`retry_after` seconds."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class Unprocessable(ClientError):

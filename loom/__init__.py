@@ -32,6 +32,7 @@ of corrupting the streams of the first. Run loom in one process (the
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from channelstream.serving.runtime import get_runtime
@@ -39,15 +40,34 @@ from channelstream.web.openapi import add_fragment
 
 from . import openapi
 from .door import DOOR_NAME, REGISTRY_KEY, LoomDoor, get_door
-from .views import add_routes
+from .views import add_off_routes, add_routes
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DOOR_NAME", "REGISTRY_KEY", "LoomDoor", "get_door", "includeme"]
 
 
+#: Why loom is off when ``require_secrets`` is set and ``loom.tokens`` is not.
+OFF_WITHOUT_TOKENS = (
+    "loom is off: require_secrets = true and loom.tokens is empty (anyone could read, "
+    "overwrite and delete streams); set loom.tokens (or CHANNELSTREAM_LOOM_TOKENS)"
+)
+
+
 def includeme(config: Any) -> None:
-    """Register the door, the routes (:mod:`loom.views`) and their OpenAPI fragment."""
+    """Register the door, the routes (:mod:`loom.views`) and their OpenAPI fragment.
+
+    A server that requires secrets (``require_secrets``) serves loom only with
+    bearer tokens: without ``loom.tokens`` it says so at startup and every
+    loom route answers 503 saying why.
+    """
     runtime = get_runtime(config.registry)
-    door = LoomDoor(runtime.settings.loom, runtime.hub)
+    settings = runtime.settings
+    if settings.require_secrets and not settings.loom.tokens:
+        log.warning(OFF_WITHOUT_TOKENS)
+        add_off_routes(config, OFF_WITHOUT_TOKENS)
+        return
+    door = LoomDoor(settings.loom, runtime.hub)
     runtime.doors.add(door)
     config.registry[REGISTRY_KEY] = door
     add_routes(config)

@@ -246,13 +246,19 @@ def _json(body: dict[str, Any]) -> Response:
     return json_response(body)
 
 
+ROUTES = (
+    ("loom_create", "/stream"),
+    ("loom_stream", "/stream/{id:.*}"),
+    ("loom_streams", "/streams"),
+    ("loom_stream_info", "/streams/{id:.*}"),
+    ("loom_spy", "/spy"),
+)
+
+
 def add_routes(config: Configurator) -> None:
     """The routes and views of the module doc."""
-    config.add_route("loom_create", "/stream")
-    config.add_route("loom_stream", "/stream/{id:.*}")
-    config.add_route("loom_streams", "/streams")
-    config.add_route("loom_stream_info", "/streams/{id:.*}")
-    config.add_route("loom_spy", "/spy")
+    for name, pattern in ROUTES:
+        config.add_route(name, pattern)
     config.add_view(create_stream, route_name="loom_create", request_method="POST")
     config.add_view(create_stream, route_name="loom_stream", request_method="POST")
     config.add_view(read_stream, route_name="loom_stream", request_method="GET")
@@ -260,3 +266,14 @@ def add_routes(config: Configurator) -> None:
     config.add_view(list_streams, route_name="loom_streams", request_method="GET")
     config.add_view(describe_stream, route_name="loom_stream_info", request_method="GET")
     config.add_view(spy, route_name="loom_spy", request_method="GET")
+
+
+def add_off_routes(config: Configurator, reason: str) -> None:
+    """Every loom route answers 503 with ``reason`` (loom is off in this process)."""
+
+    def off(request: Request) -> Response:
+        raise Unavailable(reason)
+
+    for name, pattern in ROUTES:
+        config.add_route(name, pattern)
+        config.add_view(off, route_name=name)

@@ -5,6 +5,10 @@ Answers ``{"status": "ok" | "degraded", "state", "version", "pid",
 (see :meth:`channelstream.serving.runtime.Runtime.status`). ``degraded`` (a door
 restarting, or the runtime not running) still answers 200: the process
 serves; the body says what is wrong.
+
+With ``healthz_details = admin`` (production.ini) only admins (a signature
+made with ``admin_secret``, or basic auth) get the details; anyone else gets
+``{"status", "state"}``, enough for a probe and nothing about the doors.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from pyramid.httpexceptions import HTTPMethodNotAllowed
 from pyramid.request import Request
 from pyramid.response import Response
 
+from ..errors import ClientError
+from ..security.gate import require_admin
+from ..security.signing import SIGNATURE_HEADER
 from ..serving.runtime import get_runtime
 from ..web.responses import json_response
 
@@ -22,7 +29,22 @@ def healthz(request: Request) -> Response:
     """Return the runtime's status report."""
     if request.method not in ("GET", "HEAD"):
         raise HTTPMethodNotAllowed(headers={"Allow": "GET, HEAD"})
-    return json_response(get_runtime(request.registry).status())
+    runtime = get_runtime(request.registry)
+    report = runtime.status()
+    if runtime.settings.healthz_details == "admin" and not _is_admin(request):
+        report = {"status": report["status"], "state": report["state"]}
+    return json_response(report)
+
+
+def _is_admin(request: Request) -> bool:
+    """Whether the request carries admin credentials (none is no error here)."""
+    if SIGNATURE_HEADER not in request.headers and "Authorization" not in request.headers:
+        return False
+    try:
+        require_admin(request)
+    except ClientError:
+        return False
+    return True
 
 
 def includeme(config: Configurator) -> None:

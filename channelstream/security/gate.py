@@ -40,6 +40,7 @@ import base64
 import binascii
 import dataclasses
 import functools
+import hashlib
 import hmac
 import ipaddress
 import logging
@@ -51,7 +52,6 @@ from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 from pyramid.registry import Registry
 from pyramid.request import Request
-from pyramid.response import Response
 from pyramid.tweens import INGRESS
 
 from ..errors import Forbidden, Unauthorized
@@ -59,14 +59,16 @@ from ..serving.runtime import get_runtime
 from ..settings import Settings
 from ..settings.parsers import IPNetwork
 from ..web.bodies import read_body
-from ..web.errorviews import client_error
 from . import signing
-from .signing import LEGACY_HEADER, SIGNATURE_HEADER, ReplayCache, ReplayCacheFull
+from .attempts import FailureLimiter
+from .signing import LEGACY_HEADER, SIGNATURE_HEADER, ReplayCache
 
 log = logging.getLogger(__name__)
 
 #: Registry key of the process's :class:`~channelstream.security.signing.ReplayCache`.
 REPLAY_CACHE_KEY = "channelstream.replay_cache"
+#: Registry key of the admin routes' :class:`~.attempts.FailureLimiter`.
+ADMIN_ATTEMPTS_KEY = "channelstream.admin_attempts"
 #: environ keys: the callers already admitted, and "the body was read under the bound".
 _CALLERS_KEY = "channelstream.callers"
 
@@ -98,6 +100,10 @@ class AdminUnauthorized(Unauthorized):
         body = super().as_dict()
         body["reason"] = self.reason
         return body
+
+    def headers(self) -> dict[str, str]:
+        """The basic-auth challenge, so that a browser asks a person."""
+        return {"WWW-Authenticate": f'Basic realm="{ADMIN_REALM}", charset="UTF-8"'}
 
 
 class LegacyTokenRefused(signing.SignatureError):
@@ -161,11 +167,16 @@ def require_admin(request: Request) -> Caller:
     _refuse_secret_in_url(request)
     if not settings.admin_secret:
         raise Forbidden("the admin routes are disabled: the server has no admin_secret set")
+    address = request.environ.get("REMOTE_ADDR") or "(unknown)"
+    attempts: FailureLimiter = request.registry[ADMIN_ATTEMPTS_KEY]
+    attempts.check(address)
     if request.headers.get(SIGNATURE_HEADER) is not None:
         try:
             _verify_signature(request, settings, settings.admin_secret)
         except signing.SignatureError as err:
+            attempts.failed(address)
             raise AdminUnauthorized(err.message, reason=err.reason) from None
+        attempts.succeeded(address)
         return _admit(request, Caller("admin", "signature"))
     authorization = request.headers.get("Authorization")
     if authorization is None:
@@ -175,7 +186,9 @@ def require_admin(request: Request) -> Caller:
             reason="missing",
         )
     if not _basic_password_matches(authorization, settings.admin_secret):
+        attempts.failed(address)
         raise AdminUnauthorized("wrong admin credentials", reason="bad_credentials")
+    attempts.succeeded(address)
     read_body(request, settings.max_body_size)
     return _admit(request, Caller("admin", "basic"))
 
@@ -264,6 +277,7 @@ def _verify_signature(request: Request, settings: Settings, secret: str) -> None
 
 
 def _basic_password_matches(authorization: str, secret: str) -> bool:
+    """Constant time over SHA-256 digests: the time tells nothing of the length."""
     scheme, _, encoded = authorization.strip().partition(" ")
     if scheme.lower() != "basic":
         return False
@@ -272,7 +286,9 @@ def _basic_password_matches(authorization: str, secret: str) -> bool:
     except (binascii.Error, ValueError):
         return False
     _, sep, password = decoded.partition(b":")
-    return bool(sep) and hmac.compare_digest(password, secret.encode("utf-8"))
+    given = hashlib.sha256(password).digest()
+    wanted = hashlib.sha256(secret.encode("utf-8")).digest()
+    return hmac.compare_digest(given, wanted) and bool(sep)
 
 
 # -- the view option ---------------------------------------------------------------------
@@ -299,23 +315,6 @@ def auth_view(view: Callable[..., Any], info: Any) -> Callable[..., Any]:
 auth_view.options = ("auth",)  # type: ignore[attr-defined]
 
 
-# -- error answers that carry headers --------------------------------------------------------
-
-
-def admin_unauthorized(exc: AdminUnauthorized, request: Request) -> Response:
-    """401 with the basic-auth challenge, so that a browser asks a person."""
-    response = client_error(exc, request)
-    response.headers["WWW-Authenticate"] = f'Basic realm="{ADMIN_REALM}", charset="UTF-8"'
-    return response
-
-
-def replay_cache_full(exc: ReplayCacheFull, request: Request) -> Response:
-    """503 with Retry-After."""
-    response = client_error(exc, request)
-    response.headers["Retry-After"] = str(exc.retry_after)
-    return response
-
-
 # -- CORS ------------------------------------------------------------------------------------
 
 
@@ -325,7 +324,9 @@ def includeme(config: Configurator) -> None:
     config.registry[REPLAY_CACHE_KEY] = ReplayCache(
         settings.signature_window, settings.replay_cache_size
     )
+    config.registry[ADMIN_ATTEMPTS_KEY] = FailureLimiter(
+        settings.admin_max_failures, settings.admin_failure_window, what="admin logins"
+    )
     config.add_view_deriver(auth_view, "channelstream_auth", under=INGRESS, over="secured_view")
     config.add_tween("channelstream.security.cors.cors_tween_factory", under=INGRESS)
-    config.add_exception_view(admin_unauthorized, context=AdminUnauthorized)
-    config.add_exception_view(replay_cache_full, context=ReplayCacheFull)
+

@@ -130,6 +130,9 @@ class ReplayCacheFull(Unavailable):
         super().__init__(message)
         self.retry_after = retry_after
 
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
 
 # -- the signature -----------------------------------------------------------------
 

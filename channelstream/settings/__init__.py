@@ -339,6 +339,20 @@ class Settings:
     max_body_size: int = setting(
         integer(1), "1048576", "largest server API request body in bytes (larger: 413)"
     )
+    admin_max_failures: int = setting(
+        integer(0),
+        "10",
+        "failed admin logins one address may make within admin_failure_window (then 429;"
+        " 0 = no limit)",
+    )
+    admin_failure_window: float = setting(
+        duration(positive=True), "60", "how long a failed admin login counts"
+    )
+    healthz_details: str = setting(
+        one_of(("public", "admin")),
+        "public",
+        "who sees /healthz's details (doors, hub): anyone, or admins only (others: status)",
+    )
     allow_cors: tuple[str, ...] = setting(
         origins,
         "",

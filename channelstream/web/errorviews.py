@@ -44,8 +44,10 @@ def not_found(exc: HTTPNotFound, request: Request) -> Response:
 
 
 def client_error(exc: ClientError, request: Request) -> Response:
-    """A refused request: its status and message."""
-    return json_error(exc.status, exc.as_dict())
+    """A refused request: its status, message and headers (``Retry-After``...)."""
+    response = json_error(exc.status, exc.as_dict())
+    response.headers.update(exc.headers())
+    return response
 
 
 def http_exception(exc: HTTPException, request: Request) -> Response:

@@ -12,6 +12,8 @@ from tests.support.server import BIN, PROBE_APP, REPO, RunningServer, run_to_exi
 
 NO_SECRETS = {"CHANNELSTREAM_SECRET": None, "CHANNELSTREAM_ADMIN_SECRET": None}
 SECRETS = {"CHANNELSTREAM_SECRET": "s3cret", "CHANNELSTREAM_ADMIN_SECRET": "adm1n"}
+#: basic auth with admin_secret (production.ini shows /healthz's details to admins only)
+ADMIN = ("ops", "adm1n")
 #: One light worker; no control socket (two test servers must not share one).
 ONE_WORKER = {"workers": "1", "control_socket_disable": "true"}
 
@@ -27,7 +29,7 @@ def test_production_ini_refuses_to_start_without_secrets(tmp_path):
 
 def test_production_ini_serves_from_gevent_workers_with_secrets(server):
     running = server("production.ini", server=ONE_WORKER, env=SECRETS)
-    body = running.get("/healthz").json()
+    body = running.get("/healthz", auth=ADMIN).json()  # production: details for admins
     assert body["status"] == "ok"
     assert body["state"] == "running"  # started in the worker, after fork
     assert body["pid"] != running.process.pid  # answered by a worker, not the master
@@ -53,7 +55,7 @@ def test_gunicorn_paste_works_too(tmp_path):
         ],
     )
     with running:
-        body = running.get("/healthz").json()
+        body = running.get("/healthz", auth=ADMIN).json()
         assert body["state"] == "running"
         assert body["pid"] != running.process.pid
     assert running.returncode == 0
