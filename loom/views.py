@@ -53,7 +53,9 @@ from .responses import ChunkedResponse, IngestResponse, LiveBody, StoredResponse
 from .spy import Spy
 from .store import Stream
 
-#: Largest ``X-Stream-Metadata`` header, in characters.
+#: Largest ``X-Stream-Metadata`` header, in characters. The HTTP server's
+#: ``http.max_header_line`` (16 KiB by default) bounds the whole header line
+#: first: past it the request is refused with 431 before loom sees it.
 MAX_METADATA = 65536
 
 

@@ -22,6 +22,7 @@ from ..errors import ClientError
 from ..security.gate import require_admin
 from ..security.signing import SIGNATURE_HEADER
 from ..serving.runtime import get_runtime
+from ..web.httpserver import HTTP_SERVER_KEY
 from ..web.responses import json_response
 
 
@@ -31,6 +32,9 @@ def healthz(request: Request) -> Response:
         raise HTTPMethodNotAllowed(headers={"Allow": "GET, HEAD"})
     runtime = get_runtime(request.registry)
     report = runtime.status()
+    server = request.environ.get(HTTP_SERVER_KEY)
+    if server is not None:  # this process's HTTP server: connections, refusals, timeouts
+        report["http"] = server.stats()
     if runtime.settings.healthz_details == "admin" and not _is_admin(request):
         report = {"status": report["status"], "state": report["state"]}
     return json_response(report)

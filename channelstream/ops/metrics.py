@@ -34,6 +34,7 @@ format 1.0.0 (``CONTENT_TYPE_LATEST``) when asked for, else text 0.0.4.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,10 +55,13 @@ from .. import __version__
 from ..chat import CHAT_KEY, ChatState
 from ..serving.doors import DoorState
 from ..serving.runtime import Runtime, RuntimeState, get_runtime
+from ..web.httpserver import HTTP_SERVER_KEY
 
 #: Registry key of the app's :class:`~prometheus_client.CollectorRegistry`.
 METRICS_REGISTRY_KEY = "channelstream.ops.metrics"
 METRICS_PATH = "/metrics"
+#: Registry key of the app's :class:`ChannelstreamCollector`.
+METRICS_COLLECTOR_KEY = "channelstream.metrics.collector"
 
 _DOOR_STATES = tuple(state.value for state in DoorState)
 _RUNTIME_STATES = tuple(state.value for state in RuntimeState)
@@ -81,6 +85,14 @@ _CHAT_GAUGES = (
 )
 
 
+_HTTP_GAUGES = {
+    "connections": "HTTP connections being served.",
+    "max_connections": "The cap on HTTP connections served at once (http.max_connections).",
+}
+#: What a door's status key must look like to become a metric name.
+_METRIC_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
 class ChannelstreamCollector(Collector):
     """Reads the runtime's and the chat state's figures at each scrape.
 
@@ -91,6 +103,8 @@ class ChannelstreamCollector(Collector):
     def __init__(self, runtime: Runtime, chat: ChatState | None) -> None:
         self.runtime = runtime
         self.chat = chat
+        #: The HTTP server of this process, once a scrape came through it.
+        self.http_server: Any = None
 
     def collect(self) -> Iterator[Metric]:
         status = self.runtime.status()
@@ -110,9 +124,12 @@ class ChannelstreamCollector(Collector):
             _RUNTIME_STATES,
         )
         yield from self._doors(status["doors"])
+        yield from self._door_figures(status["doors"])
         yield from self._hub(status["hub"])
         if self.chat is not None:
             yield from self._chat(self.chat.stats())
+        if self.http_server is not None:
+            yield from self._http(self.http_server.stats())
 
     @staticmethod
     def _doors(doors: dict[str, dict[str, Any]]) -> Iterator[Metric]:
@@ -132,6 +149,37 @@ class ChannelstreamCollector(Collector):
             if isinstance(door.get("restarts"), int):
                 restarts.add_metric([name], door["restarts"])
         yield restarts
+
+    @staticmethod
+    def _door_figures(doors: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+        """Every number a door shows in ``/healthz`` (its counters and sizes), one
+        gauge family per name: ``channelstream_door_<name>{door}``."""
+        figures: dict[str, list[tuple[str, float]]] = {}
+        for door_name, door in sorted(doors.items()):
+            for key, value in door.items():
+                if key == "restarts" or isinstance(value, bool):
+                    continue
+                if isinstance(value, int | float) and _METRIC_NAME.fullmatch(key):
+                    figures.setdefault(key, []).append((door_name, value))
+        for key, rows in sorted(figures.items()):
+            family = GaugeMetricFamily(
+                f"channelstream_door_{key}", f"The {key} figure of each door that has one.",
+                labels=["door"],
+            )
+            for door_name, value in rows:
+                family.add_metric([door_name], value)
+            yield family
+
+    @staticmethod
+    def _http(stats: dict[str, Any]) -> Iterator[Metric]:
+        for key, value in sorted(stats.items()):
+            if key in _HTTP_GAUGES:
+                yield GaugeMetricFamily(f"channelstream_http_{key}", _HTTP_GAUGES[key], value=value)
+            elif isinstance(value, int):
+                yield CounterMetricFamily(
+                    f"channelstream_http_{key}", f"HTTP server: {key.replace('_', ' ')}.",
+                    value=value,
+                )
 
     @staticmethod
     def _hub(hub: dict[str, Any]) -> Iterator[Metric]:
@@ -174,10 +222,10 @@ def _state_family(
     return family
 
 
-def make_registry(runtime: Runtime, chat: ChatState | None) -> CollectorRegistry:
+def make_registry(collector: ChannelstreamCollector) -> CollectorRegistry:
     """A new registry with the channelstream, process and platform collectors."""
     registry = CollectorRegistry()
-    registry.register(ChannelstreamCollector(runtime, chat))
+    registry.register(collector)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
@@ -186,6 +234,7 @@ def make_registry(runtime: Runtime, chat: ChatState | None) -> CollectorRegistry
 def metrics(request: Request) -> Response:
     """The current figures in the format the scraper accepts."""
     registry: CollectorRegistry = request.registry[METRICS_REGISTRY_KEY]
+    request.registry[METRICS_COLLECTOR_KEY].http_server = request.environ.get(HTTP_SERVER_KEY)
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     response = Response(body=encoder(registry), cache_control="no-store")
     response.headers["Content-Type"] = content_type
@@ -195,6 +244,8 @@ def metrics(request: Request) -> Response:
 def includeme(config: Configurator) -> None:
     """Make the app's metrics registry and add ``/metrics`` (GET, admin auth)."""
     chat = config.registry.get(CHAT_KEY)
-    config.registry[METRICS_REGISTRY_KEY] = make_registry(get_runtime(config.registry), chat)
+    collector = ChannelstreamCollector(get_runtime(config.registry), chat)
+    config.registry[METRICS_COLLECTOR_KEY] = collector
+    config.registry[METRICS_REGISTRY_KEY] = make_registry(collector)
     config.add_route("metrics", METRICS_PATH)
     config.add_view(metrics, route_name="metrics", request_method="GET", auth="admin")

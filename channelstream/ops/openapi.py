@@ -104,7 +104,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "uptime_seconds": {"type": "number"},
             "doors": {"type": "object", "additionalProperties": OBJECT},
             "hub": OBJECT,
-        }
+            "http": OBJECT,
+        },
+        # healthz_details = admin: the others see only status and state
+        optional=("version", "pid", "uptime_seconds", "doors", "hub", "http"),
     ),
 }
 

@@ -72,7 +72,7 @@ class Runtime:
         self.doors = DoorRegistry()
         #: URL paths whose websocket upgrades a view performs itself (it finds
         #: a ``channelstream.websocket.takeover`` callable in the environ);
-        #: other upgrades go through gevent-websocket (engine.io uses it).
+        #: the HTTP server refuses upgrades on any other path.
         self.raw_websocket_paths: set[str] = set()
         #: Set when :meth:`stop` begins; long-lived responses wait on it and end.
         self.stopping = Event()

@@ -176,3 +176,18 @@ def test_a_door_in_an_unknown_state_is_still_shown():
     assert registry.get_sample_value("channelstream_door_restarts_total", {"door": "odd"}) is None
     # no chat state: no chat figures
     assert registry.get_sample_value("channelstream_chat_users") is None
+
+
+def test_every_door_figure_and_the_http_server_are_metrics(api_server):
+    health = requests.get(api_server.url + "/healthz", timeout=10).json()
+    found = samples(api_server)
+    # a number each door shows in /healthz is a gauge labelled with the door
+    streamer = health["doors"]["tcp-streamer"]
+    assert value(found, "channelstream_door_connections", door="tcp-streamer") == streamer[
+        "connections"
+    ]
+    # the HTTP server's counters and its connections
+    assert health["http"]["max_connections"] > 0
+    assert value(found, "channelstream_http_max_connections") == health["http"]["max_connections"]
+    assert value(found, "channelstream_http_accepted_total") >= 2
+    assert value(found, "channelstream_http_header_timeouts_total") >= 0
