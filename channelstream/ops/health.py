@@ -24,6 +24,7 @@ from ..security.signing import SIGNATURE_HEADER
 from ..serving.runtime import get_runtime
 from ..web.httpserver import HTTP_SERVER_KEY
 from ..web.responses import json_response
+from ..web.websocket import WebSocket
 
 
 def healthz(request: Request) -> Response:
@@ -34,7 +35,11 @@ def healthz(request: Request) -> Response:
     report = runtime.status()
     server = request.environ.get(HTTP_SERVER_KEY)
     if server is not None:  # this process's HTTP server: connections, refusals, timeouts
-        report["http"] = server.stats()
+        report["http"] = {
+            **server.stats(),
+            # websockets closed (1008) because their client did not read what it asked for
+            "websocket_overflows": sum(WebSocket.overflows_by_class().values()),
+        }
     if runtime.settings.healthz_details == "admin" and not _is_admin(request):
         report = {"status": report["status"], "state": report["state"]}
     return json_response(report)

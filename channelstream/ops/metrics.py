@@ -56,6 +56,7 @@ from ..chat import CHAT_KEY, ChatState
 from ..serving.doors import DoorState
 from ..serving.runtime import Runtime, RuntimeState, get_runtime
 from ..web.httpserver import HTTP_SERVER_KEY
+from ..web.websocket import WebSocket
 
 #: Registry key of the app's :class:`~prometheus_client.CollectorRegistry`.
 METRICS_REGISTRY_KEY = "channelstream.ops.metrics"
@@ -129,7 +130,8 @@ class ChannelstreamCollector(Collector):
         if self.chat is not None:
             yield from self._chat(self.chat.stats())
         if self.http_server is not None:
-            yield from self._http(self.http_server.stats())
+            overflows = sum(WebSocket.overflows_by_class().values())
+            yield from self._http({**self.http_server.stats(), "websocket_overflows": overflows})
 
     @staticmethod
     def _doors(doors: dict[str, dict[str, Any]]) -> Iterator[Metric]:

@@ -36,7 +36,7 @@ from .codec import NAMESPACE
 from .namespace import StreamNamespace
 from .server import StreamServer
 from .sessions import Sessions
-from .websocket import TakeoverWSGI
+from .websocket import EngineIOWebSocket, TakeoverWSGI
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,7 @@ class SocketIODoor(Door):
             "transports": list(options.transports),
             **self.sessions.stats(),
             "bad_packets": self.server.bad_packets if self.server is not None else 0,
+            "websocket_overflows": EngineIOWebSocket.overflows,
             "join_policy": options.join_policy,
             "joins_refused": self.sessions.chat.joins.refused,
             "client_channels": sum(self.sessions.chat.joins.created.values()),

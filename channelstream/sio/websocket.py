@@ -22,7 +22,7 @@ and hands engine.io an :class:`EngineIOWebSocket` (through an :class:`EngineIOVi
   for text) or ``None`` once the socket closes; at most
   :data:`MAX_RECEIVED` messages wait to be taken, then reading pauses;
   a message over ``socketio.max_payload`` bytes closes with 1009 before
-  its payload is read, invalid UTF-8 with 1007;
+  its payload is read, invalid UTF-8 with 1007 (by the frame reader);
 - its own ``send(frames)`` (:class:`WebSocket`'s: never blocks, keeps
   whole frames in order) is the fan-out's way in: frames encoded once for
   every recipient are handed to the socket straight from the hub's wake-up
@@ -60,8 +60,6 @@ log = logging.getLogger(__name__)
 
 #: Client messages read ahead of engine.io before reading pauses.
 MAX_RECEIVED = 16
-#: Close code for a text message that is not UTF-8 (RFC 6455).
-CLOSE_INVALID_DATA = 1007
 
 
 class EngineIOWebSocket(WebSocket):
@@ -107,14 +105,8 @@ class EngineIOWebSocket(WebSocket):
         return FrameReader(self.max_message, keep_data=True)
 
     def on_message(self, opcode: int, payload: bytes) -> None:
-        if opcode == OP_TEXT:
-            try:
-                message: str | bytes = payload.decode("utf-8")
-            except UnicodeDecodeError:
-                self.close(CLOSE_INVALID_DATA, "text message is not UTF-8")
-                return
-        else:
-            message = payload
+        # the reader refused a text message that is not UTF-8 (1007) already
+        message: str | bytes = payload.decode("utf-8") if opcode == OP_TEXT else payload
         self._received.append(message)
         if len(self._received) >= MAX_RECEIVED:
             self._paused = True

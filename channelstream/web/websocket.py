@@ -131,6 +131,18 @@ class WebSocket:
         super().__init_subclass__(**kwargs)
         cls.overflows = 0
 
+    @classmethod
+    def overflows_by_class(cls) -> dict[str, int]:
+        """``{class name: overflows}`` of this class and every subclass that has any."""
+        found: dict[str, int] = {}
+        pending = [cls]
+        while pending:
+            klass = pending.pop()
+            if klass.overflows:
+                found[klass.__name__] = klass.overflows
+            pending.extend(klass.__subclasses__())
+        return found
+
     def __init__(
         self,
         sock: _socket.socket,

@@ -152,7 +152,9 @@ def test_a_ping_flood_on_ws_is_closed_with_1008_and_hurts_no_one(server):
         while len(got) < 6:
             got += [f["message"]["n"] for f in _json_frames(listener) if f["type"] == "message"]
         assert got == list(range(6))
-        assert server.get("/healthz").status_code == 200
+        health = server.get("/healthz")
+        assert health.status_code == 200
+        assert health.json()["http"]["websocket_overflows"] >= 1  # counted where ops look
     finally:
         listener.close()
 
@@ -178,6 +180,8 @@ def test_a_ping_flood_on_the_socketio_websocket_is_closed_with_1008(server):
         assert rss_kib(server) - rss_before < RSS_SLACK_KIB
         api.message([{"channel": room, "user": "bot", "message": {"n": 5}}])
         assert [f["message"]["n"] for f in reader.frames(6)] == list(range(6))
-        assert server.get("/healthz").status_code == 200
+        health = server.get("/healthz")
+        assert health.status_code == 200
+        assert health.json()["doors"]["socketio"]["websocket_overflows"] >= 1
     finally:
         reader.close()
