@@ -69,6 +69,14 @@ class QueryError(ValueError):
     """A query to refuse; ``str()`` is the message for the client's error line."""
 
 
+class _SyntaxError(QueryError):
+    """The scanner's refusal, at byte ``at`` of the buffer."""
+
+    def __init__(self, message: str, at: int) -> None:
+        super().__init__(message)
+        self.at = at
+
+
 class QueryBuffer:
     """Collects a client's bytes until they hold one complete JSON object.
 
@@ -148,7 +156,11 @@ class QueryBuffer:
                 raise QueryError(self._not_an_object())
             self._stack.append(0x7B)
             self._pos = self._checked = pos + 1
-        end = self._scan()
+        try:
+            end = self._scan()
+        except _SyntaxError as err:
+            self._check_utf8(err.at, final=False)  # bad UTF-8 before it is named first
+            raise
         if end is None:
             self._check_utf8(self._pos, final=False)
             self._check_length()
@@ -368,11 +380,11 @@ class QueryBuffer:
         self._expect = _AFTER
         return pos
 
-    def _syntax(self, pos: int, expected: str) -> QueryError:
+    def _syntax(self, pos: int, expected: str) -> _SyntaxError:
         char = self._buf[pos]
         found = repr(chr(char)) if 0x20 <= char < 0x7F else f"byte 0x{char:02x}"
-        return QueryError(
-            f"the query is not valid JSON: expected {expected} at byte {pos}, found {found}"
+        return _SyntaxError(
+            f"the query is not valid JSON: expected {expected} at byte {pos}, found {found}", pos
         )
 
     def _check_utf8(self, end: int, *, final: bool) -> None:
