@@ -49,8 +49,9 @@ from engineio import packet as eio_packet
 from ..chat.connections import Connection
 from ..chat.frames import resume_failed
 from ..chat.transport import Kicked, Positions, Transport
-from ..hub import Message, Outbox, run_writer
+from ..hub import Message, Outbox
 from ..packets import Query
+from ..packets.replay import REASON_HISTORY_END, serve_query
 from .codec import chat_frames, chat_packets, data_event, data_event_frame, event_packet
 
 if TYPE_CHECKING:
@@ -213,23 +214,29 @@ class Session:
     # -- GATD -----------------------------------------------------------------------------
 
     def query(self, query: Query) -> None:
-        """Serve ``query`` from now on, replacing the previous one (nothing of it follows)."""
-        hub = self.sessions.hub
-        channel = self.sessions.packet_channel
-        outbox = self.packets
-        if outbox is None or outbox.closed:
-            outbox = self.packets = hub.open_outbox(name=f"socket.io {self.sid} query")
-            # Counted at the close, however it comes: a writer killed before it ran never counts.
-            outbox.on_close(self._count_dropped)
-            self.packet_writer = gevent.spawn(self._write_packets, outbox)
-        else:
-            previous = outbox.subscriptions.get(channel)
-            if previous is not None:
-                previous.cancel()
-            outbox.purge(channel)
-        hub.subscribe(outbox, channel, start=query.start, filter=query.filter)
+        """Serve ``query`` from now on, replacing the previous one (nothing of it follows).
 
-    def _write_packets(self, outbox: Outbox) -> None:
+        Each query has its own outbox and writer greenlet
+        (:func:`channelstream.packets.replay.serve_query`: the window at once,
+        paced by ``_speedup``, or alone with ``_history_only``, then live). The
+        previous writer is killed now (it sends nothing more) and the new one
+        waits for it to be gone before it writes.
+        """
+        previous_writer = self.packet_writer
+        if self.packets is not None:
+            self.packets.close("replaced by a new query")  # what it held is not a drop
+        if previous_writer is not None and previous_writer is not gevent.getcurrent():
+            previous_writer.kill(block=False)
+        outbox = self.packets = self.sessions.hub.open_outbox(name=f"socket.io {self.sid} query")
+        # Counted at the close, however it comes: a writer killed before it ran never counts.
+        outbox.on_close(self._count_dropped)
+        self.packet_writer = gevent.spawn(self._write_packets, outbox, query, previous_writer)
+
+    def _write_packets(
+        self, outbox: Outbox, query: Query, previous: gevent.Greenlet | None
+    ) -> None:
+        if previous is not None:
+            previous.join()
         counters = self.sessions.counters
 
         def write(batch: list[Message]) -> None:
@@ -245,9 +252,22 @@ class Session:
                 counters.queued_writes += 1
             counters.packets_sent += len(batch)
 
+        def partial(reason: str) -> None:
+            counters.partial_replays += 1
+
         # No wait for CONNECT: socket.io handles ``query`` only from a connected session.
         try:
-            run_writer(outbox, write, batch_limit=BATCH_LIMIT)
+            ended = serve_query(
+                self.sessions.hub,
+                self.sessions.packet_channel,
+                outbox,
+                query,
+                write,
+                batch_limit=BATCH_LIMIT,
+                on_partial=partial,
+            )
+            if ended == REASON_HISTORY_END:
+                self.emit("query_end", {"reason": ended})
         except ClientGone:
             pass
         finally:

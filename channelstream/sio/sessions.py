@@ -30,6 +30,8 @@ class SessionCounters:
     refused: int = 0
     queries: int = 0
     bad_queries: int = 0
+    #: queries whose window history no longer held in full
+    partial_replays: int = 0
     packets_sent: int = 0
     #: Packets dropped by query outboxes that are closed; open ones add theirs live.
     packets_dropped: int = 0

@@ -12,7 +12,10 @@ import socketio
 import websocket
 
 NAMESPACE = "/stream"
-EVENTS = ("user_connect", "message", "presence", "user_state_change", "join", "leave", "data")
+EVENTS = (
+    "user_connect", "message", "presence", "user_state_change", "join", "leave", "data",
+    "query_end",
+)
 
 
 class StreamClient:

@@ -158,3 +158,44 @@ def test_packets_from_amqp_reach_socketio_queries(amqp_server, broker_url, excha
     with StreamClient(server.url, transports=["polling"]) as late:
         late.call("query", {"run": run, "room": "hall", "time": 60_000})
         assert [p["n"] for p in late.data(1)] == [3]
+
+
+def test_a_history_only_query_gets_the_window_then_query_end(sio_server, stream):
+    run = new_run()
+    post_packets(sio_server, packets(run, 1, 2, 3)).raise_for_status()
+    client = stream()
+    query = {"run": run, "time": 60_000, "_history_only": True}
+    assert client.call("query", query) == {"ok": True}
+    assert [p["n"] for p in client.data(3)] == [1, 2, 3]
+    assert client.next("query_end")[1] == {"reason": "history sent"}
+    post_packets(sio_server, packets(run, 4)).raise_for_status()
+    assert [e for e in client.quiet(0.3) if e[0] == "data"] == []  # nothing live follows
+
+
+def test_a_paced_query_replays_at_its_pace_then_goes_live(sio_server, stream):
+    run = new_run()
+    post_packets(sio_server, packets(run, 1)).raise_for_status()
+    time.sleep(0.3)  # the point: the server stamps these two 0.3 s apart, at least
+    post_packets(sio_server, packets(run, 2)).raise_for_status()
+    client = stream()
+    began = time.monotonic()
+    assert client.call("query", {"run": run, "time": 60_000, "_speedup": 0.5}) == {"ok": True}
+    assert [p["n"] for p in client.data(1)] == [1]
+    assert [p["n"] for p in client.data(1)] == [2]
+    assert time.monotonic() - began >= 0.6  # 0.3 s at half the speed, at least
+    post_packets(sio_server, packets(run, 3)).raise_for_status()
+    assert [p["n"] for p in client.data(1)] == [3]  # then live
+
+
+def test_a_new_query_replaces_a_paced_one_and_nothing_of_it_follows(sio_server, stream):
+    run = new_run()
+    post_packets(sio_server, packets(run, 1)).raise_for_status()
+    time.sleep(0.1)  # the point: 0.1 s apart, replayed at 1/1000 of the speed: 100 s
+    post_packets(sio_server, packets(run, 2)).raise_for_status()
+    client = stream()
+    assert client.call("query", {"run": run, "time": 60_000, "_speedup": 0.001}) == {"ok": True}
+    assert [p["n"] for p in client.data(1)] == [1]  # the second is 100 s away
+    assert client.call("query", {"run": run, "other": "x"}) == {"ok": True}
+    post_packets(sio_server, packets(run, 3, other="x")).raise_for_status()
+    assert [p["n"] for p in client.data(1)] == [3]
+    assert [e for e in client.quiet(0.3) if e[0] == "data"] == []
