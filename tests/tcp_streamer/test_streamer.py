@@ -605,3 +605,14 @@ def test_the_receiver_example_reports_a_refused_query(streamer):
     assert receiver.returncode == 2
     assert out == b""
     assert b"refused the query: the value of 'run' must be a string" in err
+
+
+def test_the_receiver_example_ends_with_0_after_a_history_only_window(streamer):
+    run = new_run()
+    packets = [{"run": run, "seq": n} for n in range(3)]
+    accepted(post_packets(streamer, packets), 3)
+    query = {"run": run, "time": 60000, "_history_only": True}
+    receiver = start_receiver(streamer, json.dumps(query))
+    out, err = receiver.communicate(timeout=30)
+    assert receiver.returncode == 0, err
+    assert [json.loads(line) for line in out.splitlines()] == packets
