@@ -143,18 +143,21 @@ class ThroughputStatistics:
     def get_statistics(self) -> dict[str, float]:
         """mflow's summary (sorted keys), or {} when nothing was received."""
         total_bytes, messages, last = self._received
-        elapsed = last - self.initial_time
-        if elapsed <= 0 or not messages:
-            return {}
-        summary = {
-            "average_data_rate": total_bytes / elapsed,
-            "average_message_rate": messages / elapsed,
-            "average_message_size": total_bytes / messages,
-            "messages_received": messages,
-            "total_bytes_received": total_bytes,
-            "total_elapsed_time": elapsed,
-        }
-        return summary
+        return summarize(total_bytes, messages, last - self.initial_time)
+
+
+def summarize(total_bytes: int, messages: int, elapsed: float) -> dict[str, float]:
+    """mflow's summary of ``messages`` totalling ``total_bytes`` in ``elapsed`` s; {} if none."""
+    if elapsed <= 0 or not messages:
+        return {}
+    return {
+        "average_data_rate": total_bytes / elapsed,
+        "average_message_rate": messages / elapsed,
+        "average_message_size": total_bytes / messages,
+        "messages_received": messages,
+        "total_bytes_received": total_bytes,
+        "total_elapsed_time": elapsed,
+    }
 
 
 def rate_line(data_rate: float, message_rate: float) -> str:
