@@ -33,10 +33,10 @@ from typing import Any
 import zmq
 
 from . import htypes
-from .errors import ConnectError, EncodeError, MalformedMessage, UnknownHtype
+from .errors import ConnectError, EncodeError, MalformedMessage
 from .green import flavour, is_green
 from .monitor import ClientMonitor
-from .receiver import Message, Receiver, Statistics, json_part
+from .receiver import Message, Receiver, Statistics
 
 logger = logging.getLogger(__name__)
 
@@ -238,32 +238,12 @@ class Stream:
         if receiver is None:
             raise RuntimeError("a PUSH or PUB stream cannot receive")
         receiver.reset(frames)
-        statistics = self.statistics
-        htype = None
         try:
-            if handler is None:
-                if not frames:
-                    raise MalformedMessage("an empty message")
-                header = json_part(frames[0], 0)
-                if not isinstance(header, dict):
-                    raise MalformedMessage("the header is not a JSON object")
-                receiver.header = header
-                htype = header.get("htype")
-                handler = self.handlers.get(htype) if isinstance(htype, str) else None
-                if handler is None:
-                    raise UnknownHtype(f"no handler for htype {htype!r}", parts=len(frames))
-            data = handler(receiver)
-        except MalformedMessage as exc:
-            statistics.messages_malformed += 1
-            if exc.htype is None and htype is not None:
-                exc.htype = htype
-            exc.parts = len(frames)
+            data = htypes.dispatch(receiver, self.handlers, handler)
+        except MalformedMessage:
+            self.statistics.messages_malformed += 1
             raise
-        except Exception as exc:
-            statistics.messages_malformed += 1
-            raise MalformedMessage(f"the handler failed: {exc!r}", htype, len(frames)) from exc
-        finally:
-            receiver.header = None
+        statistics = self.statistics
         size = 0
         for frame in frames:
             size += len(frame)
