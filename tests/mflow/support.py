@@ -56,6 +56,8 @@ class Procs:
         for proc in self.started:
             if proc.poll() is None:
                 proc.kill()
+            if proc.stdin is not None and proc.stdin.closed:
+                proc.stdin = None
             try:
                 proc.communicate(timeout=10)
             except (subprocess.TimeoutExpired, ValueError):
@@ -64,6 +66,8 @@ class Procs:
 
 def finish(proc: subprocess.Popen, timeout: float = 30) -> tuple[int, str, str]:
     """Wait for ``proc``; (status, stdout, stderr)."""
+    if proc.stdin is not None and proc.stdin.closed:
+        proc.stdin = None
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
 
