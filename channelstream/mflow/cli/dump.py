@@ -71,6 +71,8 @@ def _main(args: argparse.Namespace) -> int:
     stop = Stop()
     stream = connect(args.source, conn_type=conn_type_for(args.source),
                      mode=SUB if args.mode == "sub" else PULL, receive_timeout=TICK_MS)
+    print(f"Dumping {args.source} to {folder if folder is not None else 'the screen'}",
+          flush=True)
     keep = args.skip - 1 if args.skip else None  # 0: keep all, as mflow
     progress = Progress()
     messages = parts = files = size = 0

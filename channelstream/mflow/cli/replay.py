@@ -110,6 +110,7 @@ def _main(args: argparse.Namespace) -> int:
                     return 0
                 raise ValueError(f"fewer than {args.subscribers} subscribers came in "
                                  f"{args.wait_timeout} s")
+        print(f"Replaying {args.folder} on {args.address}", flush=True)
         start = time.monotonic()
         for _number, paths in read_dump(args.folder):
             if stop.requested:

@@ -79,6 +79,8 @@ def _main(args: argparse.Namespace, usage: argparse.ArgumentParser) -> int:
             failed = endpoints[len(sockets) - 1].address if sockets else source_endpoint.address
             raise ConfigError(f"cannot open {failed}: {exc}") from None
         source.setsockopt(zmq.RCVTIMEO, TICK_MS)
+        print(f"Splitting {source_endpoint.address} to "
+              f"{', '.join(e.address for e in endpoints)}", flush=True)
         splitter = Splitter(source, outputs)
         progress = Progress()
         start = time.monotonic()
