@@ -5,17 +5,20 @@ m_split forwards any bytes) and sent whole to each output that wants it.
 An output with ``modulo`` N wants messages N, 2N, 3N, ... (counting from 1,
 as mflow); mflow forwarded only part 0 of the other messages' parts.
 
-Sends never block one output on another: each send is non-blocking. When an
-output is full (its ZMQ queue of ``queue_size`` messages, the high-water
-mark, is full because its peer is slow, gone or not there yet) and another
-output took the message, the full output loses that message, counted in its
-``dropped``. When *every* output that wants the message is full, the
-splitter waits until one of them has room (back-pressure to the source, as
-mflow's blocking splitter had) and then the message goes to those with
-room. So a single output is lossless, and with several, the slowest one
-loses messages instead of stalling the rest. A PUB output never reports
-being full (ZMQ drops for slow subscribers silently), so its drops are not
-counted here.
+Sends never block one output on another: each send is non-blocking. An
+output whose ZMQ queue is full (``queue_size`` messages, the high-water mark:
+its peer is slow, gone, or not connected yet) keeps the message in its own
+pending queue, also at most ``queue_size`` messages, and sends it as soon as
+it has room, in order. When that pending queue is full too, the output drops
+its oldest pending message (counted in its ``dropped``), so a stuck output
+loses messages instead of stalling the others. Only when *every* output is
+full does the splitter stop reading the source until one of them has room
+(back-pressure to the source, as mflow's blocking splitter had): a single
+output is lossless. Messages still pending when m_split stops are counted as
+dropped. A PUB output never reports being full (ZMQ drops for slow
+subscribers silently), so those drops are not counted. Memory: at most
+``queue_size`` pending messages per output, shared between outputs (the
+received frames are forwarded without copying).
 
 Configuration (mflow's ``-c`` JSON)::
 
@@ -30,6 +33,7 @@ out, queue_size 100, no modulo. Modes are case-insensitive.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -113,16 +117,37 @@ def parse_config(config: Any) -> tuple[Endpoint, list[Endpoint]]:
 
 
 class Output:
-    """An output socket and its counters."""
+    """An output socket, its pending messages (at most ``capacity``) and its counters."""
 
-    __slots__ = ("endpoint", "socket", "modulo", "sent", "dropped")
+    __slots__ = ("endpoint", "socket", "modulo", "capacity", "pending", "sent", "dropped")
 
     def __init__(self, endpoint: Endpoint, socket: zmq.Socket) -> None:
         self.endpoint = endpoint
         self.socket = socket
         self.modulo = endpoint.modulo
+        self.capacity = endpoint.queue_size
+        self.pending: deque[list] = deque()
         self.sent = 0
         self.dropped = 0
+
+    def flush(self) -> bool:
+        """Send pending messages while the socket takes them; True when none is left."""
+        pending = self.pending
+        while pending:
+            try:
+                self.socket.send_multipart(pending[0], zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return False
+            pending.popleft()
+            self.sent += 1
+        return True
+
+    def hold(self, frames: list) -> None:
+        """Keep ``frames`` for later, dropping the oldest pending message when full."""
+        if len(self.pending) >= self.capacity:
+            self.pending.popleft()
+            self.dropped += 1
+        self.pending.append(frames)
 
 
 def open_socket(context: zmq.Context, endpoint: Endpoint, linger: int = 1000) -> zmq.Socket:
@@ -155,11 +180,17 @@ class Splitter:
         self.outputs = outputs
         self.received = 0
         self.bytes_received = 0
+        #: outputs that have pending messages
+        self._backlog: set[Output] = set()
 
     def run(self, should_stop: Callable[[], bool], limit: int | None = None) -> None:
-        """Split until ``should_stop()`` (checked at least every 200 ms) or ``limit`` messages."""
+        """Split until ``should_stop()`` (checked at least every 200 ms) or ``limit`` messages.
+
+        Messages still pending at the end are tried once more, then counted as dropped.
+        """
         recv = self.source.recv_multipart
         outputs = self.outputs
+        backlog = self._backlog
         nonblock = zmq.NOBLOCK
         again = zmq.Again
         count = self.received
@@ -167,50 +198,58 @@ class Splitter:
         try:
             while not should_stop() and (limit is None or count < limit):
                 try:
-                    frames = recv(copy=False)
+                    if backlog:
+                        if not self._drain():
+                            continue
+                        frames = recv(nonblock, copy=False)
+                    else:
+                        frames = recv(copy=False)
                 except again:
                     continue
                 count += 1
                 self.received = count
                 for frame in frames:
                     size += len(frame)
-                blocked = None
-                taken = False
                 for output in outputs:
                     if output.modulo != 1 and count % output.modulo:
+                        continue
+                    if output.pending:
+                        output.hold(frames)  # behind older ones, to keep the order
                         continue
                     try:
                         output.socket.send_multipart(frames, nonblock, copy=False)
                     except again:
-                        if blocked is None:
-                            blocked = [output]
-                        else:
-                            blocked.append(output)
+                        output.pending.append(frames)
+                        backlog.add(output)
                         continue
                     output.sent += 1
-                    taken = True
-                if blocked is not None:
-                    self._blocked(frames, blocked, taken, should_stop)
         finally:
-            self.received = count
             self.bytes_received += size
+            for output in list(backlog):
+                output.flush()
+                output.dropped += len(output.pending)
+                output.pending.clear()
+            backlog.clear()
 
-    def _blocked(self, frames: list, blocked: list[Output], taken: bool,
-                 should_stop: Callable[[], bool]) -> None:
-        """Drop for full outputs if another took the message, else wait for room first."""
-        if not taken:
-            poller = zmq.Poller()
-            for output in blocked:
-                poller.register(output.socket, zmq.POLLOUT)
-            while not poller.poll(_POLL_MS):
-                if should_stop():
-                    break
-        for output in blocked:
-            try:
-                output.socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
-                output.sent += 1
-            except zmq.Again:
-                output.dropped += 1
+    def _drain(self) -> bool:
+        """With outputs behind: wait (up to 200 ms) for room in them or a new message, and
+        send what they can take. True when a message can be received now.
+
+        The source is not read while every output is full, so one output is lossless
+        and several block the source only when all of them are full.
+        """
+        backlog = self._backlog
+        full = all(len(o.pending) >= o.capacity for o in self.outputs)
+        poller = zmq.Poller()
+        for output in backlog:
+            poller.register(output.socket, zmq.POLLOUT)
+        if not full:
+            poller.register(self.source, zmq.POLLIN)
+        ready = dict(poller.poll(_POLL_MS))
+        for output in list(backlog):
+            if output.socket in ready and output.flush():
+                backlog.discard(output)
+        return not full and self.source in ready
 
     def counters(self) -> dict[str, Any]:
         return {
