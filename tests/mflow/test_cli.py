@@ -191,7 +191,20 @@ def test_split_positional_form_binds_the_outputs(procs):
             send_all(push, [[b"x", b"y"]])
             assert receive_all(pull, 1) == [[b"x", b"y"]]
     status, out_text, err = interrupt(splitter)
-    assert status == 0 and "1 sent, 0 dropped" in out_text, err
+    assert status == 0, err
+    assert "Split 2 parts" in out_text and "libzmq's proxy" in out_text  # one output: C proxy
+    assert "2 parts sent, 0 dropped" in out_text
+
+
+PACED_SENDER = """
+import json, sys, time
+from channelstream import mflow
+with mflow.connect(sys.argv[1], conn_type=mflow.BIND, mode=mflow.PUSH) as push:
+    for n in range(int(sys.argv[2])):
+        push.send_parts([json.dumps({"n": n}).encode(), b"z" * 50000])
+        if n % 5 == 4:
+            time.sleep(0.002)  # slower than the live reader: only the stuck output is stuck
+"""
 
 
 def test_split_a_stuck_output_never_stalls_the_others(procs, tmp_path):
@@ -201,16 +214,14 @@ def test_split_a_stuck_output_never_stalls_the_others(procs, tmp_path):
         {"address": f"tcp://*:{live}"},
     ])
     count = 600
-    payload = b"z" * 20000
-    with mflow.connect(source, conn_type=mflow.BIND, mode=mflow.PUSH) as push, \
-            mflow.connect(f"tcp://127.0.0.1:{stuck}", queue_size=5) as _never_reads, \
+    with mflow.connect(f"tcp://127.0.0.1:{stuck}", queue_size=5) as _never_reads, \
             mflow.connect(f"tcp://127.0.0.1:{live}", receive_timeout=20000) as pull:
         splitter = procs.tool("m_split", "-c", config)
         read_line(splitter)
-        for n in range(count):
-            push.send_parts([json.dumps({"n": n}).encode(), payload])
+        sender = procs.script(PACED_SENDER, source, str(count))
         got = receive_all(pull, count)
         assert [json.loads(m[0])["n"] for m in got] == list(range(count))
+        assert finish(sender)[0] == 0
         status, out, err = interrupt(splitter)
     assert status == 0, err
     sent, dropped = map(int, re.search(rf":{stuck}: (\d+) sent, (\d+) dropped", out).groups())
@@ -228,7 +239,7 @@ def test_split_with_one_slow_output_loses_nothing(procs):
         with mflow.connect(out, receive_timeout=20000) as pull:
             assert receive_all(pull, 300) == messages
     status, text, err = interrupt(splitter)
-    assert status == 0 and "300 sent, 0 dropped" in text, err
+    assert status == 0 and "600 parts sent, 0 dropped" in text, err
 
 
 @pytest.mark.parametrize(("config", "reason"), [
@@ -328,7 +339,8 @@ SIGINT_CASES = {
     "m_stats": (lambda a, f: [a], "Sampling interval", "No messages received."),
     "m_generate": (lambda a, f: ["-a", a], "Sending messages", "Terminated by user."),
     "m_dump": (lambda a, f: [a, f], "Dumping", "Dumped 0 messages"),
-    "m_split": (lambda a, f: [a, tcp()], "Splitting", "Split 0 messages"),
+    "m_split": (lambda a, f: [a, tcp()], "Splitting", "Split 0 parts"),
+    "m_split -c": (lambda a, f: ["-c", f], "Splitting", "Split 0 messages"),
     "m_replay": (lambda a, f: [f, "-a", a, "-m", "pub", "-w", "1"], "Waiting",
                  "nothing sent"),
 }
@@ -338,6 +350,11 @@ SIGINT_CASES = {
 def test_ctrl_c_prints_the_summary_and_exits_0(procs, tmp_path, tool):
     args, first, summary = SIGINT_CASES[tool]
     folder = tmp_path / "f"
+    if tool == "m_split -c":
+        folder = tmp_path / "split.json"
+        folder.write_text(json.dumps({"source": {"address": tcp()}, "streams": [
+            {"address": tcp(), "modulo": 2}]}))
+        tool = "m_split"
     if tool == "m_replay":
         folder.mkdir()
         (folder / "000000_000.raw").write_bytes(b"{}")

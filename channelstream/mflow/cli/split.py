@@ -9,7 +9,9 @@ address, mode, queue_size, modulo; ``tcp://*:port`` binds, other addresses
 connect).
 
 Multipart messages are forwarded whole, modulo included; a full output
-loses messages (counted) rather than stalling the others. Ctrl-C prints the
+loses messages (counted) rather than stalling the others. One output without
+modulo is forwarded by libzmq's proxy (no Python per message; the summary
+then counts parts). Ctrl-C prints the
 summary (messages in, and per output sent and dropped) and exits 0.
 """
 
@@ -29,6 +31,7 @@ from ..split import (
     ConfigError,
     Endpoint,
     Output,
+    ProxySplitter,
     Splitter,
     conn_type_for,
     open_socket,
@@ -78,31 +81,45 @@ def _main(args: argparse.Namespace, usage: argparse.ArgumentParser) -> int:
         except zmq.ZMQError as exc:
             failed = endpoints[len(sockets) - 1].address if sockets else source_endpoint.address
             raise ConfigError(f"cannot open {failed}: {exc}") from None
-        source.setsockopt(zmq.RCVTIMEO, TICK_MS)
         print(f"Splitting {source_endpoint.address} to "
               f"{', '.join(e.address for e in endpoints)}", flush=True)
-        splitter = Splitter(source, outputs)
         progress = Progress()
         start = time.monotonic()
+        if len(outputs) == 1 and outputs[0].modulo == 1:
+            splitter = ProxySplitter(context, source, outputs[0])
+            try:
+                while not stop.requested:
+                    time.sleep(TICK_MS / 1000)
+                    if progress.enabled:
+                        progress.update(splitter.counters()["received"])
+            finally:
+                splitter.stop()
+                progress.done()
+        else:
+            source.setsockopt(zmq.RCVTIMEO, TICK_MS)
+            splitter = Splitter(source, outputs)
 
-        def should_stop() -> bool:
-            progress.update(splitter.received)
-            return stop.requested
+            def should_stop() -> bool:
+                progress.update(splitter.received)
+                return stop.requested
 
-        try:
-            splitter.run(should_stop if progress.enabled else stop)
-        finally:
-            progress.done()
+            try:
+                splitter.run(should_stop if progress.enabled else stop)
+            finally:
+                progress.done()
         elapsed = time.monotonic() - start
     finally:
         for socket in sockets:
             socket.close(linger=0 if stop.requested else 1000)
         context.term()
     counters = splitter.counters()
-    print(f"Split {counters['received']} messages ({megabytes(counters['bytes_received'])}) "
-          f"in {elapsed:.3f} s.")
+    unit = counters["unit"]
+    note = " (libzmq's proxy: one output, no modulo; it counts parts)" if unit == "parts" else ""
+    print(f"Split {counters['received']} {unit} ({megabytes(counters['bytes_received'])}) "
+          f"in {elapsed:.3f} s{note}.")
     for output in counters["outputs"]:
-        print(f"  {output['address']}: {output['sent']} sent, {output['dropped']} dropped")
+        print(f"  {output['address']}: {output['sent']} {'parts ' if unit == 'parts' else ''}"
+              f"sent, {output['dropped']} dropped")
     sys.stdout.flush()
     return 0
 
