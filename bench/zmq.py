@@ -20,7 +20,10 @@ Paths measured, each ``--runs`` times, interleaved:
 - ``ours m_split``   sender -> our ``m_split`` -> raw nocopy receiver
 
 Ratios are to the best raw figure of the same size (the ceiling), median of
-the runs; ranges are min-max over the runs. The machine has 2 cores: the
+the runs; ranges are min-max over the runs. CPU columns: CPU time (user +
+system, all threads of the process, ZMQ's I/O thread included) per timed
+message, of the receiver and of the splitter: a figure that other load on
+the machine disturbs much less than the rates. The machine has 2 cores: the
 m_split paths run three Python processes (and their ZMQ I/O threads) on
 them, the direct paths two.
 
@@ -105,10 +108,11 @@ def receiver(kind: str, address: str, count: int, warmup: int) -> None:
         size = sum(len(p) for p in recv(copy=copy))
         for _ in range(warmup - 1):
             recv(copy=copy)
-        start = time.perf_counter()
+        print("start", flush=True)
+        cpu0, start = _cpu(), time.perf_counter()
         for _ in range(count):
             recv(copy=copy)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, _cpu() - cpu0
     else:
         if kind.startswith("psi"):
             import mflow
@@ -122,13 +126,23 @@ def receiver(kind: str, address: str, count: int, warmup: int) -> None:
             message.data["header"]))
         for _ in range(warmup - 1):
             receive()
-        start = time.perf_counter()
+        print("start", flush=True)
+        cpu0, start = _cpu(), time.perf_counter()
         for _ in range(count):
             receive()
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, _cpu() - cpu0
         received = message.statistics.messages_received
         assert received == warmup + count, (received, warmup + count)
-    print(json.dumps({"seconds": elapsed, "count": count, "message_bytes": size}), flush=True)
+    print(json.dumps({"seconds": elapsed, "count": count, "message_bytes": size,
+                      "cpu_seconds": cpu}), flush=True)
+
+
+def _cpu() -> float:
+    """CPU seconds of this process, all threads (ZMQ's I/O thread included)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure(path: str, size: int, count: int, python: str) -> dict:
@@ -153,13 +167,20 @@ def measure(path: str, size: int, count: int, python: str) -> dict:
             procs.append(splitter)
         kind = {"psi receive": "psi", "ours receive": "ours",
                 "ours receive nocopy": "ours-nocopy", "raw": "raw"}.get(path, "raw-nocopy")
-        recv = subprocess.run([python, script, "--role", "receiver", "--kind", kind,
-                               "--address", target, "--count", str(count),
-                               "--warmup", str(warmup)],
-                              capture_output=True, text=True, cwd=REPO, timeout=600)
-        if recv.returncode != 0:
-            raise RuntimeError(f"{path} receiver failed: {recv.stderr.strip()[-500:]}")
-        result = json.loads(recv.stdout.strip().splitlines()[-1])
+        recv = subprocess.Popen([python, script, "--role", "receiver", "--kind", kind,
+                                 "--address", target, "--count", str(count),
+                                 "--warmup", str(warmup)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=REPO)
+        procs.append(recv)
+        line = recv.stdout.readline()
+        split_cpu = _process_cpu(splitter.pid) if splitter else None
+        out, err = recv.communicate(timeout=600)
+        if splitter:
+            split_cpu = _process_cpu(splitter.pid) - split_cpu
+        if recv.returncode != 0 or line.strip() != "start":
+            raise RuntimeError(f"{path} receiver failed: {err.strip()[-500:]}")
+        result = json.loads(out.strip().splitlines()[-1])
     finally:
         for proc in procs:
             if proc is not procs[0] and proc.poll() is None:
@@ -178,7 +199,16 @@ def measure(path: str, size: int, count: int, python: str) -> dict:
             procs[0].wait()
     rate = result["count"] / result["seconds"]
     return {"msg_s": rate, "mb_s": rate * result["message_bytes"] / 1e6,
-            "message_bytes": result["message_bytes"]}
+            "message_bytes": result["message_bytes"],
+            "recv_cpu_us": 1e6 * result["cpu_seconds"] / result["count"],
+            "split_cpu_us": None if split_cpu is None else 1e6 * split_cpu / result["count"]}
+
+
+def _process_cpu(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def versions() -> dict:
@@ -243,6 +273,9 @@ def main() -> None:
                 "msg_s_range": [min(r["msg_s"] for r in runs), max(r["msg_s"] for r in runs)],
                 "mb_s": statistics.median(r["mb_s"] for r in runs),
                 "message_bytes": runs[0]["message_bytes"],
+                "recv_cpu_us": statistics.median(r["recv_cpu_us"] for r in runs),
+                "split_cpu_us": None if runs[0]["split_cpu_us"] is None else
+                statistics.median(r["split_cpu_us"] for r in runs),
             }
         ceiling = max(rows[p]["msg_s"] for p in ("raw", "raw nocopy") if p in rows) \
             if {"raw", "raw nocopy"} & set(rows) else None
@@ -260,14 +293,16 @@ def main() -> None:
         print(f"  payload {size} B (message {next(iter(rows.values()))['message_bytes']} B, "
               f"{conditions['counts'][size]} messages per run, {args.runs} runs)")
         print(f"    {'path':22} {'msg/s (median)':>15} {'range':>21} {'MB/s':>9} "
-              f"{'x ceiling':>10} {'range':>13}")
+              f"{'x ceiling':>10} {'range':>13} {'recv CPU':>9} {'split CPU':>10}")
         for path, row in rows.items():
             low, high = row["msg_s_range"]
             ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}"
             ratio_range = "" if row["ratio_range"] is None else \
                 f"{row['ratio_range'][0]:.2f}-{row['ratio_range'][1]:.2f}"
+            split_cpu = "" if row["split_cpu_us"] is None else f"{row['split_cpu_us']:.2f} us"
             print(f"    {path:22} {row['msg_s']:>15,.0f} {low:>10,.0f}-{high:<10,.0f} "
-                  f"{row['mb_s']:>9,.1f} {ratio:>10} {ratio_range:>13}")
+                  f"{row['mb_s']:>9,.1f} {ratio:>10} {ratio_range:>13} "
+                  f"{row['recv_cpu_us']:>6.2f} us {split_cpu:>10}")
     print("  targets: ours m_split >= 0.80x raw at both sizes, ours receive >= 0.70x raw")
     return None
 

@@ -35,6 +35,22 @@ def loads(raw: Any) -> Any:
     return value
 
 
+def header_or_none(raw: bytes) -> dict | None:
+    """The JSON object in ``raw`` (UTF-8 bytes), or None for anything else or any doubt.
+
+    The hot path of ``receive()``: no exception leaves it; on None the caller
+    decodes again with :func:`loads` to learn what is wrong.
+    """
+    try:
+        text = raw.decode("utf-8")
+        value, end = _scan_once(text, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    if end != len(text) or type(value) is not dict:
+        return None
+    return value
+
+
 def dumps(value: Any) -> bytes:
     """Encode ``value`` as a JSON part, exactly like ``json.dumps(value).encode()``."""
     return _dumps(value).encode("utf-8")

@@ -35,6 +35,7 @@ import zmq
 from . import htypes
 from .errors import ConnectError, EncodeError, MalformedMessage
 from .green import flavour, is_green
+from .jsonpart import header_or_none
 from .monitor import ClientMonitor
 from .receiver import Message, Receiver, Statistics
 
@@ -47,6 +48,8 @@ SUB = zmq.SUB
 PUSH = zmq.PUSH
 PULL = zmq.PULL
 
+_NOBLOCK = zmq.NOBLOCK
+_RCVMORE = zmq.RCVMORE
 _MODES = {"pub": PUB, "sub": SUB, "push": PUSH, "pull": PULL}
 _RECEIVING = (PULL, SUB)
 
@@ -185,16 +188,35 @@ class Stream:
     # -- receiving ------------------------------------------------------------------------
 
     def receive_frames(self, block: bool = True) -> list | None:
-        """The next whole message as its list of parts, undecoded and uncounted; None on timeout."""
+        """The next whole message as its list of parts, undecoded and uncounted; None on timeout.
+
+        Parts are ``bytes``, or ``zmq.Frame`` with ``copy=False``.
+        """
         socket = self.socket
         if socket is None:
             raise RuntimeError("the stream is not connected")
-        if not self._green or not block:
-            try:
-                return socket.recv_multipart(0 if block else zmq.NOBLOCK, copy=self.copy)
-            except zmq.Again:
-                return None
-        try:  # green: no timer when a message is waiting already
+        if self._green and block:
+            return self._receive_green()
+        recv = socket.recv
+        try:
+            if self.copy:
+                frames = [recv(0 if block else _NOBLOCK)]
+                more = socket.getsockopt
+                while more(_RCVMORE):
+                    frames.append(recv())
+                return frames
+            frame = recv(0 if block else _NOBLOCK, copy=False)
+        except zmq.Again:
+            return None
+        frames = [frame]
+        while frame.more:
+            frame = recv(copy=False)
+            frames.append(frame)
+        return frames
+
+    def _receive_green(self) -> list | None:
+        socket = self.socket
+        try:  # no timer when a message is waiting already
             return socket.recv_multipart(zmq.NOBLOCK, copy=self.copy)
         except zmq.Again:
             pass
@@ -237,12 +259,36 @@ class Stream:
         receiver = self.receiver
         if receiver is None:
             raise RuntimeError("a PUSH or PUB stream cannot receive")
-        receiver.reset(frames)
+        receiver.frames = frames
+        receiver.index = 0
+        if handler is None and frames:
+            # the hot path: a good header of a known htype, decoded once
+            first = frames[0]
+            header = header_or_none(first if type(first) is bytes else first.bytes)
+            if header is not None:
+                htype = header.get("htype")
+                handler = self.handlers.get(htype) if type(htype) is str else None
+                receiver.header = header
         try:
-            data = htypes.dispatch(receiver, self.handlers, handler)
-        except MalformedMessage:
+            if handler is None:  # find out what is wrong, or fail on an unknown htype
+                data = htypes.dispatch(receiver, self.handlers)
+            else:
+                data = handler(receiver)
+        except MalformedMessage as exc:
             self.statistics.messages_malformed += 1
+            if exc.htype is None and receiver.header is not None:
+                htype = receiver.header.get("htype")
+                exc.htype = htype if type(htype) is str else None
+            exc.parts = len(frames)
             raise
+        except Exception as exc:
+            self.statistics.messages_malformed += 1
+            header = receiver.header
+            raise MalformedMessage(f"the handler failed: {exc!r}",
+                                   header.get("htype") if header else None,
+                                   len(frames)) from exc
+        finally:
+            receiver.header = None
         statistics = self.statistics
         size = 0
         for frame in frames:

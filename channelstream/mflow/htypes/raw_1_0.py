@@ -24,9 +24,13 @@ HTYPE = "raw-1.0"
 
 
 def receive(receiver: Receiver) -> dict:
-    header = receiver.next(as_json=True)
-    if not isinstance(header, dict):
-        raise MalformedMessage("the header is not a JSON object", HTYPE)
+    header = receiver.header
+    if header is None:
+        header = receiver.next(as_json=True)
+        if not isinstance(header, dict):
+            raise MalformedMessage("the header is not a JSON object", HTYPE)
+    else:
+        receiver.index = 1
     return {"header": header, "data": [part or None for part in receiver.rest()]}
 
 
