@@ -162,7 +162,7 @@ class Stream:
 
         Unsent messages are kept up to ``linger`` ms, as with mflow.
         """
-        socket, self.socket = self.socket, None
+        socket = self.socket
         if socket is None or socket.closed:
             return
         if self._monitor is not None:
@@ -183,7 +183,8 @@ class Stream:
 
     @property
     def closed(self) -> bool:
-        return self.socket is None
+        """True before ``connect`` and after ``disconnect`` (the closed socket stays)."""
+        return self.socket is None or self.socket.closed
 
     # -- receiving ------------------------------------------------------------------------
 
