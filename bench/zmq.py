@@ -17,7 +17,10 @@ Paths measured, each ``--runs`` times, interleaved:
 - ``ours receive nocopy``  the same with ``connect(copy=False)`` (zero-copy parts)
 - ``psi m_split``    sender -> PSI's ``m_split`` (python -m mflow.cli.split) -> raw
                      nocopy receiver
-- ``ours m_split``   sender -> our ``m_split`` -> raw nocopy receiver
+- ``ours m_split``   sender -> our ``m_split`` -> raw nocopy receiver (one output, no
+                     modulo: m_split forwards with libzmq's proxy, no Python per message)
+- ``ours split loop``  the same through m_split's Python loop (what it runs for several
+                     outputs or a modulo), one output
 
 Ratios are to the best raw figure of the same size (the ceiling), median of
 the runs; ranges are min-max over the runs. CPU columns: CPU time (user +
@@ -28,7 +31,9 @@ m_split paths run three Python processes (and their ZMQ I/O threads) on
 them, the direct paths two.
 
 Targets printed for comparison: our m_split >= 0.8x raw at both sizes, our
-receive() >= 0.7x raw.
+receive() >= 0.7x raw. Reference (ANCHORS.md, an earlier 2-core machine of this
+kind): raw 297k msg/s at 100 B, 1,455 MB/s at 64 KiB; PSI's m_split 0.34x and
+0.59x, PSI's receive() 0.40x.
 
 Usage: python bench/zmq.py [--sizes 100,65536] [--count-small 300000]
        [--count-large 30000] [--runs 3] [--paths raw,...] [--json]
@@ -57,7 +62,21 @@ import zmq  # noqa: E402
 HEADER = {"htype": "raw-1.0", "type": "uint8", "shape": [0], "frame": 0}
 HWM = 100
 PATHS = ["raw", "raw nocopy", "psi receive", "ours receive", "ours receive nocopy",
-         "psi m_split", "ours m_split"]
+         "psi m_split", "ours m_split", "ours split loop"]
+
+#: m_split's Python loop (what it runs for several outputs or a modulo), one output.
+SPLIT_LOOP = """
+import signal, sys, zmq
+from channelstream.mflow.split import PULL, PUSH, Endpoint, Output, Splitter, open_socket
+context = zmq.Context()
+source = open_socket(context, Endpoint(sys.argv[1], PULL, 100, "connect"))
+source.setsockopt(zmq.RCVTIMEO, 200)
+output = Output(Endpoint(sys.argv[2], PUSH, 100, "bind"),
+                open_socket(context, Endpoint(sys.argv[2], PUSH, 100, "bind")))
+stop = []
+signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+Splitter(source, [output]).run(lambda: bool(stop))
+"""
 
 
 def _support():
@@ -158,11 +177,14 @@ def measure(path: str, size: int, count: int, python: str) -> dict:
         procs.append(send)
         target = first
         splitter = None
-        if path.endswith("m_split"):
+        if "split" in path:
             target = f"tcp://127.0.0.1:{free_port()}"
-            module = "mflow.cli.split" if path.startswith("psi") else \
-                "channelstream.mflow.cli.split"
-            splitter = subprocess.Popen([python, "-m", module, first, target], cwd=REPO,
+            if path == "ours split loop":
+                command = [python, "-c", SPLIT_LOOP]
+            else:
+                command = [python, "-m", "mflow.cli.split" if path.startswith("psi") else
+                           "channelstream.mflow.cli.split"]
+            splitter = subprocess.Popen([*command, first, target], cwd=REPO,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             procs.append(splitter)
         kind = {"psi receive": "psi", "ours receive": "ours",
