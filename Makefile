@@ -25,8 +25,12 @@ $(VENV)/.stamp-base: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# psi-bsread (bsread's reference sender and receiver of bsr_m-1.1 for the mflow
+# interop tests) without its dependencies: the tests need none of its compression
+# packages (bitshuffle builds from source) and setup.py cannot say --no-deps.
 $(VENV)/.stamp-test: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps psi-bsread==2.0.1
 	touch $@
 
 $(VENV)/.stamp-bench: setup.py | $(BIN)/python

@@ -36,6 +36,8 @@ setup(
         "gunicorn",
         "pika",
         "pyzmq",
+        # channelstream.mflow: array-1.0 and bsr_m-1.1 decode to numpy arrays
+        "numpy",
         "plaster-pastedeploy",
         "prometheus-client",
         "pydantic>=2",
@@ -57,8 +59,12 @@ setup(
             "schemathesis>=4",
             # the websocket codec is tested against the reference RFC 6455 parser
             "wsproto",
+            # PSI's own mflow, the peer of channelstream.mflow's interop tests
+            # (run in separate processes; import name mflow)
+            "psi-mflow==1.0.0",
         ],
-        "bench": ["psutil"],
+        # bench/zmq.py measures PSI's mflow beside ours
+        "bench": ["psutil", "psi-mflow==1.0.0"],
     },
     entry_points={
         "paste.app_factory": ["main = channelstream.wsgi_app:make_app"],
@@ -67,6 +73,11 @@ setup(
             "gatd-publish = channelstream.amqp.cli:run",
             "loom-stream = loom.cli:stream_main",
             "loom-cat = loom.cli:cat_main",
+            "m_stats = channelstream.mflow.cli.stats:main",
+            "m_generate = channelstream.mflow.cli.generate:main",
+            "m_dump = channelstream.mflow.cli.dump:main",
+            "m_replay = channelstream.mflow.cli.replay:main",
+            "m_split = channelstream.mflow.cli.split:main",
         ],
     },
 )
