@@ -228,6 +228,11 @@ class SupervisedLoop(Service):
         """True once :meth:`stop` was called; ``run()`` should then return."""
         return self._stop_event.is_set()
 
+    def pause(self, delay: float) -> bool:
+        """Wait ``delay`` seconds before restarting a crashed :meth:`run`, or until
+        stopped; return :attr:`stopping`. (A hook: tests record the delays.)"""
+        return self._stop_event.wait(delay)
+
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``, waking early on stop; return :attr:`stopping`."""
         return self._stop_event.wait(seconds)
@@ -300,7 +305,7 @@ class SupervisedLoop(Service):
                 )
             else:
                 log.error("door %r: %s; restarting in %.1fs", self.name, error, delay)
-            if self._stop_event.wait(delay):
+            if self.pause(delay):
                 break
 
     def _record_error(self, text: str) -> None:

@@ -72,6 +72,10 @@ def test_a_packet_goes_out_as_json_with_its_scalar_fields_as_headers(broker_url,
 def test_an_unbound_packet_is_dropped_quietly_as_in_gatd(broker_url, exchange):
     with PacketPublisher(broker_url, exchange) as publisher:
         publisher.publish({"profile_id": "nobody"})  # no queue bound: no error
+        # and the publisher goes on: the next packet, bound this time, arrives (alone)
+        with bind(broker_url, exchange, {"profile_id": "somebody1"}) as bound:
+            publisher.publish({"profile_id": "somebody1", "n": 1})
+            assert bound.rest() == [{"profile_id": "somebody1", "n": 1}]
 
 
 def test_the_original_formatters_profile_id_header_still_routes(broker_url, exchange):

@@ -96,18 +96,30 @@ def test_a_crashing_loop_is_logged_restarted_and_reported(caplog):
     assert door.closed
 
 
+class PausedCrasher(Crasher):
+    """A Crasher that records the backoff delays it is given, and waits them out."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.delays: list[float] = []
+
+    def pause(self, delay):
+        self.delays.append(delay)
+        return super().pause(delay)
+
+
 def test_backoff_doubles_up_to_the_maximum():
-    door = Crasher(backoff_initial=0.05, backoff_max=0.2)
+    door = PausedCrasher(backoff_initial=0.05, backoff_max=0.2)
     door.start()
     wait_for(lambda: len(door.calls) >= 6, timeout=10)
     door.stop(1.0)
+    assert door.delays[:5] == [0.05, 0.1, 0.2, 0.2, 0.2]
     gaps = [b - a for a, b in zip(door.calls, door.calls[1:], strict=False)]
-    for gap, expected in zip(gaps, [0.05, 0.1, 0.2, 0.2, 0.2], strict=False):
-        assert expected * 0.9 <= gap < expected + 0.15, gaps
+    assert all(gap >= delay * 0.9 for gap, delay in zip(gaps, door.delays, strict=False)), gaps
 
 
 def test_a_long_run_resets_the_backoff():
-    class SlowCrasher(Crasher):
+    class SlowCrasher(PausedCrasher):
         backoff_reset_after = 0.15
 
         def run(self):
@@ -120,10 +132,8 @@ def test_a_long_run_resets_the_backoff():
     door.start()
     wait_for(lambda: len(door.calls) >= 5, timeout=10)
     door.stop(1.0)
-    gaps = [b - a for a, b in zip(door.calls, door.calls[1:], strict=False)]
-    # with the reset: 0.05, 0.1, a 0.2 s run + 0.05, 0.1; without: ..., 0.2 + 0.2, 0.4
-    assert 0.24 <= gaps[2] < 0.37, gaps
-    assert 0.09 <= gaps[3] < 0.3, gaps
+    # with the reset: 0.05, 0.1, (a 0.2 s run) 0.05, 0.1; without: ..., 0.2, 0.4
+    assert door.delays[:4] == [0.05, 0.1, 0.05, 0.1]
 
 
 def test_run_returning_early_counts_as_a_crash():
@@ -160,8 +170,8 @@ def test_stop_interrupts_a_blocked_loop():
     door.start()
     assert accepting.wait(5)  # woken once run() blocks in accept()
     began = time.monotonic()
-    door.stop(5.0)
-    assert time.monotonic() - began < 1.0
+    door.stop(30.0)
+    assert time.monotonic() - began < 15.0  # interrupted: not the 30 s timeout
     assert door.status() == {"state": "stopped", "restarts": 0}
 
 
@@ -182,7 +192,7 @@ def test_stop_kills_a_loop_that_ignores_it():
     assert running.wait(5)  # woken once run() blocks in its sleep
     began = time.monotonic()
     door.stop(0.2)
-    assert 0.2 <= time.monotonic() - began < 1.5
+    assert 0.2 <= time.monotonic() - began < 10  # killed, not after its 10 s sleep
     assert door.status()["state"] == "stopped"
 
 
@@ -249,7 +259,7 @@ def test_a_hanging_stop_is_bounded():
     registry.start_all()
     began = time.monotonic()
     registry.stop_all(0.2)
-    assert time.monotonic() - began < 3.0  # timeout + 2 s at most
+    assert time.monotonic() - began < 30.0  # bounded (timeout + 2 s): the hang is forever
     assert journal[-1] == ("stop", "first")  # the others are still stopped
 
 
