@@ -1,6 +1,8 @@
 # channelstream: the few commands a developer (and CI) needs.
 #
 #   make serve   run the development server (pserve development.ini)
+#   make demo-data   beside make serve: sample packets, a loom stream and a
+#                chat bot, so that every panel of http://127.0.0.1:8000/demo moves
 #   make test    lint, then run the whole test suite
 #   make lint    ruff only
 #   make bench   run every benchmark script under bench/
@@ -16,7 +18,7 @@ BIN := $(VENV)/bin
 # pyramid 2.1 imports pkg_resources, which warns on every start; hide only that.
 export PYTHONWARNINGS ?= ignore:pkg_resources is deprecated:UserWarning
 
-.PHONY: serve test lint bench clean-venv
+.PHONY: serve demo-data test lint bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +50,11 @@ $(SIO_NODE)/node_modules/.stamp: $(SIO_NODE)/package.json $(SIO_NODE)/package-lo
 
 serve: $(VENV)/.stamp-base
 	$(BIN)/pserve development.ini
+
+# The server's address and secrets come from this ini (CHANNELSTREAM_* env overrides too).
+DEMO_INI ?= development.ini
+demo-data: $(VENV)/.stamp-base
+	$(BIN)/python -m demo.data --ini $(DEMO_INI)
 
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check .

@@ -1,7 +1,8 @@
 """Distribution of the channelstream streaming hub and its doors.
 
-One distribution, two import packages: ``channelstream`` (the hub core, the
-process layer and every door) and ``loom`` (the byte-stream door).
+One distribution, three import packages: ``channelstream`` (the hub core, the
+process layer and every door), ``loom`` (the byte-stream door) and ``demo``
+(the /demo page and ``make demo-data``).
 """
 
 import os
@@ -25,8 +26,12 @@ setup(
     version=read_version(),
     description="One gevent process that serves real-time streams: "
     "channels, packets, byte streams, ZMQ and G3 frames",
-    packages=find_packages(include=["channelstream", "channelstream.*", "loom", "loom.*"]),
+    packages=find_packages(
+        include=["channelstream", "channelstream.*", "loom", "loom.*", "demo", "demo.*"]
+    ),
     include_package_data=True,
+    # the /demo page's HTML, CSS, scripts and vendored socket.io client
+    package_data={"demo": ["static/*.*", "static/js/*.js", "static/vendor/*"]},
     zip_safe=False,
     python_requires=">=3.10",
     install_requires=[
@@ -43,6 +48,8 @@ setup(
         "pydantic>=2",
         # pyramid 2.1 imports pkg_resources, which newer setuptools drops.
         "setuptools<81",
+        # AngularJS for the /demo page, served by the app (no CDN)
+        "XStatic-Angular",
     ],
     extras_require={
         "test": [
@@ -62,6 +69,8 @@ setup(
             # PSI's own mflow, the peer of channelstream.mflow's interop tests
             # (run in separate processes; import name mflow)
             "psi-mflow==1.0.0",
+            # tests/demo drive Debian's chromium (never a downloaded browser)
+            "playwright",
         ],
         # bench/zmq.py measures PSI's mflow beside ours
         "bench": ["psutil", "psi-mflow==1.0.0"],

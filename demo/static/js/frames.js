@@ -1,0 +1,97 @@
+/*
+ * frames.js: panels of frame channels (ZMQ, G3): what flows on a hub
+ * channel of frames, each frame's type and scalar values, and the rate.
+ *
+ * FramesCtrl lists /demo/api/config's "frames" entries ({channel, title,
+ * door, url}); the page renders a <frame-panel entry="..."> for each.
+ * A panel reads its entry's url, Server-Sent Events whose data is
+ * {"frames": [summary...], "skipped": n} (demo/frames.py), keeps the newest
+ * MAX_FRAMES summaries and the frames/s of the last minute, computed from
+ * the channel's offsets (so frames the tap skipped still count). The
+ * browser's EventSource reconnects by itself; the panel shows the door's
+ * state from /healthz through statusBoard (status.js).
+ *
+ * frameDescribers: door name -> function(summary) returning {kind, values}
+ * (kind: what sort of frame, e.g. an htype or a G3 frame type; values: the
+ * scalars worth showing). A door's panel differs only by its describer;
+ * "default" serves any door without one. To add one:
+ *
+ *   frameDescribers.zmq = function (f) {
+ *     return {kind: f.fields.htype || f.type, values: f.values};
+ *   };
+ */
+(function () {
+  "use strict";
+
+  var demo = angular.module("demo");
+  var MAX_FRAMES = 20;
+
+  function merged(a, b) { return angular.extend({}, a || {}, b || {}); }
+
+  demo.constant("frameDescribers", {
+    "default": function (f) {
+      return {kind: f.type || (f.fields && (f.fields.htype || f.fields.type)) || f.kind,
+              values: merged(f.fields, f.values)};
+    }
+  });
+
+  demo.controller("FramesCtrl", ["demoConfig", function (demoConfig) {
+    var vm = this;
+    vm.channels = [];
+    demoConfig.then(function (config) { vm.channels = config.frames || []; });
+  }]);
+
+  demo.directive("framePanel", ["frameDescribers", "Rates", "clockTime", "links", "statusBoard",
+    "$interval", "$rootScope",
+    function (frameDescribers, Rates, clockTime, links, statusBoard, $interval, $rootScope) {
+      return {
+        restrict: "E",
+        scope: {entry: "<"},
+        template:
+          '<h2>{{entry.title}} <small>hub channel <code>{{entry.channel}}</code></small></h2>' +
+          '<p><span class="pill" ng-class="door().state">{{entry.door}}: {{door().state || "unknown"}}</span> ' +
+          '{{total}} frames seen, {{skipped}} skipped by the tap</p>' +
+          '<figure class="wide"><figcaption>frames/s</figcaption>' +
+          '<sparkline series="rate" wide="true"></sparkline></figure>' +
+          '<table class="frames-table" data-test="frames">' +
+          '<tr ng-repeat="f in frames track by f.key"><td class="time">{{f.time}}</td>' +
+          '<td>#{{f.offset}}</td><td><b>{{f.kind}}</b></td><td class="meta">{{f.values}}</td>' +
+          '<td class="num">{{f.size ? f.size + " B" : ""}}</td></tr></table>',
+        link: function (scope) {
+          var entry = scope.entry;
+          var describe = frameDescribers[entry.door] || frameDescribers["default"];
+          var lastOffset = 0;
+          var counter = 0;
+          var linkName = "frames-" + entry.channel;
+          scope.frames = [];
+          scope.total = 0;
+          scope.skipped = 0;
+          scope.rate = Rates.counter(60);
+          scope.door = function () { return statusBoard.door(entry.door) || {}; };
+
+          var source = new EventSource(entry.url);
+          links.set(linkName, entry.title, "connecting");
+          source.onopen = function () { links.set(linkName, entry.title, "connected"); };
+          source.onerror = function () { links.set(linkName, entry.title, "reconnecting"); };
+          source.onmessage = function (event) {
+            var data;
+            try { data = JSON.parse(event.data); } catch (e) { return; }
+            scope.skipped += data.skipped || 0;
+            (data.frames || []).forEach(function (f) {
+              var shown = describe(f);
+              scope.total += 1;
+              lastOffset = f.offset;
+              scope.frames.unshift({key: ++counter, offset: f.offset, kind: shown.kind,
+                                    values: JSON.stringify(shown.values), size: f.size,
+                                    time: clockTime(new Date(f.time))});
+            });
+            scope.total += data.skipped || 0;
+            if (scope.frames.length > MAX_FRAMES) { scope.frames.length = MAX_FRAMES; }
+            $rootScope.$applyAsync();
+          };
+          var ticker = $interval(function () { scope.rate.sample(lastOffset, Date.now()); }, 1000);
+          scope.$on("$destroy", function () { source.close(); $interval.cancel(ticker); });
+        }
+      };
+    }]);
+})();

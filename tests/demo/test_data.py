@@ -1,0 +1,98 @@
+"""``make demo-data`` (demo/data.py) against the real server: it reads the
+server from the ini, makes packets, a loom stream and the bot's chat move, and
+stops cleanly on Ctrl-C (its build log ends finished, not aborted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from demo.backend import BOT_USER, DEFAULT_CHANNELS
+from demo.data import read_target
+from tests.demo.conftest import start_server
+from tests.support.api import SECRET, api_client
+from tests.support.server import QUIET_WARNINGS, REPO
+from tests.support.wait import wait_for
+
+
+def first_packet(port: int, query: dict) -> dict:
+    """The first packet the TCP streamer sends for ``query``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(json.dumps(query).encode())
+        return json.loads(sock.makefile("rb").readline())
+
+
+def test_read_target_takes_the_ini_and_the_environment(tmp_path: Path):
+    ini = tmp_path / "x.ini"
+    ini.write_text(
+        "[app:main]\nuse = egg:channelstream\nsecret = s1\nloom.tokens = t1, t2\n"
+        "[server:main]\nuse = egg:channelstream\nhost = 0.0.0.0\nport = 8123\n"
+    )
+    target = read_target(ini, None, environ={})
+    assert (target.url, target.secret, target.loom_token, target.ingest_token) == (
+        "http://127.0.0.1:8123",
+        "s1",
+        "t1",
+        None,
+    )
+    target = read_target(
+        ini,
+        None,
+        environ={
+            "CHANNELSTREAM_URL": "http://h:1",
+            "CHANNELSTREAM_SECRET": "s2",
+            "CHANNELSTREAM_PACKETS_INGEST_TOKENS": "p1",
+        },
+    )
+    assert (target.url, target.secret, target.ingest_token) == ("http://h:1", "s2", "p1")
+    assert read_target(ini, "http://given:2/", environ={}).url == "http://given:2"
+
+
+def test_demo_data_makes_everything_move_and_stops_on_ctrl_c(tmp_path: Path):
+    with start_server(tmp_path) as server:
+        env = {**os.environ, "PYTHONWARNINGS": QUIET_WARNINGS}
+        env.pop("CHANNELSTREAM_URL", None)
+        env.pop("CHANNELSTREAM_SECRET", None)
+        data = subprocess.Popen(
+            [sys.executable, "-m", "demo.data", "--ini", str(server.ini)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            packet = first_packet(server.tcp_streamer_port, {"profile_id": "demo-weather"})
+            assert packet["sensor"] in ("s1", "s2", "s3")
+            streams = wait_for(
+                lambda: [
+                    s
+                    for s in server.get("/streams").json()["streams"]
+                    if s["id"].startswith("demo-build-") and s["size"] > 0
+                ],
+                what="a demo build stream",
+            )
+            assert streams[0]["metadata"]["by"] == "make demo-data"
+            hub = api_client(server)
+
+            def bot_messages() -> list[dict]:
+                channels = hub.info(channels=list(DEFAULT_CHANNELS))["channels"]
+                return [m for c in channels.values() for m in c["history"] if m["user"] == BOT_USER]
+
+            history = wait_for(bot_messages, what="a message of the bot")
+            assert history[0]["message"]["text"]
+            assert BOT_USER in hub.info(channels=["lobby"])["channels"]["lobby"]["users"]
+        finally:
+            data.send_signal(signal.SIGINT)
+            output = data.communicate(timeout=30)[0].decode()
+        assert data.returncode == 0, output
+        assert "demo-data: stopped" in output
+        assert SECRET not in output
+        states = {s["id"]: s["state"] for s in server.get("/streams").json()["streams"]}
+        assert states and set(states.values()) == {"finished"}, states
+        lobby = api_client(server).info(channels=["lobby"])["channels"]["lobby"]
+        assert BOT_USER not in lobby["users"]  # the bot disconnected
