@@ -383,7 +383,11 @@ class DemoBackend:
         return names
 
     def _check_user(self, name: str) -> None:
-        """Refuse the name of a user that some other backend made."""
+        """Refuse the bot's name, and the name of a user that some other backend made."""
+        if name == BOT_USER:
+            raise Conflict(
+                f"username: {name} is the demo's bot; pick another name", field="username"
+            )
         if name in self.users:
             return
         try:

@@ -18,7 +18,7 @@ workers, each in its own thread:
 - **loom**: a build log streamed line by line to ``POST /stream/demo-build-N``
   (``N`` cycles over :data:`BUILD_IDS` with ``?force=true``, so the list stays
   short), one line every :data:`LINE_INTERVAL` seconds, ended cleanly, then
-  the next build; ``loom.tokens``' first token if set;
+  the next build after :data:`BUILD_PAUSE` seconds; ``loom.tokens``' first token if set;
 - **chat**: the bot user :data:`BOT` connects to the demo's default channels
   (with the demo's channel settings), keeps a long-poll ``/listen`` open so it
   stays present, posts a line every :data:`CHAT_INTERVAL` seconds (some with
@@ -62,6 +62,7 @@ RETRY = 2.0
 REPORT_EVERY = 10.0
 BUILD_IDS = tuple(f"demo-build-{n}" for n in range(1, 6))
 BUILD_STEPS = 30
+BUILD_PAUSE = 1.5
 
 CHAT_LINES = (
     "hello from the bot of make demo-data",
@@ -247,7 +248,7 @@ class Loom(Worker):
             self.builds += 1
         finally:
             conn.close()
-        self.stop.wait(3.0)
+        self.stop.wait(BUILD_PAUSE)
 
     def report(self) -> str:
         return f"{self.builds} builds streamed, {self.done} lines"
@@ -295,7 +296,12 @@ class Bot(Worker):
     def step(self) -> None:
         if self.conn_id is None:
             self.connect()
-        channel = random.choice(DEFAULT_CHANNELS)
+        # mostly the first channel (the one a page shows first), the first line always
+        channel = (
+            DEFAULT_CHANNELS[0]
+            if not self.done or random.random() < 0.7
+            else (random.choice(DEFAULT_CHANNELS))
+        )
         text = next(self.lines)
         if random.random() < 0.3:
             health = self.client.call("GET", "/healthz")[1]

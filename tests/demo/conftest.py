@@ -42,6 +42,18 @@ NETWORK_ERROR = re.compile(
 )
 
 
+def expect(locator: object) -> object:
+    """Playwright's ``expect`` (imported late: the module loads without Playwright)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
+def message(page: object, text: str) -> object:
+    """The chat messages of ``page`` that contain ``text``."""
+    return page.locator("[data-test=message]", has_text=text)
+
+
 def _missing_browser() -> str | None:
     try:
         import playwright.sync_api  # noqa: F401

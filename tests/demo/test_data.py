@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from demo.backend import BOT_USER, DEFAULT_CHANNELS
 from demo.data import read_target
-from tests.demo.conftest import start_server
+from tests.demo.conftest import expect, start_server
 from tests.support.api import SECRET, api_client
 from tests.support.server import QUIET_WARNINGS, REPO
 from tests.support.wait import wait_for
@@ -96,3 +99,42 @@ def test_demo_data_makes_everything_move_and_stops_on_ctrl_c(tmp_path: Path):
         assert states and set(states.values()) == {"finished"}, states
         lobby = api_client(server).info(channels=["lobby"])["channels"]["lobby"]
         assert BOT_USER not in lobby["users"]  # the bot disconnected
+
+
+@pytest.mark.browser
+def test_with_demo_data_every_panel_moves_within_a_minute(tmp_path: Path, open_page):
+    """The README's screenshot (test-artifacts/demo/overview.png) comes from here."""
+    with start_server(tmp_path) as server:
+        env = {**os.environ, "PYTHONWARNINGS": QUIET_WARNINGS}
+        data = subprocess.Popen(
+            [sys.executable, "-m", "demo.data", "--ini", str(server.ini)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            page = open_page(server.url)
+            page.sign_in("alice")
+            page.page.fill("[data-test=compose]", "hi all, the page is live")
+            page.page.click("[data-test=send]")
+            expect(
+                page.page.locator("[data-test=message]", has_text=BOT_USER).first
+            ).to_be_visible()
+            expect(
+                page.page.locator(f"[data-test=presence] [data-user={BOT_USER}]")
+            ).to_be_visible()
+            expect(page.page.locator("[data-test=tail]")).to_contain_text("step")
+            expect(page.page.locator("[data-test=tail-state]")).to_have_text("live")
+            expect(page.page.locator("[data-test=packet]").nth(9)).to_be_visible()
+            # some seconds of rates in the charts: 120 packets at about 8 a second
+            expect(page.page.locator("[data-test=gatd] figcaption")).to_contain_text(
+                re.compile(r"\((\d{4,}|[2-9]\d\d|1[2-9]\d) received\)"), timeout=40_000
+            )
+            expect(page.page.locator("[data-test=admin-stats]")).to_contain_text("connections")
+            page.page.set_viewport_size({"width": 1280, "height": 760})
+            page.screenshot("overview")
+        finally:
+            data.send_signal(signal.SIGINT)
+            data.wait(30)
+        assert data.returncode == 0

@@ -11,20 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo.conftest import start_server
+from tests.demo.conftest import expect, message, start_server
 from tests.support.api import api_client
 
 pytestmark = pytest.mark.browser
-
-
-def expect(locator):
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(locator)
-
-
-def message(page, text: str):
-    return page.locator("[data-test=message]", has_text=text)
 
 
 def test_two_pages_chat_with_presence_state_private_messages_edits_deletes_history(

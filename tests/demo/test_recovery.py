@@ -10,21 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo.conftest import start_server
+from tests.demo.conftest import expect, message, start_server
 from tests.support.api import api_client
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.browser
-
-
-def expect(locator):
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(locator)
-
-
-def message(page, text: str):
-    return page.locator("[data-test=message]", has_text=text)
 
 
 def log_entry(page, text: str):

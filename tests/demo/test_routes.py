@@ -252,8 +252,9 @@ def test_stats_are_counts_only(demo_server):
 def test_users_and_channels_of_another_app_are_refused(demo_server):
     app_user, app_channel = name("app-user"), name("app-channel")
     api_client(demo_server).connect(app_user, [app_channel])
-    refused = call(demo_server, "POST", "session", {"username": app_user})
-    assert refused.status_code == 409 and refused.json()["field"] == "username"
+    for taken in (app_user, "hubbot"):
+        refused = call(demo_server, "POST", "session", {"username": taken})
+        assert refused.status_code == 409 and refused.json()["field"] == "username"
     refused = call(
         demo_server, "POST", "session", {"username": name("alice"), "channels": [app_channel]}
     )

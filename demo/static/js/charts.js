@@ -11,7 +11,9 @@
  *   Both keep the newest `size` values in .values (oldest first), .last, and
  *   .version (bumped on every change, what the chart watches).
  * - <sparkline series="..." wide="true"></sparkline>: a polyline of
- *   series.values scaled to its maximum, with the latest value beside it.
+ *   series.values scaled to its maximum, with the latest value beside it;
+ *   a young series spreads over at least 20 slots, then the last `size`
+ *   values slide through.
  *   Plain SVG, no chart library.
  */
 (function () {
@@ -70,7 +72,8 @@
       scope: {series: "<", wide: "@"},
       template:
         '<span class="spark" ng-class="{wide: wide}">' +
-        '<svg ng-attr-view_box="0 0 {{w}} {{h}}" ng-attr-width="{{w}}" ng-attr-height="{{h}}">' +
+        '<svg ng-attr-view_box="0 0 {{w}} {{h}}" ng-attr-width="{{w}}" ng-attr-height="{{h}}"' +
+        ' preserveAspectRatio="none">' +
         '<polyline ng-attr-points="{{points}}"></polyline></svg>' +
         '<b class="spark-now">{{series.last | number:1}}</b>' +
         '<small class="spark-max">max {{max | number:1}}</small></span>',
@@ -85,8 +88,10 @@
           var max = 0;
           values.forEach(function (v) { if (v > max) { max = v; } });
           scope.max = max;
-          var step = scope.w / Math.max(size - 1, 1);
-          var offset = (size - values.length) * step;
+          // a young series spreads over at least a third of the window, then slides
+          var span = Math.max(values.length, Math.min(size, 20));
+          var step = scope.w / Math.max(span - 1, 1);
+          var offset = (span - values.length) * step;
           scope.points = values.map(function (v, i) {
             var y = scope.h - 1 - (max ? v / max : 0) * (scope.h - 3);
             return (offset + i * step).toFixed(1) + "," + y.toFixed(1);

@@ -140,8 +140,8 @@
           link.positions[name || ""] = [frame.epoch, frame.offset];
         }
         if (frame.catchup && resuming) { resuming.caught += 1; }
-        var target = name || link.current;
-        if (name && !link.channels[name]) { return; }  // a channel left meanwhile
+        var target = name || link.current;  // a global private message: shown here
+        if (!target || !link.channels[target]) { return; }  // a channel left meanwhile
         if (frame.type === "message") {
           addMessage(target, toMessage(frame));
         } else if (frame.type === "message:edit") {

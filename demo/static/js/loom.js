@@ -6,7 +6,8 @@
  * when the stream does (then /streams/<id> says how: finished or aborted).
  * The pane keeps the last MAX_TEXT characters.
  *
- * When nothing is selected, the newest live stream is tailed. A tail cut by
+ * Until a stream is clicked, the panel follows the newest live stream (and
+ * the next one when it ends); a click pins the selection. A tail cut by
  * a restart or a network drop is started again from the beginning once
  * /streams answers again (loom keeps every acknowledged byte on disk).
  * Open loom only: with loom.tokens set, /demo/api/config says why the panel
@@ -39,6 +40,8 @@
       var vm = this;
       var controller = null;
       var reachable = true;
+      var following = true;  // until the user picks a stream
+      var ended = false;  // the stream tailed now has ended
 
       vm.streams = [];
       vm.selected = null;
@@ -70,12 +73,13 @@
             vm.reason = null;
             if (!reachable) { eventLog.add("loom", "/streams answers again", "ok"); }
             reachable = true;
+            var newest = streams.filter(function (s) { return s.state === "live"; })[0];
             if (vm.tailState === "lost" && vm.selected) {
               eventLog.add("loom", "tailing " + vm.selected + " again from its start", "info");
-              vm.tail(vm.selected);
-            } else if (!vm.selected) {
-              var newest = streams.filter(function (s) { return s.state === "live"; })[0];
-              if (newest) { vm.tail(newest.id); }
+              tail(vm.selected);
+            } else if (following && newest && newest.id !== vm.selected &&
+                       (!vm.selected || ended)) {
+              tail(newest.id);
             }
             apply();
           }, function (error) {
@@ -85,7 +89,8 @@
           });
       }
 
-      function ended(id, mine) {
+      function finished(id, mine) {
+        ended = true;
         fetch("/streams/" + encodeURIComponent(id), {cache: "no-store"})
           .then(function (response) { return response.json(); })
           .then(function (info) {
@@ -95,9 +100,10 @@
           });
       }
 
-      vm.tail = function (id) {
+      function tail(id) {
         if (controller) { controller.abort(); }
         var mine = controller = new AbortController();
+        ended = false;
         vm.selected = id;
         vm.text = "";
         vm.tailBytes = 0;
@@ -116,7 +122,7 @@
                 if (chunk.done) {
                   vm.text += decoder.decode();
                   links.set("loom", "loom tail", "off", id + " ended");
-                  ended(id, mine);
+                  finished(id, mine);
                   apply();
                   return;
                 }
@@ -137,6 +143,11 @@
             eventLog.add("loom", "tail of " + id + " cut (" + error.message + ")", "warn");
             apply();
           });
+      }
+
+      vm.tail = function (id) {
+        following = false;
+        tail(id);
       };
 
       demoConfig.then(function (config) {
