@@ -1,42 +1,49 @@
 """Frame channels: hub channels of frames (ZMQ, G3) that the page shows flowing.
 
-A door that feeds a hub channel with frames (the ZMQ sources of
-``zmq.sources``; G3 sources once they name a channel) gets a panel on the
-page: what flows (each frame's type, its scalar fields and values) and the
-rate. The page reads a channel through ``GET /demo/api/frames/<channel>``,
-Server-Sent Events:
+A door that feeds a hub channel with frames gets a panel on the page: what
+flows (each frame's type, its scalar fields and values) and the rate. Today
+these are the channels of ``zmq.sources`` and ``zmq.outputs``: the ZMQ door
+publishes each mflow message into the channelstream channel it names (hub
+channel ``channel:<name>``) as a ``message`` frame whose ``message`` holds
+``htype``, ``header`` and ``parts``. The page reads a channel through
+``GET /demo/api/frames/<hub channel>``, Server-Sent Events:
 
 - each event's data is ``{"frames": [...], "skipped": n}``: summaries
   (:func:`summary`) of the frames that arrived since the previous event, at
   most :data:`MAX_PER_EVENT` of them (``skipped`` counts the others), at
   most :data:`EVENTS_PER_SECOND` events a second; the first event, sent at
   once, has no frames (the tap is open). ``offset`` grows by one per
-  frame the channel carried, so the page computes the true rate from it
+  message the channel carried, so the page computes the true rate from it
   even when the tap skipped frames; comments ``: idle`` keep the stream
   open;
 - sticky frames (metadata) come first, as the hub replays them to every new
   subscriber, and are never dropped;
-- each tap is one hub subscription with a small bounded outbox
-  (:data:`TAP_QUEUE`, oldest data frames dropped): a fast channel costs the
-  tap, never the publisher; at most :data:`MAX_TAPS` taps at once (503).
+- each tap is one hub subscription with no principal (private messages are
+  never seen) and a small bounded outbox (:data:`TAP_QUEUE`, oldest data
+  frames dropped): a fast channel costs the tap, never the publisher; at
+  most :data:`MAX_TAPS` taps at once (503).
 
 Only channels of :func:`frame_channels` can be tapped (404 for any other
-name): a chat channel or a user's private channel is never readable here.
+name), and only summaries leave: scalars, short lists of scalars, sizes.
 
 To add a door's channels, add them in :func:`frame_channels`; the page
-renders one panel per entry of ``/demo/api/config``'s ``frames``, and picks
-how to describe a frame by the entry's ``door`` (``demo/static/js/frames.js``).
+renders one panel per entry of ``/demo/api/config``'s ``frames``, shows the
+states of the entry's ``health`` doors from ``/healthz``, and describes a
+frame by the entry's ``door`` (``frameDescribers`` in
+``demo/static/js/frames.js``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import gevent
 
 from channelstream import strict_json
+from channelstream.chat.routing import hub_channel
 from channelstream.hub import Hub, Message
 from channelstream.settings import Settings
 
@@ -52,9 +59,12 @@ MAX_PER_EVENT = 20
 EVENTS_PER_SECOND = 10
 #: Seconds without frames after which a comment keeps the stream open.
 IDLE_COMMENT = 15.0
-#: Scalar fields and body values shown per frame, and the longest string shown.
-MAX_VALUES = 16
+#: Values shown per frame (nested objects flattened to ``a.b.c``, at most
+#: MAX_DEPTH deep), the longest string and the longest list of scalars shown.
+MAX_VALUES = 24
+MAX_DEPTH = 3
 MAX_STRING = 80
+MAX_LIST = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,70 +73,100 @@ class FrameChannel:
 
     :param channel: the hub channel.
     :param title: the panel's title.
-    :param door: the door that feeds it (``zmq``, ``g3``): the panel shows
-        that door's ``/healthz`` status and describes frames its way.
+    :param door: what feeds it (``zmq``, ``g3``): the page describes its
+        frames that way.
+    :param health: the ``/healthz`` doors whose state the panel shows.
     """
 
     channel: str
     title: str
     door: str
+    health: tuple[str, ...] = ()
 
-    def as_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "health": list(self.health)}
 
 
 def frame_channels(settings: Settings) -> tuple[FrameChannel, ...]:
     """The frame channels of this configuration, each once, in ini order.
 
-    ZMQ: the channel of every ``zmq.sources`` and ``zmq.outputs`` entry.
-    G3: ``g3.sources`` do not name a channel yet; when the G3 door says which
-    channel a source feeds, add ``FrameChannel(channel, f"G3 {channel}", "g3")``
+    ZMQ: the channelstream channel of every ``zmq.sources`` and
+    ``zmq.outputs`` entry (hub channel ``channel:<name>``), with the doors
+    ``zmq-source:<name>`` / ``zmq-output:<name>`` (``name`` defaults to the
+    channel). G3: when the G3 door says which hub channel a source feeds, add
+    ``FrameChannel(that_channel, "G3 ...", "g3", ("<its /healthz door>",))``
     here.
     """
     found: dict[str, FrameChannel] = {}
-    for entry in (*settings.zmq.sources, *settings.zmq.outputs):
-        channel = str(entry["channel"])
-        found.setdefault(channel, FrameChannel(channel, f"ZMQ {channel}", "zmq"))
+    for kind, entries in (("source", settings.zmq.sources), ("output", settings.zmq.outputs)):
+        for entry in entries:
+            name = str(entry["channel"])
+            channel = hub_channel(name)
+            door = f"zmq-{kind}:{entry.get('name') or name}"
+            known = found.get(channel)
+            health = (*known.health, door) if known else (door,)
+            found[channel] = FrameChannel(channel, f"ZMQ {name}", "zmq", health)
     return tuple(found.values())
 
 
 def summary(message: Message) -> dict[str, Any]:
     """What the page shows of one frame: position, time, kind, type, fields, values, size.
 
-    ``values`` holds the scalar items of a JSON object body (the first
-    :data:`MAX_VALUES`, strings cut at :data:`MAX_STRING`); a bytes body
-    shows only its size. Pure: no I/O.
+    ``values`` flattens a JSON object body (``{"message": {"htype": ...}}``
+    gives ``"message.htype"``): scalars (strings cut at :data:`MAX_STRING`,
+    non-finite numbers as null) and lists of at most :data:`MAX_LIST`
+    scalars, the first :data:`MAX_VALUES` of them; a bytes body shows only
+    its size. Pure: no I/O.
     """
     body = message.body
     size = message.size
+    values: dict[str, Any] = {}
     if isinstance(body, bytes | bytearray | memoryview):
         size = size or len(body)
-        values: dict[str, Any] = {}
     elif isinstance(body, Mapping):
-        values = _scalars(body)
+        _flatten(body, values, "", 1)
     else:
-        values = _scalars({"value": body})
+        _flatten({"value": body}, values, "", 1)
+    fields: dict[str, Any] = {}
+    _flatten(message.fields, fields, "", MAX_DEPTH)
     return {
         "offset": message.offset,
         "time": message.time_ms,
         "kind": message.kind,
         "type": message.type,
-        "fields": _scalars(message.fields),
+        "fields": fields,
         "values": values,
         "size": size,
     }
 
 
-def _scalars(items: Mapping[str, Any]) -> dict[str, Any]:
-    shown: dict[str, Any] = {}
+def _flatten(items: Mapping[str, Any], shown: dict[str, Any], prefix: str, depth: int) -> None:
     for key, value in items.items():
         if len(shown) >= MAX_VALUES:
-            break
-        if isinstance(value, str):
-            shown[str(key)] = value[:MAX_STRING]
-        elif value is None or isinstance(value, bool | int | float):
-            shown[str(key)] = value
-    return shown
+            return
+        name = f"{prefix}{key}"
+        if _is_scalar(value):
+            shown[name] = _shown(value)
+        elif isinstance(value, Mapping) and depth < MAX_DEPTH:
+            _flatten(value, shown, name + ".", depth + 1)
+        elif (
+            isinstance(value, list | tuple)
+            and len(value) <= MAX_LIST
+            and all(_is_scalar(v) for v in value)
+        ):
+            shown[name] = [_shown(v) for v in value]
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | bool | int | float)
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, str):
+        return value[:MAX_STRING]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 class FrameTaps:

@@ -46,7 +46,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from pyramid.config import Configurator
 from pyramid.request import Request
@@ -206,7 +206,7 @@ def config_view(request: Request) -> Response:
     elif settings.require_secrets:
         loom_reason = "loom is closed on this server (require_secrets)"
     frames = [
-        {**entry.as_dict(), "url": request.route_path("demo_frames", channel=quote(name, safe=""))}
+        {**entry.as_dict(), "url": request.route_path("demo_frames", channel=name)}
         for name, entry in taps.channels.items()
     ]
     return json_response(

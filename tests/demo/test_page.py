@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.demo.conftest import expect, message, start_server
+from tests.demo.test_routes import zmq_like
 from tests.support.api import api_client
 
 pytestmark = pytest.mark.browser
@@ -181,14 +182,20 @@ def test_a_loom_stream_appears_and_is_tailed_live(demo_server, open_page):
 
 
 def test_a_frame_channel_gets_a_panel(tmp_path: Path, open_page):
-    sources = json.dumps([{"address": "tcp://127.0.0.1:9", "channel": "packets"}])
+    sources = json.dumps([{"address": "tcp://127.0.0.1:9", "channel": "det"}])
     with start_server(tmp_path, **{"zmq.sources": sources}) as server:
         page = open_page(server.url)
-        panel = page.page.locator("[data-test=frames-packets]")
-        expect(panel.locator("h2")).to_contain_text("ZMQ packets")
-        expect(page.page.locator("[data-test=link-frames-packets]")).to_contain_text("connected")
-        api_client(server).call("POST", "/packets", [{"htype": "array-1.0", "shape": 3}])
+        panel = page.page.locator('[data-test="frames-channel:det"]')
+        expect(panel.locator("h2")).to_contain_text("ZMQ det")
+        expect(panel.locator("[data-test=door]")).to_contain_text("zmq-source:det")
+        expect(page.page.locator('[data-test="link-frames-channel:det"]')).to_contain_text(
+            "connected"
+        )
+        hub = api_client(server)
+        hub.channel_config({"det": {}})
+        hub.message(zmq_like("det", 7))
         row = panel.locator("[data-test=frames] tr").first
         expect(row).to_contain_text("array-1.0")
-        expect(row).to_contain_text('"shape":3')
+        expect(row).to_contain_text('"shape":[2,3]')
+        expect(row).to_contain_text('"frame":7')
         page.screenshot("frames")

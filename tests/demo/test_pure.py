@@ -4,6 +4,7 @@ summaries and which channels get a frame panel."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -51,26 +52,38 @@ def test_bounded_forgets_the_oldest_and_touch_keeps_one():
     assert list(bounded) == ["a", "c"]
 
 
-def test_a_frame_summary_shows_scalars_and_sizes_only():
-    message = Message(
-        "det",
-        {"frame": 7, "image": [1, 2, 3], "note": "x" * 200, **{f"k{i}": i for i in range(30)}},
-        fields={"htype": "array-1.0", "shape": "[3]"},
-        kind=STICKY,
-        type="header",
-    )
+def test_a_frame_summary_flattens_the_body_to_scalars_and_short_lists():
+    header = {"htype": "array-1.0", "shape": [3, 4], "note": "x" * 200, "nan": math.nan}
+    body = {
+        "user": "zmq:det",
+        "message": {
+            "htype": "array-1.0",
+            "header": header,
+            "parts": [{"size": 12}],
+            "big": list(range(20)),
+        },
+    }
+    message = Message("det", body, fields={"htype": "array-1.0"}, kind=STICKY, type="header")
     shown = summary(message)
-    assert shown["fields"] == {"htype": "array-1.0", "shape": "[3]"}
-    assert shown["values"]["frame"] == 7 and "image" not in shown["values"]
-    assert shown["values"]["note"] == "x" * MAX_STRING
-    assert len(shown["values"]) == MAX_VALUES
+    assert shown["fields"] == {"htype": "array-1.0"}
+    assert shown["values"] == {
+        "user": "zmq:det",
+        "message.htype": "array-1.0",
+        "message.header.htype": "array-1.0",
+        "message.header.shape": [3, 4],
+        "message.header.note": "x" * MAX_STRING,
+        "message.header.nan": None,
+    }
     assert (shown["kind"], shown["type"]) == ("sticky", "header")
+    json.dumps(shown, allow_nan=False)
+    many = summary(Message("det", {f"k{i}": i for i in range(100)}))
+    assert len(many["values"]) == MAX_VALUES
     raw = summary(Message("det", b"\x00" * 4096))
     assert (raw["size"], raw["values"]) == (4096, {})
-    json.dumps(shown)
+    assert summary(Message("det", 5))["values"] == {"value": 5}
 
 
-def test_zmq_channels_get_panels_once_in_ini_order():
+def test_zmq_channels_get_panels_once_in_ini_order_with_their_doors():
     settings = default_settings(
         {
             "zmq.sources": json.dumps(
@@ -83,7 +96,7 @@ def test_zmq_channels_get_panels_once_in_ini_order():
         }
     )
     assert frame_channels(settings) == (
-        FrameChannel("det", "ZMQ det", "zmq"),
-        FrameChannel("cam", "ZMQ cam", "zmq"),
+        FrameChannel("channel:det", "ZMQ det", "zmq", ("zmq-source:det", "zmq-output:det")),
+        FrameChannel("channel:cam", "ZMQ cam", "zmq", ("zmq-source:cam",)),
     )
     assert frame_channels(default_settings()) == ()

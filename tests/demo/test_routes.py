@@ -369,27 +369,48 @@ def test_without_a_secret_the_chat_is_refused(tmp_path: Path):
         assert stats["available"] is False and "admin_secret" in stats["reason"]
 
 
+def zmq_like(channel: str, frame: int) -> dict[str, Any]:
+    """A chat message shaped as the ZMQ door publishes an mflow message."""
+    header = {"htype": "array-1.0", "shape": [2, 3], "type": "uint8", "frame": frame}
+    return {
+        "channel": channel,
+        "user": "zmq:det",
+        "message": {"htype": "array-1.0", "header": header, "parts": [{"size": 6}]},
+    }
+
+
 def test_a_frame_channel_is_tapped_as_server_sent_events(tmp_path: Path):
-    sources = json.dumps([{"address": "tcp://127.0.0.1:9", "channel": "packets"}])
+    sources = json.dumps([{"address": "tcp://127.0.0.1:9", "channel": "det"}])
     with start_server(tmp_path, **{"zmq.sources": sources}) as server:
         config = ok(call(server, "GET", "config"))
         assert config["frames"] == [
             {
-                "channel": "packets",
-                "title": "ZMQ packets",
+                "channel": "channel:det",
+                "title": "ZMQ det",
                 "door": "zmq",
-                "url": "/demo/api/frames/packets",
+                "health": ["zmq-source:det"],
+                "url": "/demo/api/frames/channel:det",
             }
         ]
-        assert call(server, "GET", "frames/lobby").status_code == 404
+        for other in ("frames/channel:lobby", "frames/det", "frames/packets"):
+            assert call(server, "GET", other).status_code == 404, other
         client = ChannelstreamClient(server.url, SECRET, admin_secret=ADMIN_SECRET)
-        with requests.get(server.url + "/demo/api/frames/packets", stream=True, timeout=15) as tap:
+        client.channel_config({"det": {}})
+        url = server.url + "/demo/api/frames/channel:det"
+        with requests.get(url, stream=True, timeout=15) as tap:
             assert tap.headers["Content-Type"].startswith("text/event-stream")
             events = (line for line in tap.iter_lines() if line.startswith(b"data: "))
             assert json.loads(next(events)[6:]) == {"frames": [], "skipped": 0}
-            client.call(
-                "POST", "/packets", [{"profile_id": "zmq-like", "htype": "array-1.0", "n": 7}]
-            )
-            frames = json.loads(next(events)[6:])["frames"]
-        assert frames[0]["fields"] == {"profile_id": "zmq-like", "htype": "array-1.0", "n": 7}
-        assert frames[0]["offset"] >= 1 and frames[0]["kind"] == "data"
+            client.message(zmq_like("det", 7))
+            client.message({**zmq_like("det", 8), "pm_users": ["someone"]})  # never tapped
+            client.message(zmq_like("det", 9))
+            frames = []
+            while len(frames) < 2:
+                frames.extend(json.loads(next(events)[6:])["frames"])
+        values = frames[0]["values"]
+        assert values["message.htype"] == "array-1.0"
+        assert values["message.header.shape"] == [2, 3]
+        assert values["message.header.frame"] == 7
+        assert "message.parts" not in values
+        assert [f["values"]["message.header.frame"] for f in frames] == [7, 9]
+        assert frames[1]["offset"] > frames[0]["offset"] and frames[0]["kind"] == "data"

@@ -1,24 +1,24 @@
 /*
  * frames.js: panels of frame channels (ZMQ, G3): what flows on a hub
- * channel of frames, each frame's type and scalar values, and the rate.
+ * channel of frames, each frame's type and values, and the rate.
  *
  * FramesCtrl lists /demo/api/config's "frames" entries ({channel, title,
- * door, url}); the page renders a <frame-panel entry="..."> for each.
- * A panel reads its entry's url, Server-Sent Events whose data is
- * {"frames": [summary...], "skipped": n} (demo/frames.py), keeps the newest
- * MAX_FRAMES summaries and the frames/s of the last minute, computed from
- * the channel's offsets (so frames the tap skipped still count). The
- * browser's EventSource reconnects by itself; the panel shows the door's
- * state from /healthz through statusBoard (status.js).
+ * door, health, url}); the page renders a <frame-panel entry="..."> for
+ * each. A panel reads its entry's url, Server-Sent Events whose data is
+ * {"frames": [summary...], "skipped": n} (demo/frames.py; a summary's
+ * "values" flatten the frame's JSON body: "message.htype",
+ * "message.header.shape"...), keeps the newest MAX_FRAMES and the frames/s
+ * of the last minute, computed from the channel's offsets (so frames the
+ * tap skipped still count). The browser's EventSource reconnects by
+ * itself. The panel shows the state of each /healthz door of entry.health
+ * (statusBoard, status.js).
  *
- * frameDescribers: door name -> function(summary) returning {kind, values}
+ * frameDescribers: entry.door -> function(summary) returning {kind, values}
  * (kind: what sort of frame, e.g. an htype or a G3 frame type; values: the
- * scalars worth showing). A door's panel differs only by its describer;
- * "default" serves any door without one. To add one:
+ * values worth showing). "default" serves a door without one. G3's, once
+ * its door publishes frames on a hub channel, is a few lines:
  *
- *   frameDescribers.zmq = function (f) {
- *     return {kind: f.fields.htype || f.type, values: f.values};
- *   };
+ *   describers.g3 = function (f) { return {kind: f.type, values: f.values}; };
  */
 (function () {
   "use strict";
@@ -28,12 +28,23 @@
 
   function merged(a, b) { return angular.extend({}, a || {}, b || {}); }
 
-  demo.constant("frameDescribers", {
+  var describers = {
     "default": function (f) {
       return {kind: f.type || (f.fields && (f.fields.htype || f.fields.type)) || f.kind,
               values: merged(f.fields, f.values)};
+    },
+    // the ZMQ door's frames: {"message": {"htype", "header": {...}, "parts": [...]}}
+    "zmq": function (f) {
+      var values = f.values || {};
+      var header = {};
+      Object.keys(values).forEach(function (key) {
+        if (key.indexOf("message.header.") === 0) { header[key.slice(15)] = values[key]; }
+      });
+      return {kind: values["message.htype"] || f.type || f.kind,
+              values: Object.keys(header).length ? header : values};
     }
-  });
+  };
+  demo.constant("frameDescribers", describers);
 
   demo.controller("FramesCtrl", ["demoConfig", function (demoConfig) {
     var vm = this;
@@ -49,7 +60,8 @@
         scope: {entry: "<"},
         template:
           '<h2>{{entry.title}} <small>hub channel <code>{{entry.channel}}</code></small></h2>' +
-          '<p><span class="pill" ng-class="door().state">{{entry.door}}: {{door().state || "unknown"}}</span> ' +
+          '<p><span class="pill" ng-repeat="name in entry.health" ng-class="state(name)" ' +
+          'data-test="door">{{name}}: {{state(name)}}</span> ' +
           '{{total}} frames seen, {{skipped}} skipped by the tap</p>' +
           '<figure class="wide"><figcaption>frames/s</figcaption>' +
           '<sparkline series="rate" wide="true"></sparkline></figure>' +
@@ -67,7 +79,10 @@
           scope.total = 0;
           scope.skipped = 0;
           scope.rate = Rates.counter(60);
-          scope.door = function () { return statusBoard.door(entry.door) || {}; };
+          scope.state = function (name) {
+            var door = statusBoard.door(name);
+            return door ? door.state : "absent";
+          };
 
           var source = new EventSource(entry.url);
           links.set(linkName, entry.title, "connecting");
