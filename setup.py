@@ -45,6 +45,8 @@ setup(
         "numpy",
         "plaster-pastedeploy",
         "prometheus-client",
+        # hub.engine = redis: channels shared by many processes and nodes
+        "redis",
         "pydantic>=2",
         # pyramid 2.1 imports pkg_resources, which newer setuptools drops.
         "setuptools<81",

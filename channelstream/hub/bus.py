@@ -1,11 +1,13 @@
 """The bus: how a publish reaches every hub that serves the channel.
 
-The hub hands every publish to its bus and sequences only what the bus hands
-back to it. ``LocalBus`` (the default) hands it straight back, in the same
-greenlet, so one process needs no broker. A broker bus (RabbitMQ, later)
-carries each publish to every process bound to the channel; each process then
-sequences it in its own channel, under its own epoch, so offsets are only ever
-compared with the process that issued them.
+The hub hands every publish to its bus. ``LocalBus`` (the default) hands it
+straight back, in the same greenlet, and the hub sequences it: one process
+needs no broker. An engine bus (``sequences = True``: Redis, in
+:mod:`channelstream.engines.redis`) has a shared engine sequence each
+publish (the channel's epoch and next offset, the same for every process),
+keep it in the channel's history, and carry it to every process that follows
+the channel; the hub then keeps and fans out what the bus hands it, in
+offset order, with the engine's stamps.
 
 Contract for implementations:
 
@@ -19,6 +21,23 @@ Contract for implementations:
   per message, in the order the bus got them.
 * ``watch(channel)``/``unwatch(channel)`` say which channels this process has;
   a broker bus binds and unbinds them. Both are idempotent.
+
+For an engine bus (``sequences = True``) also:
+
+* ``attach_engine(deliver, adopt)`` is called once, by the hub, before
+  ``start``: ``deliver(channel, messages)`` hands sequenced messages (offset
+  order, no gap, each the next of the channel's epoch); ``adopt(channel,
+  epoch, last_offset)`` tells the hub where a channel stands when the process
+  starts following it, and again when the engine's epoch changed (the
+  engine lost its data) or a gap could not be filled from its history.
+* ``watch(channel)`` returns once the process follows the channel (every
+  publish after it will be delivered) and ``adopt`` was called; it may block
+  the calling greenlet on the engine.
+* ``publish`` returns None: the message comes back through ``deliver``.
+* ``history(channel, after, before)`` returns the messages kept by the
+  engine with ``after < offset < before``, stamped, oldest first.
+* Any of these raises :class:`EngineUnavailable` when the engine cannot be
+  reached; nothing is lost silently.
 """
 
 from __future__ import annotations
@@ -29,12 +48,24 @@ from .message import Message
 
 Receive = Callable[[Message], Message]
 ReceiveMany = Callable[[list[Message]], list[Message]]
+Deliver = Callable[[str, list[Message]], None]
+Adopt = Callable[[str, str, int], None]
+
+
+class EngineUnavailable(RuntimeError):
+    """The shared engine (Redis...) cannot be reached: ``str()`` says which and why.
+
+    Doors answer it as "unavailable" (HTTP 503 with the reason); the process
+    goes on and recovers when the engine is back.
+    """
 
 
 class Bus:
     """Base class of buses; see the module docstring for the contract."""
 
     name = "bus"
+    #: True when a shared engine assigns offsets and epochs (see the module doc).
+    sequences = False
 
     def __init__(self) -> None:
         self._receive: Receive | None = None
@@ -45,6 +76,14 @@ class Bus:
             raise RuntimeError(f"{self.name} bus is already attached to a hub")
         self._receive = receive
         self._receive_many = receive_many
+
+    def attach_engine(self, deliver: Deliver, adopt: Adopt) -> None:
+        """For an engine bus: how sequenced messages and positions reach the hub."""
+        raise NotImplementedError
+
+    def history(self, channel: str, after: int, before: int) -> list[Message]:
+        """For an engine bus: the engine's kept messages with ``after < offset < before``."""
+        raise NotImplementedError
 
     def start(self) -> None:
         """Connect to the broker, if any."""
@@ -65,6 +104,8 @@ class Bus:
         """This process no longer has ``channel``."""
 
     def status(self) -> dict:
+        """JSON-able: at least ``bus`` (its name); ``state`` for an engine bus
+        (``connected`` when it works)."""
         return {"bus": self.name}
 
 

@@ -36,11 +36,15 @@ class ChannelConfig:
     :param history_seconds: age limit of the history (0 = none).
     :param persistent: never collected when idle (e.g. the packet channel,
         whose history is its point).
+    :param local: kept in this process even when the hub has a shared engine
+        (the packet channel: every process gets every packet from the broker
+        and keeps its own time window).
     """
 
     history_size: int = 100
     history_seconds: float = 0.0
     persistent: bool = False
+    local: bool = False
 
     def __post_init__(self) -> None:
         if self.history_size < 0:
@@ -266,6 +270,54 @@ class Channel:
                 raise ValueError(f"{message!r} was already published")
         if len({id(message) for message in messages}) < len(messages):
             raise ValueError("a message cannot be published twice in one batch")
+        return self._publish_many(messages)
+
+    def receive_sequenced(self, messages: list[Message]) -> list[Message]:
+        """Keep and fan out messages an engine sequenced (``offset``, ``epoch`` set).
+
+        For a channel whose offsets an engine assigns (Redis): the engine's
+        bus hands them in offset order with no gap, each the next offset of
+        this channel's epoch (:meth:`adopt` set it); anything else is a bug
+        of the bus and raises :class:`ValueError` before anything is kept.
+        """
+        expected = self.last_offset
+        for message in messages:
+            expected += 1
+            if message.epoch != self.epoch or message.offset != expected:
+                raise ValueError(
+                    f"{message!r} of epoch {message.epoch!r} is not the next of {self.name!r}"
+                    f" (offset {expected} of epoch {self.epoch!r})"
+                )
+        return self._publish_many(messages)
+
+    def adopt(self, epoch: str, last_offset: int) -> None:
+        """Take the engine's epoch and last offset (a process starts following
+        the channel). History kept from an earlier following no longer joins on:
+        it is dropped unless the epoch and the offset are where it left off."""
+        if epoch != self.epoch or last_offset != self.last_offset:
+            self.history.clear()
+            self._sticky.clear()
+        self.epoch = epoch
+        self.last_offset = last_offset
+
+    def backfill(self, messages: list[Message]) -> int:
+        """Put older messages (read from an engine's history) before those kept.
+
+        ``messages`` are in offset order, of this channel's epoch; those that
+        end right before the oldest kept (or at the last offset, when nothing
+        is kept) are taken. Resume then finds them. Returns how many were taken.
+        """
+        first = self.history.first_offset
+        end = (first - 1) if first is not None else self.last_offset
+        run = [m for m in messages if m.epoch == self.epoch and m.offset <= end]
+        if not run or run[-1].offset != end:
+            return 0
+        start = len(run) - 1  # history's offsets are contiguous: the last unbroken run
+        while start and run[start - 1].offset == run[start].offset - 1:
+            start -= 1
+        return self.history.prepend(run[start:])
+
+    def _publish_many(self, messages: list[Message]) -> list[Message]:
         if self._fanning_out:  # from a callback of a running fan-out: wait for it
             for message in messages:
                 self._sequence(message)
@@ -309,6 +361,18 @@ class Channel:
             self._fan_out(self._deferred.popleft(), deferred=True)
 
     def _sequence(self, message: Message) -> None:
+        if message.sequenced:  # by an engine (receive_sequenced checked it)
+            now = message.time_ms or self._clock_ms()
+            if now < self.last_time_ms:
+                now = self.last_time_ms  # another process's clock is behind: keep order
+            self.last_offset = message.offset
+            message.time_ms = self.last_time_ms = now
+            self.published += 1
+            self.last_active = self._monotonic()
+            self.history.append(message, now)
+            if message.sticky:
+                self._sticky[message.type] = message  # type: ignore[index]
+            return
         now = self._clock_ms()
         if now < self.last_time_ms:
             now = self.last_time_ms  # the wall clock stepped back: keep order

@@ -89,6 +89,22 @@ class History:
                     items[i] = None  # type: ignore[call-overload]
             self._head = head
 
+    def prepend(self, older: list[Message]) -> int:
+        """Put ``older`` (contiguous offsets, ending right before the oldest kept)
+        first; as many as the size allows. Returns how many were kept."""
+        room = self.size - len(self)
+        if room <= 0 or not older:
+            return 0
+        older = older[-room:]
+        self._items = [*older, *self._items[self._head :]]
+        self._head = 0
+        return len(older)
+
+    def clear(self) -> None:
+        """Drop everything kept (the channel's offsets start over elsewhere)."""
+        self._items = []
+        self._head = 0
+
     def after(self, offset: int) -> list[Message]:
         """Messages with an offset greater than ``offset``, oldest first."""
         first = self.first_offset

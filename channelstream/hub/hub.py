@@ -26,7 +26,7 @@ from .channel import Channel, ChannelConfig
 from .filters import Decimation, Filter
 from .message import Message
 from .outbox import REASON_SHUTDOWN, Outbox
-from .subscription import Start, Subscription
+from .subscription import AFTER, Start, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,8 @@ class Hub:
         self.config = config or HubConfig()
         self.bus = bus or LocalBus()
         self.bus.attach(self._receive, self._receive_many)
+        if self.bus.sequences:
+            self.bus.attach_engine(self._deliver_sequenced, self._adopt)
         self._clock_ms = clock_ms
         self._monotonic = monotonic
         self._channels: dict[str, Channel] = {}
@@ -153,7 +155,8 @@ class Hub:
                 monotonic=self._monotonic,
             )
             self._channels[name] = channel
-            self.bus.watch(name)
+            if not self.bus.sequences:  # an engine bus follows on subscribe (_follow)
+                self.bus.watch(name)
         return channel
 
     def channels(self) -> list[Channel]:
@@ -185,14 +188,37 @@ class Hub:
 
         :returns: the sequenced message when the bus delivered it locally at
             once (the local bus always does), else None.
+        :raises EngineUnavailable: an engine bus cannot reach its engine.
         """
+        if self.bus.sequences and self.shared(message.channel):
+            return self.bus.publish(message)
+        if self.bus.sequences:
+            return self._receive(message)
         return self.bus.publish(message)
 
     def publish_many(self, messages: list[Message]) -> list[Message | None]:
         """``publish`` each of ``messages``, in order, in fewer steps: a run of
         messages to one channel is fanned out together (``Channel.publish_many``).
         """
-        return self.bus.publish_many(messages)
+        if not self.bus.sequences:
+            return self.bus.publish_many(messages)
+        results: list[Message | None] = []
+        start = 0
+        for end in range(1, len(messages) + 1):  # runs of shared / local channels, in order
+            if end == len(messages) or self.shared(messages[end].channel) != self.shared(
+                messages[start].channel
+            ):
+                run = messages[start:end]
+                if self.shared(run[0].channel):
+                    results.extend(self.bus.publish_many(run))
+                else:
+                    results.extend(self._receive_many(run))
+                start = end
+        return results
+
+    def shared(self, channel: str) -> bool:
+        """Whether ``channel`` goes through the engine (an engine bus, and not ``local``)."""
+        return self.bus.sequences and not self.channel_config(channel).local
 
     def _count_drop(self, message: Message) -> None:
         channel = self._channels.get(message.channel)
@@ -262,6 +288,8 @@ class Hub:
         if isinstance(filter, dict):
             filter = Filter(filter)
         target = self.channel(channel, create=True)
+        if self.shared(channel):
+            self._follow(target, start)  # may block on the engine; raises EngineUnavailable
         return target.subscribe(  # type: ignore[union-attr]
             outbox, start=start, filter=filter, decimation=decimation, principal=principal
         )
@@ -277,6 +305,8 @@ class Hub:
         ``resume_error`` set, and its queued messages stay.
         """
         channel = subscription.channel
+        if self.shared(channel.name):
+            self._follow(channel, start)
         error = channel.resume_error(start)
         if error is not None:
             subscription.resume_error = error
@@ -292,6 +322,30 @@ class Hub:
             principal=subscription.principal,
         )
 
+    # -- an engine bus -------------------------------------------------------------
+
+    def _follow(self, channel: Channel, start: Start | None) -> None:
+        """Follow ``channel`` on the engine; for a resume, fill the history it
+        needs from the engine's (a process that just started following it, or
+        a client that comes back to another process than before)."""
+        self.bus.watch(channel.name)
+        if start is None or start.mode != AFTER or start.epoch != channel.epoch:
+            return
+        first = channel.history.first_offset
+        end = first if first is not None else channel.last_offset + 1
+        if start.offset + 1 < end:
+            channel.backfill(self.bus.history(channel.name, start.offset, end))
+
+    def _deliver_sequenced(self, name: str, messages: list[Message]) -> None:
+        channel = self._channels.get(name)
+        if channel is not None:  # else no longer followed here: nobody needs it
+            channel.receive_sequenced(messages)
+
+    def _adopt(self, name: str, epoch: str, last_offset: int) -> None:
+        channel = self._channels.get(name)
+        if channel is not None:
+            channel.adopt(epoch, last_offset)
+
     # -- collection -----------------------------------------------------------------
 
     def collect(self) -> int:
@@ -305,14 +359,18 @@ class Hub:
         collected = 0
         for name, channel in list(self._channels.items()):
             channel.history.trim(now_ms)
-            if (
+            # Followed on an engine, a channel nobody here reads is let go at once:
+            # the engine keeps its history, and following it costs every publish.
+            unread = channel.subscriber_count == 0 and self.shared(name)
+            if unread or (
                 idle_after
                 and not channel.config.persistent
                 and channel.subscriber_count == 0
                 and channel.idle_for(now) >= idle_after
             ):
                 del self._channels[name]
-                self.bus.unwatch(name)
+                if not self.bus.sequences or self.shared(name):
+                    self.bus.unwatch(name)
                 totals = self._collected
                 totals["channels"] += 1
                 totals["published"] += channel.published

@@ -183,10 +183,16 @@ def _is_number(value: Any) -> bool:
 def configure_packet_channel(
     hub: Hub, channel: str, history_size: int, history_seconds: float
 ) -> None:
-    """Give the packet channel its time window; it is never collected."""
+    """Give the packet channel its time window; it is never collected, and it
+    stays in this process with a shared engine (packets reach every process)."""
     hub.configure_channel(
         channel,
-        ChannelConfig(history_size=history_size, history_seconds=history_seconds, persistent=True),
+        ChannelConfig(
+            history_size=history_size,
+            history_seconds=history_seconds,
+            persistent=True,
+            local=True,
+        ),
     )
 
 

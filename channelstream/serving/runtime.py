@@ -56,6 +56,22 @@ def hub_config(settings: Settings) -> HubConfig:
     )
 
 
+def make_hub(settings: Settings) -> Hub:
+    """The hub of ``settings``: on the local bus, or on the engine ``hub.engine`` names."""
+    if settings.hub.engine != "redis":
+        return Hub(hub_config(settings))
+    from ..engines.redis import RedisBus  # only when asked: redis-py is not loaded otherwise
+
+    hub: Hub | None = None
+
+    def config_of(name: str) -> ChannelConfig:
+        return hub.channel_config(name)  # type: ignore[union-attr]
+
+    bus = RedisBus(settings.redis.url, config_of, key_prefix=settings.redis.key_prefix)
+    hub = Hub(hub_config(settings), bus=bus)
+    return hub
+
+
 class Runtime:
     """Settings, hub and doors of one serving process.
 
@@ -68,7 +84,7 @@ class Runtime:
 
     def __init__(self, settings: Settings, *, hub: Hub | None = None) -> None:
         self._settings = settings
-        self.hub = hub if hub is not None else Hub(hub_config(settings))
+        self.hub = hub if hub is not None else make_hub(settings)
         self.doors = DoorRegistry()
         #: URL paths whose websocket upgrades a view performs itself (it finds
         #: a ``channelstream.websocket.takeover`` callable in the environ);
@@ -152,8 +168,12 @@ class Runtime:
         ``connected`` for a door that keeps a connection), else ``"degraded"``.
         """
         doors = self.doors.status()
-        healthy = self.state is RuntimeState.RUNNING and all(
-            door.get("state") in HEALTHY_STATES for door in doors.values()
+        hub = self.hub.stats()
+        engine_state = hub["bus"].get("state", "connected")  # an engine bus says how it is
+        healthy = (
+            self.state is RuntimeState.RUNNING
+            and engine_state == "connected"
+            and all(door.get("state") in HEALTHY_STATES for door in doors.values())
         )
         uptime = 0.0
         if self._started_monotonic is not None:
@@ -165,7 +185,7 @@ class Runtime:
             "pid": os.getpid(),
             "uptime_seconds": uptime,
             "doors": doors,
-            "hub": self.hub.stats(),
+            "hub": hub,
         }
 
 

@@ -99,6 +99,24 @@ class HubSettings:
         integer(1), "10000", "hard bound of an outbox (>= hub.outbox_size)"
     )
     gc_interval: float = setting(duration(positive=True), "30", "how often idle channels are swept")
+    engine: str = setting(
+        one_of(("local", "redis")),
+        "local",
+        "where channels' offsets, history and fan-out live: local (this process) or redis"
+        " (shared by every process and node on redis.url)",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RedisSettings:
+    """``redis.*``: the Redis server of ``hub.engine = redis``."""
+
+    url: str = setting(
+        url("redis", "rediss"),
+        "",
+        "redis://[:password@]host:port/db (a password is better in CHANNELSTREAM_REDIS_URL)",
+    )
+    key_prefix: str = setting(non_empty, "cs:", "prefix of every key and pub/sub channel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,6 +389,7 @@ class Settings:
         duration(positive=True), "5", "interval of the heartbeat frame [] on /ws and SSE"
     )
     hub: HubSettings
+    redis: RedisSettings
     packets: PacketsSettings
     amqp: AmqpSettings
     tcp_streamer: TcpStreamerSettings
@@ -505,6 +524,8 @@ def validate(settings: Settings) -> None:
             f"must be >= hub.outbox_size ({settings.hub.outbox_size}), "
             f"got {settings.hub.outbox_hard_limit}",
         )
+    if settings.hub.engine == "redis" and not settings.redis.url:
+        raise SettingsError("redis.url", "is empty but hub.engine = redis: say where Redis is")
     if settings.require_secrets:
         for key in ("secret", "admin_secret"):
             if not getattr(settings, key):

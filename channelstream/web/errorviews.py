@@ -19,6 +19,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from ..errors import ClientError
+from ..hub.bus import EngineUnavailable
 from .responses import json_response
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,13 @@ def client_error(exc: ClientError, request: Request) -> Response:
     """A refused request: its status, message and headers (``Retry-After``...)."""
     response = json_error(exc.status, exc.as_dict())
     response.headers.update(exc.headers())
+    return response
+
+
+def engine_unavailable(exc: EngineUnavailable, request: Request) -> Response:
+    """The shared engine is down: 503 saying which and why (nothing was done)."""
+    response = json_error(503, {"error": str(exc), "code": "engine_unavailable"})
+    response.headers["Retry-After"] = "5"
     return response
 
 
@@ -80,6 +88,7 @@ def includeme(config: Configurator) -> None:
     """Register the JSON not-found view and the exception views."""
     config.add_notfound_view(not_found)
     config.add_exception_view(client_error, context=ClientError)
+    config.add_exception_view(engine_unavailable, context=EngineUnavailable)
     config.add_exception_view(http_exception, context=HTTPException)
     config.add_exception_view(bad_url, context=URLDecodeError)
     config.add_exception_view(internal_error, context=Exception)

@@ -1,0 +1,262 @@
+"""hub.engine = redis: two server processes share channels (offsets, history, fan-out).
+
+Each test starts real servers (pserve on development.ini) with their own key
+prefix on one Redis, talks to them with the signing client and websockets,
+and checks what crosses processes: a post on one reaches clients of the
+other, concurrent posts give every client one order, a client resumes on
+another process, Redis losing its data gives ``resume_failed`` then live,
+and Redis down gives 503s and a degraded /healthz until it is back.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+import requests
+import websocket
+
+from channelstream.client import ChannelstreamClient, ChannelstreamError
+from tests.support.api import API_APP, SECRET
+from tests.support.broker import in_ci
+from tests.support.server import REPO, RunningServer, free_port
+from tests.support.wait import wait_for
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def require_redis(url: str = REDIS_URL) -> str:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.exceptions.RedisError as err:
+        message = f"Redis is not reachable at {url}: {err}"
+        if in_ci():
+            pytest.fail(f"{message} (CI is set: engine tests must run)")
+        pytest.skip(message)
+    return url
+
+
+def engine_app(url: str, prefix: str) -> dict[str, str]:
+    return {**API_APP, "hub.engine": "redis", "redis.url": url, "redis.key_prefix": prefix}
+
+
+@pytest.fixture(scope="module")
+def prefix() -> str:
+    return f"cs-test-{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, prefix) -> Iterator[tuple[RunningServer, RunningServer]]:
+    url = require_redis()
+    first = RunningServer(
+        REPO / "development.ini", tmp_path_factory.mktemp("a"), app=engine_app(url, prefix)
+    )
+    second = RunningServer(
+        REPO / "development.ini", tmp_path_factory.mktemp("b"), app=engine_app(url, prefix)
+    )
+    with first, second:
+        yield first, second
+    keys = redis.Redis.from_url(url).keys(prefix + "*")
+    if keys:
+        redis.Redis.from_url(url).delete(*keys)
+
+
+def client_of(server: RunningServer) -> ChannelstreamClient:
+    return ChannelstreamClient(server.url, SECRET)
+
+
+def channel() -> str:
+    return f"room-{uuid.uuid4().hex[:8]}"
+
+
+class Listener:
+    """A /ws client of a new connection on ``server`` joined to ``room``."""
+
+    def __init__(self, server: RunningServer, room: str, resume: dict | None = None) -> None:
+        self.conn_id = client_of(server).connect(f"u-{uuid.uuid4().hex[:6]}", [room])["conn_id"]
+        url = server.url.replace("http://", "ws://") + f"/ws?conn_id={self.conn_id}"
+        if resume is not None:
+            url += "&resume=" + requests.utils.quote(json.dumps(resume))
+        self.ws = websocket.create_connection(url, timeout=10)
+        self.frames: list[dict] = []
+
+    def messages(self, count: int, timeout: float = 20.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while sum(1 for f in self.frames if f.get("type") == "message") < count:
+            assert time.monotonic() < deadline, f"got {len(self.frames)} frames"
+            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
+            self.frames.extend(json.loads(self.ws.recv()))
+        return [f for f in self.frames if f.get("type") == "message"]
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def post(server: RunningServer, room: str, *numbers: int) -> None:
+    client_of(server).message(
+        [{"channel": room, "user": "poster", "message": {"n": n}} for n in numbers]
+    )
+
+
+def test_a_message_posted_on_one_process_reaches_clients_of_the_other(pair):
+    first, second = pair
+    room = channel()
+    here, there = Listener(first, room), Listener(second, room)
+    try:
+        post(second, room, 1)
+        for listener in (here, there):
+            (frame,) = listener.messages(1)
+            assert frame["message"] == {"n": 1} and frame["offset"] == 1
+        assert here.frames[0]["epoch"] == there.frames[0]["epoch"]
+    finally:
+        here.close()
+        there.close()
+
+
+def test_concurrent_posts_on_two_processes_give_every_client_one_order(pair):
+    first, second = pair
+    room = channel()
+    listeners = [Listener(first, room), Listener(second, room)]
+    try:
+
+        def flood(server: RunningServer, start: int) -> None:
+            for n in range(start, start + 300, 10):  # 30 posts of 10 each
+                post(server, room, *range(n, n + 10))
+
+        threads = [
+            threading.Thread(target=flood, args=(first, 0)),
+            threading.Thread(target=flood, args=(second, 1000)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seen = [[(f["offset"], f["message"]["n"]) for f in lst.messages(600)] for lst in listeners]
+        assert seen[0] == seen[1]
+        assert [offset for offset, _ in seen[0]] == list(range(1, 601))
+        mine = [n for _, n in seen[0] if n < 1000]
+        assert mine == sorted(mine)  # each poster's order is kept
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
+def test_a_client_resumes_on_the_other_process_with_nothing_lost_or_repeated(pair):
+    first, second = pair
+    room = channel()
+    listener = Listener(first, room)
+    post(first, room, 1, 2, 3)
+    got = listener.messages(3)
+    listener.close()
+    position = {room: [got[-1]["epoch"], got[-1]["offset"]]}
+    post(first, room, 4, 5)  # missed
+    back = Listener(second, room, resume=position)
+    try:
+        post(first, room, 6)  # live
+        frames = back.messages(3)
+        assert [f["message"]["n"] for f in frames] == [4, 5, 6]
+        assert [f["catchup"] for f in frames] == [True, True, False]
+        assert not [f for f in back.frames if f.get("type") == "resume_failed"]
+    finally:
+        back.close()
+
+
+def test_redis_losing_the_channel_gives_resume_failed_then_live(pair, prefix):
+    first, second = pair
+    room = channel()
+    listener = Listener(first, room)
+    post(first, room, 1)
+    (old,) = listener.messages(1)
+    listener.close()
+    engine = redis.Redis.from_url(REDIS_URL)
+    engine.delete(*engine.keys(f"{prefix}{{channel:{room}}}*"))  # Redis lost its data
+    post(first, room, 2)  # a new epoch starts
+    back = Listener(second, room, resume={room: [old["epoch"], old["offset"]]})
+    try:
+        post(first, room, 3)
+        wait_for(lambda: back.messages(1) and True, timeout=20)
+        failed = [f for f in back.frames if f.get("type") == "resume_failed"]
+        assert failed and failed[0]["channel"] == room and "epoch" in failed[0]["reason"]
+        live = back.messages(1)
+        assert live[-1]["message"] == {"n": 3} and live[-1]["epoch"] != old["epoch"]
+    finally:
+        back.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
+    """A redis-server of the test's own (so it can be stopped), and a restart function."""
+    require_redis()
+    port = free_port()
+    command = [
+        "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+        "--appendonly", "no", "--dir", str(tmp_path),
+    ]
+    state: dict[str, subprocess.Popen] = {}
+
+    def start() -> None:
+        state["process"] = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        wait_for(lambda: _answers(port), timeout=10, what="redis-server up")
+
+    def stop() -> None:
+        state["process"].terminate()
+        state["process"].wait(10)
+
+    start()
+    try:
+        yield f"redis://127.0.0.1:{port}/0", start, stop
+    finally:
+        if state["process"].poll() is None:
+            stop()
+
+
+def _answers(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_connect_timeout=0.5).ping())
+    except redis.exceptions.RedisError:
+        return False
+
+
+def test_redis_down_answers_503_and_everything_recovers_when_it_is_back(own_redis, tmp_path):
+    url, start, stop = own_redis
+    app = engine_app(url, "cs-down:")
+    (tmp_path / "srv").mkdir()
+    with RunningServer(REPO / "development.ini", tmp_path / "srv", app=app) as server:
+        room = channel()
+        listener = Listener(server, room)
+        try:
+            post(server, room, 1)
+            assert listener.messages(1)[0]["message"] == {"n": 1}
+            stop()
+            with pytest.raises(ChannelstreamError) as refused:
+                post(server, room, 2)
+            assert refused.value.status == 503
+            assert "redis" in refused.value.message and "unavailable" in refused.value.message
+            health = requests.get(server.url + "/healthz", timeout=10).json()
+            assert health["status"] == "degraded" and health["hub"]["bus"]["state"] == "down"
+            start()
+            wait_for(lambda: _post_ok(server, room, 3), timeout=30, what="posts work again")
+            frames = listener.messages(2)  # the socket stayed open; n=3 arrives
+            assert frames[-1]["message"] == {"n": 3}
+            wait_for(
+                lambda: requests.get(server.url + "/healthz", timeout=10).json()["status"] == "ok",
+                timeout=30,
+            )
+        finally:
+            listener.close()
+
+
+def _post_ok(server: RunningServer, room: str, n: int) -> bool:
+    try:
+        post(server, room, n)
+    except ChannelstreamError:
+        return False
+    return True
