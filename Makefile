@@ -25,8 +25,13 @@ $(VENV)/.stamp-base: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# spt3g 1.0.2 is the peer of the G3 interop tests (tests/g3). Its wheel also
+# requires scipy and astropy, which spt3g.core does not use: --no-deps, numpy only.
+SPT3G := spt3g==1.0.2
+
 $(VENV)/.stamp-test: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps $(SPT3G) numpy
 	touch $@
 
 $(VENV)/.stamp-bench: setup.py | $(BIN)/python

@@ -40,6 +40,8 @@ setup(
         "plaster-pastedeploy",
         "prometheus-client",
         "pydantic>=2",
+        # CRC-32C of G3 frames (channelstream.g3); hardware-accelerated
+        "crc32c>=2.3",
         # pyramid 2.1 imports pkg_resources, which newer setuptools drops.
         "setuptools<81",
     ],
@@ -56,6 +58,9 @@ setup(
             # /openapi.json: the document is valid, and the live API honours it
             "openapi-spec-validator",
             "schemathesis>=4",
+            # spt3g's python side needs it; spt3g 1.0.2 itself is installed by the
+            # Makefile with --no-deps (tests/g3 run it as the interop peer)
+            "numpy",
         ],
         "bench": ["psutil"],
     },
@@ -66,6 +71,7 @@ setup(
             "gatd-publish = channelstream.amqp.cli:run",
             "loom-stream = loom.cli:stream_main",
             "loom-cat = loom.cli:cat_main",
+            "g3-frames = channelstream.g3.cli:main",
         ],
     },
 )

@@ -1,0 +1,198 @@
+"""The frame bytes: layout, limits and CRC, as pure functions (no I/O, no frame objects).
+
+A frame (spt3g 1.0.2 ``G3Frame::save``, cereal portable binary archive;
+frames are simply concatenated, the same in files and on TCP)::
+
+    u8   1                   byte order of the archive: 1 = little-endian, 0 = big
+    u32  1                   G3Frame's class version
+    u32  n                   number of entries
+    u32  type                frame type (G3FrameType: 'T' = 84, ...)
+    n x  u64 len, name       entry name (bytes)
+         u64 len, blob       the serialized object (see objects.py)
+    u32  crc                 CRC-32C of name1|blob1|name2|blob2|...
+
+The CRC is the Castagnoli polynomial with initial register 0 and no final
+xor (spt3g's ``crc32c(0, ...)`` chained over every name and blob), which is
+``~crc32c(data, 0xFFFFFFFF)`` in the conventional (inverted) form that the
+``crc32c`` package computes. Frames are always written little-endian;
+big-endian frames (flag 0, from big-endian hosts) are read too.
+
+:class:`FrameScanner` walks a frame's structure as bytes arrive and checks
+every length against ``max_frame_size`` *before* waiting for the bytes it
+announces, so a length field claiming gigabytes fails at once and nothing
+is ever allocated from a length: buffers grow only with bytes received.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+from crc32c import crc32c as _crc32c
+
+from .errors import G3FormatError
+
+#: Default largest frame (all its bytes) a decoder accepts.
+DEFAULT_MAX_FRAME_SIZE = 512 * 1024 * 1024
+#: The version of G3Frame's serialization that spt3g 1.0.2 writes and reads.
+FRAME_VERSION = 1
+
+HEADER_LE = struct.Struct("<BIII")
+HEADER_BE = struct.Struct(">BIII")
+HEADER_SIZE = HEADER_LE.size  # 13
+_U64 = {"<": struct.Struct("<Q"), ">": struct.Struct(">Q")}
+_U32 = {"<": struct.Struct("<I"), ">": struct.Struct(">I")}
+_PACK_U64 = _U64["<"].pack
+_PACK_U32 = _U32["<"].pack
+#: Bytes of a frame with no entries: header and CRC.
+EMPTY_FRAME_SIZE = HEADER_SIZE + 4
+#: Bytes of an entry with an empty name and an empty blob: its two lengths.
+MIN_ENTRY_SIZE = 16
+
+
+def crc_start() -> int:
+    """The running value to pass to :func:`crc_update` first."""
+    return 0xFFFFFFFF
+
+
+def crc_update(running: int, data: bytes | bytearray | memoryview) -> int:
+    return _crc32c(data, running)
+
+
+def crc_finish(running: int) -> int:
+    """spt3g's CRC from a running value."""
+    return running ^ 0xFFFFFFFF
+
+
+Blob = bytes | bytearray | memoryview
+
+
+def encode(frame_type: int, entries: Sequence[tuple[bytes, Blob]]) -> bytes:
+    """The bytes of a frame: ``entries`` are ``(name, blob)`` in the order to write them."""
+    parts: list[bytes | bytearray | memoryview] = [
+        HEADER_LE.pack(1, FRAME_VERSION, len(entries), frame_type & 0xFFFFFFFF)
+    ]
+    append = parts.append
+    crc = 0xFFFFFFFF
+    for name, blob in entries:
+        append(_PACK_U64(len(name)))
+        append(name)
+        append(_PACK_U64(len(blob)))
+        append(blob)
+        crc = _crc32c(blob, _crc32c(name, crc))
+    append(_PACK_U32(crc ^ 0xFFFFFFFF))
+    return b"".join(parts)
+
+
+class FrameScanner:
+    """Walks one frame's structure in a growing buffer; reusable for the next frame.
+
+    :meth:`scan` is called with the buffer and the frame's start each time
+    more bytes arrived; it resumes where it stopped and returns the frame's
+    end offset once the whole frame is there (else None). It raises
+    :class:`G3FormatError` as soon as the bytes seen are not a frame or a
+    length would take the frame past ``max_frame_size``.
+    """
+
+    __slots__ = ("max_frame_size", "_off", "_left", "_stage", "_order", "_count", "entries",
+                 "frame_type")
+
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        if max_frame_size < EMPTY_FRAME_SIZE:
+            raise ValueError(f"max_frame_size must be at least {EMPTY_FRAME_SIZE}")
+        self.max_frame_size = max_frame_size
+        self.reset()
+
+    def reset(self) -> None:
+        self._off = 0  # offset in the frame of the next field to read
+        self._stage = 0  # 0 header, 1 name length, 2 blob length, 3 crc
+        self._left = 0  # entries still to read
+        self._order = "<"
+        self._count = 0
+        #: (name start, name end, blob start, blob end) per entry, offsets in the frame
+        self.entries: list[tuple[int, int, int, int]] = []
+        self.frame_type = 0
+
+    @property
+    def started(self) -> bool:
+        return self._off > 0 or self._stage > 0
+
+    def scan(self, buf: bytes | bytearray | memoryview, start: int, end: int) -> int | None:
+        """Resume scanning the frame at ``buf[start:]`` (``end`` = bytes available)."""
+        avail = end - start
+        off = self._off
+        limit = self.max_frame_size
+        while True:
+            stage = self._stage
+            if stage == 0:
+                if avail < HEADER_SIZE:
+                    return None
+                flag = buf[start]
+                if flag == 1:
+                    order = "<"
+                elif flag == 0:
+                    order = ">"
+                else:
+                    raise G3FormatError(
+                        f"not a G3 frame: first byte {flag:#04x}, expected 0x01 (or 0x00)"
+                    )
+                header = HEADER_LE if order == "<" else HEADER_BE
+                _, version, count, frame_type = header.unpack_from(buf, start)
+                if version != FRAME_VERSION:
+                    raise G3FormatError(
+                        f"G3Frame version {version} is not supported (spt3g writes version 1)"
+                    )
+                if EMPTY_FRAME_SIZE + MIN_ENTRY_SIZE * count > limit:
+                    raise G3FormatError(
+                        f"frame header claims {count} entries, more than fit in "
+                        f"max_frame_size ({limit} bytes)"
+                    )
+                self._order = order
+                self._count = self._left = count
+                self.frame_type = frame_type
+                off = HEADER_SIZE
+                self._stage = 1 if count else 3
+            elif stage == 1 or stage == 2:
+                if avail < off + 8:
+                    self._off = off
+                    return None
+                (length,) = _U64[self._order].unpack_from(buf, start + off)
+                # What the frame needs at least from here: this field, the rest
+                # of this entry, the entries after it, the CRC.
+                after = off + 8 + length + (8 if stage == 1 else 0)
+                needed = after + MIN_ENTRY_SIZE * (self._left - 1) + 4
+                if needed > limit:
+                    what = "entry name" if stage == 1 else "object"
+                    raise G3FormatError(
+                        f"{what} length {length} takes the frame past max_frame_size "
+                        f"({limit} bytes)",
+                        start + off,
+                    )
+                if stage == 1:
+                    self.entries.append((off + 8, off + 8 + length, 0, 0))
+                    self._stage = 2
+                else:
+                    name_start, name_end, _, _ = self.entries[-1]
+                    self.entries[-1] = (name_start, name_end, off + 8, off + 8 + length)
+                    self._left -= 1
+                    self._stage = 1 if self._left else 3
+                off += 8 + length
+            else:
+                if avail < off + 4:
+                    self._off = off
+                    return None
+                self._off = off + 4
+                return start + off + 4
+
+    def check_crc(self, frame: bytes | bytearray | memoryview) -> None:
+        """Raise :class:`G3FormatError` unless the scanned frame's CRC is right."""
+        view = memoryview(frame)
+        crc = 0xFFFFFFFF
+        for name_start, name_end, blob_start, blob_end in self.entries:
+            crc = _crc32c(view[blob_start:blob_end], _crc32c(view[name_start:name_end], crc))
+        (recorded,) = _U32[self._order].unpack_from(frame, len(frame) - 4)
+        crc ^= 0xFFFFFFFF
+        if recorded != crc:
+            raise G3FormatError(
+                f"frame CRC mismatch: recorded {recorded:#010x}, computed {crc:#010x}"
+            )

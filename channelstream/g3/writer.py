@@ -1,0 +1,102 @@
+"""The write loop of one connection: drain a queue, coalesce, write.
+
+Used by the streaming server's clients and by the sender to one reader.
+Each drained batch goes out in few writes: frames smaller than
+:data:`LARGE_FRAME` are joined into writes of up to :data:`COALESCE_BYTES`,
+larger ones are written as they are (no copy). Frames are encoded once by
+the producer and shared by every connection's queue.
+"""
+
+from __future__ import annotations
+
+import select
+from collections.abc import Callable
+from typing import Any, Protocol
+
+#: Frames at least this big are written on their own, without copying.
+LARGE_FRAME = 64 * 1024
+#: Small frames are joined into writes of about this size.
+COALESCE_BYTES = 256 * 1024
+#: Seconds a writer waits for frames before checking that its peer is still there.
+IDLE_CHECK = 5.0
+
+
+class ClientQueue(Protocol):
+    """What a connection's writer consumes (a :class:`~.queue.FrameQueue`, or a
+    door's adapter of its own bounded queue).
+
+    ``wait`` blocks until something is queued or the queue is closed (False
+    on timeout); ``drain`` takes every queued encoded frame; ``close`` means
+    no more frames: the writer writes what is left, then ends.
+    """
+
+    closed: bool
+    dropped: int
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+    def drain(self) -> list[bytes]: ...
+
+    def close(self, reason: str = "closed", discard: bool = False) -> None: ...
+
+
+def send_frames(sock: Any, batch: list[bytes]) -> int:
+    """Write every frame of ``batch`` in order; return the bytes written."""
+    total = 0
+    pending: list[bytes] = []
+    size = 0
+    sendall = sock.sendall
+    for data in batch:
+        n = len(data)
+        total += n
+        if n >= LARGE_FRAME:
+            if pending:
+                sendall(pending[0] if len(pending) == 1 else b"".join(pending))
+                pending = []
+                size = 0
+            sendall(data)
+            continue
+        pending.append(data)
+        size += n
+        if size >= COALESCE_BYTES:
+            sendall(b"".join(pending))
+            pending = []
+            size = 0
+    if pending:
+        sendall(pending[0] if len(pending) == 1 else b"".join(pending))
+    return total
+
+
+def peer_gone(sock: Any) -> bool:
+    """True when the peer closed its side (input is read and discarded: G3 readers
+    never send). Never blocks."""
+    try:
+        while select.select([sock.fileno()], [], [], 0)[0]:
+            if not sock.recv(65536):
+                return True
+    except (OSError, ValueError):
+        return True
+    return False
+
+
+def write_loop(
+    sock: Any,
+    queue: ClientQueue,
+    on_sent: Callable[[int, int], None],
+    idle_check: float | None = IDLE_CHECK,
+) -> str:
+    """Write what ``queue`` gets to ``sock`` until it closes; return why it ended.
+
+    ``on_sent(frames, bytes)`` is called after each batch. OSError from the
+    socket propagates (the caller closes the queue and the socket).
+    """
+    while True:
+        if not queue.wait(idle_check):
+            if peer_gone(sock):
+                return "peer closed the connection"
+            continue
+        batch = queue.drain()
+        if batch:
+            on_sent(len(batch), send_frames(sock, batch))
+        elif queue.closed:
+            return getattr(queue, "close_reason", None) or "closed"
