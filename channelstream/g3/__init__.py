@@ -36,6 +36,7 @@ from .files import FrameWriter
 from .frame import G3Frame, G3KeyExistsError, describe
 from .frametype import DATA_TYPES, G3FrameType, is_data
 from .objects import G3Bool, G3Double, G3FrameObject, G3Int, G3String, OpaqueObject
+from .queue import FrameQueue
 from .sender import FrameSender
 from .server import ClientStats, StreamServer
 from .sources import FileSource, FrameReader, TcpSource
@@ -46,7 +47,7 @@ __all__ = [
     "OpaqueObject", "DATA_TYPES", "is_data", "describe",
     "FrameDecoder", "decode_frame", "decode_frames", "encode_frame", "DEFAULT_MAX_FRAME_SIZE",
     "FrameReader", "FileSource", "TcpSource", "FrameWriter",
-    "StreamServer", "ClientStats", "FrameSender",
+    "StreamServer", "ClientStats", "FrameSender", "FrameQueue",
     "Concurrency", "THREADS", "GREENLETS",
     "G3Error", "G3FormatError", "G3TruncatedError", "G3ConnectionError", "G3KeyExistsError",
 ]

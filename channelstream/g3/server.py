@@ -77,7 +77,7 @@ class ClientStats:
 
 
 class _Client:
-    __slots__ = ("sock", "peer", "queue", "worker", "frames", "bytes", "connected_at")
+    __slots__ = ("sock", "peer", "queue", "worker", "frames", "bytes", "connected_at", "cut")
 
     def __init__(self, sock: Any, peer: str, queue: ClientQueue) -> None:
         self.sock = sock
@@ -87,6 +87,7 @@ class _Client:
         self.frames = 0
         self.bytes = 0
         self.connected_at = time.time()
+        self.cut = False
 
     def sent(self, frames: int, nbytes: int) -> None:
         self.frames += frames
@@ -239,8 +240,20 @@ class StreamServer:
             if not droppable:
                 self._metadata[frame_type] = data
             for client in self._clients:
-                client.queue.put(data, droppable)
+                if not client.queue.put(data, droppable) and not client.cut:
+                    self._cut(client)  # over max_client_bytes: its queue closed
             self.published += 1
+
+    def _cut(self, client: _Client) -> None:
+        """End a client whose queue overflowed: its writer may be blocked in a write."""
+        client.cut = True
+        self.overflowed += 1
+        log.warning("G3 client %s disconnected: more than %d bytes queued",
+                    client.peer, self.max_client_bytes)
+        try:
+            client.sock.shutdown(2)  # wakes its writer, which closes the socket
+        except OSError:
+            pass
 
     # -- clients ----------------------------------------------------------------------------
 
@@ -316,8 +329,6 @@ class StreamServer:
             log.exception("G3 client %s: writer failed", client.peer)
             reason = "writer failed"
         client.queue.close(reason, discard=True)
-        if getattr(client.queue, "close_reason", None) == "overflow":
-            self.overflowed += 1
         try:
             client.sock.shutdown(1)  # SHUT_WR: EOF after what was written
         except OSError:

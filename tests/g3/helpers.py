@@ -69,10 +69,55 @@ class RawClient:
         self._go.set()
 
     def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        """Close the connection (shut down first: the reading thread may be in recv)."""
+        for step in (lambda: self.sock.shutdown(socket.SHUT_RDWR), self.sock.close):
+            try:
+                step()
+            except OSError:
+                pass
 
     def types(self) -> list[str]:
         return [f.type.name for f in self.frames]
+
+
+class BytesServer:
+    """Serves ``data`` to the first client, in an OS thread; then closes, or holds
+    the connection open (silent) until :meth:`release` with ``hold=True``."""
+
+    def __init__(self, data: bytes, hold: bool = False, chunk: int = 7) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = self.listener.getsockname()
+        self.data = data
+        self.hold = hold
+        self.chunk = chunk
+        self._release = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.address[1]}"
+
+    def _run(self) -> None:
+        conn, _ = self.listener.accept()
+        self.listener.close()
+        with conn:
+            for i in range(0, len(self.data), self.chunk):
+                conn.sendall(self.data[i : i + self.chunk])
+            if self.hold:
+                self._release.wait(60)
+
+    def release(self) -> None:
+        self._release.set()
+
+
+def send_to(address: tuple[str, int], data: bytes) -> threading.Thread:
+    """Connect to ``address`` and send ``data`` (then close), in an OS thread."""
+
+    def run() -> None:
+        with socket.create_connection(address) as sock:
+            sock.sendall(data)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
