@@ -8,7 +8,9 @@ the namespace itself (``unshare(CLONE_NEWNET)``, root only), so both ends
 
 ``TARGET`` is ``module:function``; the function gets the JSON-decoded
 ``ARGS`` as keyword arguments and returns something JSON-encodable, printed
-as the last line of stdout. :func:`run_in_netns` is the test side.
+as the last line of stdout. ``monkey_patch=True`` among the arguments
+monkey-patches the process for gevent first (as channelstream's server is).
+:func:`run_in_netns` is the test side.
 """
 
 from __future__ import annotations
@@ -76,6 +78,10 @@ def run_in_netns(target: str, timeout: float = 90.0, **kwargs: Any) -> Any:
 
 def main(argv: list[str]) -> None:
     target, args = argv[0], json.loads(argv[1]) if len(argv) > 1 else {}
+    if args.pop("monkey_patch", False):
+        from gevent import monkey
+
+        monkey.patch_all()
     enter_private_netns()
     module_name, _, function = target.partition(":")
     result = getattr(importlib.import_module(module_name), function)(**args)

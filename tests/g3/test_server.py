@@ -11,8 +11,8 @@ from channelstream.g3.concurrency import pick
 from tests.g3.helpers import RawClient, make_frame
 from tests.support.wait import wait_for
 
-T, S, W, C, O, H = (G3FrameType.Timepoint, G3FrameType.Scan, G3FrameType.Wiring,
-                    G3FrameType.Calibration, G3FrameType.Observation, G3FrameType.Housekeeping)
+T, S, W, C, OBS, H = (G3FrameType.Timepoint, G3FrameType.Scan, G3FrameType.Wiring,
+                      G3FrameType.Calibration, G3FrameType.Observation, G3FrameType.Housekeeping)
 
 
 @pytest.fixture
@@ -46,14 +46,14 @@ def test_clients_are_accepted_before_any_frame(start) -> None:
 
 def test_new_client_gets_latest_metadata_in_first_seen_order_then_live(start) -> None:
     server = start()
-    for frame_type, n in [(W, 1), (T, 2), (C, 3), (W, 4), (S, 5), (O, 6), (T, 7)]:
+    for frame_type, n in [(W, 1), (T, 2), (C, 3), (W, 4), (S, 5), (OBS, 6), (T, 7)]:
         server.publish(make_frame(frame_type, n=n))
     client = _connect(server)
     server.publish(make_frame(T, n=8))
     server.publish(make_frame(C, n=9))
     server.publish(make_frame(G3FrameType.EndProcessing))  # never sent
     wait_for(lambda: len(client.frames) == 5, what="5 frames")
-    assert [(f.type, f["n"]) for f in client.frames] == [(W, 4), (C, 3), (O, 6), (T, 8), (C, 9)]
+    assert [(f.type, f["n"]) for f in client.frames] == [(W, 4), (C, 3), (OBS, 6), (T, 8), (C, 9)]
     server.stop()
     wait_for(lambda: client.eof, what="EOF after stop")
     assert len(client.frames) == 5
