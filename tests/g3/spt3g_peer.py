@@ -72,7 +72,10 @@ def describe(frame):
         elif isinstance(value, core.G3MapDouble):
             objects[name] = ["G3MapDouble", dict(value)]
         else:
-            objects[name] = [type(value).__name__, list(value)]
+            try:
+                objects[name] = [type(value).__name__, list(value)]
+            except TypeError:  # G3PipelineInfo and others
+                objects[name] = [type(value).__name__, str(value)]
     return {"type": frame.type.name, "objects": objects}
 
 
