@@ -27,6 +27,8 @@ from .frametype import G3FrameType, adhoc_type
 from .objects import G3FrameObject, OpaqueObject, _Scalar, decode_blob, to_object, to_python
 
 _MISSING = object()
+#: Frames smaller than this are joined into one buffer when encoded.
+_JOIN_BELOW = 64 * 1024
 
 
 class G3KeyExistsError(G3Error, RuntimeError):
@@ -40,7 +42,8 @@ class G3Frame:
     __slots__ = ("_type", "_items", "_raw", "_filename")
 
     def __init__(self, frame_type: Any = G3FrameType.none) -> None:
-        self._raw: bytes | None = None
+        # the encoded frame: its bytes, or its buffers (a large frame not yet joined)
+        self._raw: bytes | tuple[wire.Buffer, ...] | None = None
         self._filename = ""
         if isinstance(frame_type, G3Frame):
             self._type = frame_type._type
@@ -138,13 +141,36 @@ class G3Frame:
     def encode(self) -> bytes:
         """The frame's bytes (cached; the bytes it was decoded from while unmodified)."""
         raw = self._raw
-        if raw is None:
-            entries = []
-            for name, value in self._items.items():
-                blob = value.blob() if isinstance(value, G3FrameObject) else value
-                entries.append((name.encode("utf-8", "surrogateescape"), blob))
-            raw = self._raw = wire.encode(self._type, entries)
-        return raw
+        if type(raw) is bytes:
+            return raw
+        parts = self.encoded()[0]
+        raw = self._raw = parts[0] if len(parts) == 1 else b"".join(parts)
+        return raw  # type: ignore[return-value]
+
+    def encoded(self) -> tuple[tuple[wire.Buffer, ...], int]:
+        """The frame's bytes as buffers to write in order, and their total size.
+
+        A small frame is one buffer (its cached :meth:`encode`); a large one
+        keeps large objects in buffers of their own, so that a sender can
+        write them (``sendmsg``) without joining them into one more copy.
+        Cached too, until the frame is modified.
+        """
+        raw = self._raw
+        if type(raw) is bytes:
+            return (raw,), len(raw)
+        if raw is not None:
+            return raw, sum(len(part) for part in raw)
+        entries = []
+        for name, value in self._items.items():
+            blob = value.blob_parts() if isinstance(value, G3FrameObject) else value
+            entries.append((name.encode("utf-8", "surrogateescape"), blob))
+        parts, total = wire.encode_parts(self._type, entries)
+        if total < _JOIN_BELOW:
+            joined = b"".join(parts)
+            self._raw = joined
+            return (joined,), total
+        self._raw = tuple(parts)
+        return self._raw, total
 
     @property
     def hash(self) -> bytes:

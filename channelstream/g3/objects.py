@@ -25,6 +25,8 @@ import struct
 from typing import Any, ClassVar
 
 _POINTER_NEW = 0x80000001
+#: Payloads at least this big are kept apart from their header (no join copy).
+_JOIN_BELOW = 64 * 1024
 _MIN_I64, _MAX_I64 = -(1 << 63), (1 << 63) - 1
 
 
@@ -36,6 +38,10 @@ class G3FrameObject:
 
     def blob(self) -> bytes:
         raise NotImplementedError
+
+    def blob_parts(self) -> Any:
+        """The blob as one buffer or a tuple of buffers (to write without joining them)."""
+        return self.blob()
 
     def Summary(self) -> str:
         return str(self)
@@ -139,6 +145,12 @@ class G3String(_Scalar):
     def blob(self) -> bytes:
         data = self.value.encode("utf-8", "surrogateescape")
         return self._prefix_le + struct.pack("<Q", len(data)) + data
+
+    def blob_parts(self) -> Any:
+        data = self.value.encode("utf-8", "surrogateescape")
+        if len(data) < _JOIN_BELOW:
+            return self._prefix_le + struct.pack("<Q", len(data)) + data
+        return (self._prefix_le + struct.pack("<Q", len(data)), data)
 
     def __str__(self) -> str:
         return f'"{self.value}"'

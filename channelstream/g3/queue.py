@@ -26,11 +26,21 @@ from collections import deque
 from typing import Literal
 
 from .concurrency import Concurrency
+from .wire import Buffer
+
+#: An encoded frame: its bytes, or buffers to write one after the other.
+Encoded = Buffer | tuple[Buffer, ...]
 
 #: Default byte bound of one client's queue.
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 OVERFLOW = "overflow"
+
+
+def encoded_size(data: Encoded) -> int:
+    if type(data) is tuple:
+        return sum(len(part) for part in data)
+    return len(data)  # type: ignore[arg-type]
 
 
 class FrameQueue:
@@ -68,7 +78,7 @@ class FrameQueue:
         self.put_count = 0
         #: frames handed to the writer
         self.sent = 0
-        self._items: deque[tuple[bytes, bool]] = deque()
+        self._items: deque[tuple[Encoded, int, bool]] = deque()
         self._bytes = 0
         # Length of the run of undroppable frames at the head that a drop has
         # already scanned past (each frame is scanned once).
@@ -85,44 +95,50 @@ class FrameQueue:
     def queued_bytes(self) -> int:
         return self._bytes
 
-    def put(self, data: bytes, droppable: bool) -> bool:
-        """Queue one encoded frame. False if the queue is (or just got) closed."""
+    def put(self, data: Encoded, droppable: bool, size: int | None = None) -> bool:
+        """Queue one encoded frame (bytes, or a tuple of buffers of ``size`` bytes in all).
+
+        False if the queue is (or just got) closed.
+        """
+        if size is None:
+            size = encoded_size(data)
         if self.on_full == "block":
             while True:
                 with self._lock:
                     if self.closed:
                         return False
-                    if not self._items or self._bytes + len(data) <= self.max_bytes:
-                        self._append(data, droppable)
+                    if not self._items or self._bytes + size <= self.max_bytes:
+                        self._append(data, size, droppable)
                         return True
                     self._space.clear()
                 self._space.wait()
         with self._lock:
             if self.closed:
                 return False
-            self._append(data, droppable)
+            self._append(data, size, droppable)
             if self._bytes > self.max_bytes:
                 self._close(OVERFLOW, discard=True)
                 return False
             return True
 
-    def put_many(self, items: list[tuple[bytes, bool]]) -> bool:
-        """Queue several frames in order (a new client's replay), without dropping them."""
+    def put_many(self, items: list[Encoded]) -> bool:
+        """Queue several frames in order (a new client's replay), never dropped."""
         with self._lock:
             if self.closed:
                 return False
-            for data, _ in items:
-                self._items.append((data, False))
-                self._bytes += len(data)
+            for data in items:
+                size = encoded_size(data)
+                self._items.append((data, size, False))
+                self._bytes += size
             self.put_count += len(items)
             if items:
                 self._ready.set()
             return True
 
-    def _append(self, data: bytes, droppable: bool) -> None:
+    def _append(self, data: Encoded, size: int, droppable: bool) -> None:
         items = self._items
-        items.append((data, droppable))
-        self._bytes += len(data)
+        items.append((data, size, droppable))
+        self._bytes += size
         self.put_count += 1
         if len(items) == 1:
             self._ready.set()
@@ -132,17 +148,17 @@ class FrameQueue:
     def _drop_oldest(self) -> None:
         items = self._items
         index, end = self._kept, len(items)
-        while index < end and not items[index][1]:
+        while index < end and not items[index][2]:
             index += 1
         self._kept = index
         if index == end:
             return  # nothing droppable: metadata is never dropped
-        data, _ = items[index]
+        size = items[index][1]
         del items[index]
-        self._bytes -= len(data)
+        self._bytes -= size
         self.dropped += 1
 
-    def drain(self) -> list[bytes]:
+    def drain(self) -> list[Encoded]:
         """Take everything queued (empty when nothing is)."""
         with self._lock:
             items = self._items
@@ -150,7 +166,7 @@ class FrameQueue:
                 if not self.closed:
                     self._ready.clear()
                 return []
-            batch = [data for data, _ in items]
+            batch = [item[0] for item in items]
             items.clear()
             self._bytes = 0
             self._kept = 0

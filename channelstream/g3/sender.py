@@ -27,7 +27,7 @@ from .concurrency import Concurrency, pick
 from .errors import G3ConnectionError
 from .frame import G3Frame
 from .frametype import G3FrameType, is_data
-from .queue import FrameQueue
+from .queue import Encoded, FrameQueue
 from .writer import write_loop
 
 log = logging.getLogger(__name__)
@@ -100,14 +100,16 @@ class FrameSender:
 
     def publish(self, frame: G3Frame) -> None:
         """Queue ``frame``; blocks while the buffer is full. EndProcessing is not sent."""
-        self.publish_encoded(frame.encode(), frame.type)
+        data, size = frame.encoded()
+        self.publish_encoded(data[0] if len(data) == 1 else data, frame.type, size)
 
-    def publish_encoded(self, data: bytes, frame_type: int) -> None:
+    def publish_encoded(self, data: Encoded, frame_type: int, size: int | None = None) -> None:
+        """:meth:`publish` for an encoded frame (bytes, or a tuple of buffers)."""
         if frame_type == G3FrameType.EndProcessing:
             return
         if self._sock is None or self.stopped:
             raise RuntimeError("the sender is not running")
-        if not self.queue.put(data, is_data(frame_type)) or self.error:
+        if not self.queue.put(data, is_data(frame_type), size) or self.error:
             raise G3ConnectionError(self.error or "the sender's connection is closed")
 
     def stop(self, timeout: float | None = None) -> None:

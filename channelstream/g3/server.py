@@ -45,7 +45,7 @@ from . import net
 from .concurrency import Concurrency, pick
 from .frame import G3Frame
 from .frametype import G3FrameType, is_data
-from .queue import DEFAULT_MAX_BYTES, FrameQueue
+from .queue import DEFAULT_MAX_BYTES, Encoded, FrameQueue, encoded_size
 from .writer import IDLE_CHECK, ClientQueue, write_loop
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class StreamServer:
         self._acceptor: Any = None
         self._clients: list[_Client] = []
         # Latest encoded frame per metadata type, in first-seen order.
-        self._metadata: dict[int, bytes] = {}
+        self._metadata: dict[int, Encoded] = {}
         #: the bound (host, port), once started
         self.address: tuple[str, int] | None = None
         #: counters: clients accepted, frames published, frames dropped and
@@ -225,22 +225,26 @@ class StreamServer:
 
     def publish(self, frame: G3Frame) -> None:
         """Send ``frame`` to every client (encoded once); remember it if it is metadata."""
-        self.publish_encoded(frame.encode(), frame.type)
+        data, size = frame.encoded()
+        self.publish_encoded(data[0] if len(data) == 1 else data, frame.type, size)
 
-    def publish_encoded(self, data: bytes, frame_type: int) -> None:
-        """:meth:`publish` for an already encoded frame of type ``frame_type``."""
+    def publish_encoded(self, data: Encoded, frame_type: int, size: int | None = None) -> None:
+        """:meth:`publish` for an encoded frame (bytes, or a tuple of buffers of
+        ``size`` bytes in all) of type ``frame_type``."""
         if frame_type == G3FrameType.EndProcessing:
             return
         if self.queue_factory is not None:
             raise RuntimeError("this server's clients are fed by its queue_factory's queues")
         droppable = is_data(frame_type)
+        if size is None:
+            size = encoded_size(data)
         with self._lock:
             if self.state is not State.RUNNING:
                 raise RuntimeError(f"the server is {self.state.value}")
             if not droppable:
                 self._metadata[frame_type] = data
             for client in self._clients:
-                if not client.queue.put(data, droppable) and not client.cut:
+                if not client.queue.put(data, droppable, size) and not client.cut:
                     self._cut(client)  # over max_client_bytes: its queue closed
             self.published += 1
 
@@ -314,7 +318,7 @@ class StreamServer:
                 net.close_quietly(sock)
                 return
             if self.queue_factory is None:
-                queue.put_many([(data, False) for data in self._metadata.values()])
+                queue.put_many(list(self._metadata.values()))
             self._clients.append(client)
             self.accepted += 1
             client.worker = self.concurrency.spawn(self._serve, client, name=f"g3-{peer}")

@@ -64,24 +64,47 @@ def crc_finish(running: int) -> int:
     return running ^ 0xFFFFFFFF
 
 
-Blob = bytes | bytearray | memoryview
+Buffer = bytes | bytearray | memoryview
+#: A blob: one buffer, or several to be written one after the other.
+Blob = Buffer | tuple[Buffer, ...]
 
 
-def encode(frame_type: int, entries: Sequence[tuple[bytes, Blob]]) -> bytes:
-    """The bytes of a frame: ``entries`` are ``(name, blob)`` in the order to write them."""
-    parts: list[bytes | bytearray | memoryview] = [
-        HEADER_LE.pack(1, FRAME_VERSION, len(entries), frame_type & 0xFFFFFFFF)
-    ]
+def encode_parts(
+    frame_type: int, entries: Sequence[tuple[bytes, Blob]]
+) -> tuple[list[Buffer], int]:
+    """The buffers of a frame, in order, and their total size (no copy of any blob).
+
+    ``entries`` are ``(name, blob)`` in the order to write them; a blob may
+    be a tuple of buffers (e.g. a header and a large payload).
+    """
+    parts: list[Buffer] = [HEADER_LE.pack(1, FRAME_VERSION, len(entries), frame_type & 0xFFFFFFFF)]
     append = parts.append
+    total = HEADER_SIZE + 4
     crc = 0xFFFFFFFF
     for name, blob in entries:
         append(_PACK_U64(len(name)))
         append(name)
-        append(_PACK_U64(len(blob)))
-        append(blob)
-        crc = _crc32c(blob, _crc32c(name, crc))
+        crc = _crc32c(name, crc)
+        if type(blob) is tuple:
+            size = 0
+            for piece in blob:
+                size += len(piece)
+                crc = _crc32c(piece, crc)
+            append(_PACK_U64(size))
+            parts.extend(blob)
+        else:
+            size = len(blob)
+            crc = _crc32c(blob, crc)
+            append(_PACK_U64(size))
+            append(blob)
+        total += 16 + len(name) + size
     append(_PACK_U32(crc ^ 0xFFFFFFFF))
-    return b"".join(parts)
+    return parts, total
+
+
+def encode(frame_type: int, entries: Sequence[tuple[bytes, Blob]]) -> bytes:
+    """The bytes of a frame: ``entries`` are ``(name, blob)`` in the order to write them."""
+    return b"".join(encode_parts(frame_type, entries)[0])
 
 
 class FrameScanner:

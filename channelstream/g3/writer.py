@@ -1,10 +1,12 @@
 """The write loop of one connection: drain a queue, coalesce, write.
 
 Used by the streaming server's clients and by the sender to one reader.
-Each drained batch goes out in few writes: frames smaller than
+Each drained batch goes out in few system calls: buffers smaller than
 :data:`LARGE_FRAME` are joined into writes of up to :data:`COALESCE_BYTES`,
-larger ones are written as they are (no copy). Frames are encoded once by
-the producer and shared by every connection's queue.
+larger ones are passed as they are (no copy), many per ``sendmsg``
+(writev). Frames are encoded once by the producer and shared by every
+connection's queue; a large frame may be several buffers (see
+:meth:`~.frame.G3Frame.encoded`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any, Protocol
 LARGE_FRAME = 64 * 1024
 #: Small frames are joined into writes of about this size.
 COALESCE_BYTES = 256 * 1024
+#: Most buffers in one sendmsg (Linux's IOV_MAX is 1024).
+MAX_IOV = 512
 #: Seconds a writer waits for frames before checking that its peer is still there.
 IDLE_CHECK = 5.0
 
@@ -35,36 +39,67 @@ class ClientQueue(Protocol):
 
     def wait(self, timeout: float | None = None) -> bool: ...
 
-    def drain(self) -> list[bytes]: ...
+    def drain(self) -> list[Any]: ...
 
     def close(self, reason: str = "closed", discard: bool = False) -> None: ...
 
 
-def send_frames(sock: Any, batch: list[bytes]) -> int:
-    """Write every frame of ``batch`` in order; return the bytes written."""
-    total = 0
+def send_frames(sock: Any, batch: list[Any]) -> int:
+    """Write every encoded frame of ``batch`` in order; return the bytes written.
+
+    Small frames are joined into writes of about :data:`COALESCE_BYTES`;
+    large buffers (a frame's, or a large object's within a frame) go out as
+    they are, several per ``sendmsg`` (writev), never copied.
+    """
+    iov: list[Any] = []
     pending: list[bytes] = []
-    size = 0
-    sendall = sock.sendall
+    size = total = 0
     for data in batch:
-        n = len(data)
-        total += n
-        if n >= LARGE_FRAME:
-            if pending:
-                sendall(pending[0] if len(pending) == 1 else b"".join(pending))
-                pending = []
-                size = 0
-            sendall(data)
-            continue
-        pending.append(data)
-        size += n
-        if size >= COALESCE_BYTES:
-            sendall(b"".join(pending))
-            pending = []
-            size = 0
+        parts = data if type(data) is tuple else (data,)
+        for part in parts:
+            n = len(part)
+            total += n
+            if n >= LARGE_FRAME:
+                if pending:
+                    iov.append(pending[0] if len(pending) == 1 else b"".join(pending))
+                    pending, size = [], 0
+                iov.append(part)
+            else:
+                pending.append(part)
+                size += n
+                if size >= COALESCE_BYTES:
+                    iov.append(b"".join(pending))
+                    pending, size = [], 0
+        if len(iov) >= MAX_IOV:
+            send_buffers(sock, iov)
+            iov = []
     if pending:
-        sendall(pending[0] if len(pending) == 1 else b"".join(pending))
+        iov.append(pending[0] if len(pending) == 1 else b"".join(pending))
+    if iov:
+        send_buffers(sock, iov)
     return total
+
+
+def send_buffers(sock: Any, buffers: list[Any]) -> None:
+    """Write ``buffers`` in order: one ``sendall``, or ``sendmsg`` calls until all is sent."""
+    if len(buffers) == 1 or not hasattr(sock, "sendmsg"):
+        for buffer in buffers:
+            sock.sendall(buffer)
+        return
+    views = buffers
+    index = 0
+    while index < len(views):
+        sent = sock.sendmsg(views[index : index + MAX_IOV])
+        while sent:
+            n = len(views[index])  # byte buffers: len is their size
+            if sent >= n:
+                sent -= n
+                index += 1
+            else:
+                if views is buffers:
+                    views = list(buffers)
+                views[index] = memoryview(views[index])[sent:]
+                sent = 0
 
 
 def peer_gone(sock: Any) -> bool:

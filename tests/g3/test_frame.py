@@ -112,3 +112,15 @@ def test_describe() -> None:
         "type": "Housekeeping",
         "objects": {"n": 1, "v": {"class": "G3X", "bytes": 28}},
     }
+
+
+def test_large_objects_are_encoded_as_separate_buffers() -> None:
+    frame = make_frame(G3FrameType.Scan, big="x" * 100_000, n=1)
+    parts, size = frame.encoded()
+    assert len(parts) > 1 and size == sum(len(p) for p in parts)
+    assert frame.encoded()[0] is parts  # cached
+    data = frame.encode()
+    assert data == b"".join(parts) and frame.encoded() == ((data,), len(data))
+    assert decode_frame(data)["big"] == "x" * 100_000
+    small = make_frame(G3FrameType.Scan, n=1)
+    assert small.encoded() == ((small.encode(),), len(small.encode()))

@@ -69,7 +69,7 @@ def test_close_wakes_a_blocked_put_and_the_writer() -> None:
 def test_replay_goes_first_and_wait_reports() -> None:
     queue = FrameQueue(THREADS, max_frames=1)
     assert not queue.wait(0)
-    queue.put_many([(b"a", False), (b"b", False)])
+    queue.put_many([b"a", b"b"])
     assert queue.wait(0)
     assert queue.drain() == [b"a", b"b"]
     assert not queue.wait(0)

@@ -168,3 +168,21 @@ def test_queue_factory_feeds_clients_from_outside(start, concurrency: str) -> No
     server.stop()
     wait_for(lambda: client.eof, what="EOF")
     assert [f["n"] for f in client.frames] == [0, 1]
+
+
+def test_large_frames_go_out_as_buffers_byte_for_byte(start) -> None:
+    # objects of 64 KiB and more stay apart from their headers (sendmsg, partial
+    # writes resumed: a gevent socket sends what fits, then waits)
+    server = start()
+    clients = [_connect(server) for _ in range(2)]
+    frames = [make_frame(T if i % 3 else W, n=i, big="é" * (100_000 + i), small="s")
+              for i in range(40)]
+    parts, size = frames[0].encoded()
+    assert len(parts) > 1 and size == sum(len(p) for p in parts)
+    for frame in frames:
+        server.publish(frame)
+    server.stop()
+    for client in clients:
+        wait_for(lambda c=client: c.eof, what="EOF")
+        assert [f.encode() for f in client.frames] == [f.encode() for f in frames]
+    assert frames[0].encode() == b"".join(parts)
