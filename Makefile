@@ -36,6 +36,7 @@ $(VENV)/.stamp-test: setup.py | $(BIN)/python
 
 $(VENV)/.stamp-bench: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m pip install --quiet --no-deps $(SPT3G) numpy  # bench/g3.py
 	touch $@
 
 # node's socket.io-client for tests/sio/test_node.py (skipped without it, except in CI).
