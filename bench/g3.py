@@ -1,6 +1,8 @@
 """G3 streaming server: channelstream.g3 against spt3g's own C++ G3NetworkSender, one run.
 
-Both servers run the same pipeline in their own process, in spt3g's
+Both servers run the same pipeline in their own process (ours in plain
+threads, or with ``--servers ours-gevent`` in a gevent monkey-patched
+process, as in channelstream's server), in spt3g's
 streaming mode (``G3NetworkSender(hostname='*', port=...)``): a Python
 source makes a new Timepoint frame per call (``n``: G3Int, ``data``: a
 G3String sized so that the whole frame is ``--sizes`` bytes) and the
@@ -68,6 +70,10 @@ TIMEPOINT = ord("T")
 
 def sender_main(config: dict[str, Any]) -> None:
     """Run one server's pipeline; JSON lines on stdout; "go" on stdin starts the count."""
+    if config["server"] == "ours-gevent":  # the process a service runs: monkey-patched
+        from gevent import monkey
+
+        monkey.patch_all()
     if config["server"] == "spt3g":
         from spt3g import core
 
@@ -403,7 +409,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1024,1048576", help="frame sizes in bytes")
     parser.add_argument("--clients", default="1,10", help="client counts")
-    parser.add_argument("--servers", default="spt3g,ours", help="spt3g, ours")
+    parser.add_argument("--servers", default="spt3g,ours",
+                        help="spt3g, ours (threads), ours-gevent (a monkey-patched process)")
     parser.add_argument("--readers", default="lean", help="lean, spt3g (comma separated)")
     parser.add_argument("--seconds", type=float, default=3.0,
                         help="about how long each cell's transfer lasts (sizes the counts)")

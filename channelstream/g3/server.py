@@ -1,8 +1,9 @@
 """``StreamServer``: spt3g's streaming server (``G3NetworkSender`` with host ``*``).
 
 Clients connect; each new client first gets the latest frame of each type
-other than Timepoint and Scan, in the order those types were first seen,
-then every frame published after it connected. The server:
+other than Timepoint and Scan, in the order those types were first seen
+(at most :data:`MAX_METADATA_TYPES` types are remembered), then every
+frame published after it connected. The server:
 
 * binds the address it is given (``127.0.0.1`` by default, ``None`` for
   every interface) and accepts clients at once, from its own worker (not
@@ -45,7 +46,7 @@ from . import net
 from .concurrency import Concurrency, pick
 from .frame import G3Frame
 from .frametype import G3FrameType, is_data
-from .queue import DEFAULT_MAX_BYTES, Encoded, FrameQueue, encoded_size
+from .queue import DEFAULT_MAX_BYTES, OVERFLOW, Encoded, FrameQueue, encoded_size
 from .writer import IDLE_CHECK, ClientQueue, write_loop
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ _ACCEPT_BACKOFF_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, e
 _ACCEPT_BACKOFF = 0.1
 #: Seconds a cut client's writer gets to notice its closed socket.
 _CUT_GRACE = 2.0
+#: Metadata frame types remembered for replay (spt3g has 15 standard types; ad-hoc
+#: types could otherwise make the replay grow without bound).
+MAX_METADATA_TYPES = 64
 
 
 class State(enum.Enum):
@@ -151,6 +155,7 @@ class StreamServer:
         self._clients: list[_Client] = []
         # Latest encoded frame per metadata type, in first-seen order.
         self._metadata: dict[int, Encoded] = {}
+        self._warned_metadata = False
         #: the bound (host, port), once started
         self.address: tuple[str, int] | None = None
         #: counters: clients accepted, frames published, frames dropped and
@@ -242,11 +247,22 @@ class StreamServer:
             if self.state is not State.RUNNING:
                 raise RuntimeError(f"the server is {self.state.value}")
             if not droppable:
-                self._metadata[frame_type] = data
+                self._remember(frame_type, data)
             for client in self._clients:
-                if not client.queue.put(data, droppable, size) and not client.cut:
-                    self._cut(client)  # over max_client_bytes: its queue closed
+                queue = client.queue
+                if not queue.put(data, droppable, size) and not client.cut:
+                    if queue.close_reason == OVERFLOW:  # over max_client_bytes
+                        self._cut(client)
             self.published += 1
+
+    def _remember(self, frame_type: int, data: Encoded) -> None:
+        metadata = self._metadata
+        if frame_type in metadata or len(metadata) < MAX_METADATA_TYPES:
+            metadata[frame_type] = data
+        elif not self._warned_metadata:
+            self._warned_metadata = True
+            log.warning("G3 server: more than %d metadata frame types; frames of new types "
+                        "are sent but not replayed to new clients", MAX_METADATA_TYPES)
 
     def _cut(self, client: _Client) -> None:
         """End a client whose queue overflowed: its writer may be blocked in a write."""

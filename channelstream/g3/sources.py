@@ -83,7 +83,7 @@ class FileSource(Source):
                         data = file.read(self._chunk_size)
                     except (OSError, EOFError, ValueError) as error:
                         # gzip/bz2/lzma raise these for corrupt compressed data
-                        raise G3FormatError(f"{self.name}: cannot read: {error}") from None
+                        raise G3FormatError(f"cannot read: {error}") from None
                     if not data:
                         decoder.close()
                         return
@@ -286,7 +286,8 @@ class FrameReader:
         self._iter: Iterator[G3Frame] | None = None
 
     def open_next(self) -> Source | None:
-        """Open the next source now (a listening one binds); None after the last."""
+        """Make the next source current (its ``open()`` connects or binds at once;
+        reading does it otherwise); None after the last."""
         if self.closed or self._next >= len(self.names):
             return None
         name = self.names[self._next]

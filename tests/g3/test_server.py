@@ -186,3 +186,15 @@ def test_large_frames_go_out_as_buffers_byte_for_byte(start) -> None:
         wait_for(lambda c=client: c.eof, what="EOF")
         assert [f.encode() for f in client.frames] == [f.encode() for f in frames]
     assert frames[0].encode() == b"".join(parts)
+
+
+def test_metadata_types_remembered_are_bounded(start, monkeypatch) -> None:
+    from channelstream.g3 import server as server_module
+
+    monkeypatch.setattr(server_module, "MAX_METADATA_TYPES", 3)
+    server = start()
+    for code in ("A", "B", "C", "D", "A"):
+        server.publish(make_frame(G3FrameType(ord(code)), code=code))
+    client = _connect(server)
+    wait_for(lambda: len(client.frames) == 3, what="the replay")
+    assert [f["code"] for f in client.frames] == ["A", "B", "C"]  # D was sent, not kept
