@@ -45,7 +45,10 @@ class G3Frame:
         # the encoded frame: its bytes, or its buffers (a large frame not yet joined)
         self._raw: bytes | tuple[wire.Buffer, ...] | None = None
         self._filename = ""
-        if isinstance(frame_type, G3Frame):
+        if type(frame_type) is G3FrameType:
+            self._type = frame_type
+            self._items = {}
+        elif isinstance(frame_type, G3Frame):
             self._type = frame_type._type
             self._items: dict[str, Any] = dict(frame_type._items)
             self._raw = frame_type._raw

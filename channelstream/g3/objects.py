@@ -196,6 +196,8 @@ class OpaqueObject(G3FrameObject):
         return f"<{self.class_name or 'unknown class'}: {len(self._blob)} bytes, not decoded>"
 
 
+_WRAP: dict[type, type[_Scalar]] = {bool: G3Bool, int: G3Int, float: G3Double, str: G3String}
+
 SCALAR_CLASSES: dict[str, type[_Scalar]] = {
     cls.class_name: cls for cls in (G3Int, G3Double, G3Bool, G3String)
 }
@@ -251,6 +253,9 @@ def to_object(value: Any) -> G3FrameObject:
     :class:`G3Double`, ``str`` :class:`G3String` (as spt3g does); anything
     else is a :class:`TypeError`.
     """
+    wrap = _WRAP.get(type(value))
+    if wrap is not None:
+        return wrap(value)
     if isinstance(value, G3FrameObject):
         return value
     if isinstance(value, bool):

@@ -48,6 +48,8 @@ _PACK_U32 = _U32["<"].pack
 EMPTY_FRAME_SIZE = HEADER_SIZE + 4
 #: Bytes of an entry with an empty name and an empty blob: its two lengths.
 MIN_ENTRY_SIZE = 16
+#: Blobs smaller than this are copied next to their entry's header when encoding.
+_SMALL = 4096
 
 
 def crc_start() -> int:
@@ -82,20 +84,23 @@ def encode_parts(
     total = HEADER_SIZE + 4
     crc = 0xFFFFFFFF
     for name, blob in entries:
-        append(_PACK_U64(len(name)))
-        append(name)
-        crc = _crc32c(name, crc)
-        if type(blob) is tuple:
+        if type(blob) is bytes and len(blob) < _SMALL:
+            # one small piece: a concatenation is cheaper than four list items
+            size = len(blob)
+            crc = _crc32c(blob, _crc32c(name, crc))
+            append(_PACK_U64(len(name)) + name + _PACK_U64(size) + blob)
+        elif type(blob) is tuple:
+            crc = _crc32c(name, crc)
             size = 0
             for piece in blob:
                 size += len(piece)
                 crc = _crc32c(piece, crc)
-            append(_PACK_U64(size))
+            append(_PACK_U64(len(name)) + name + _PACK_U64(size))
             parts.extend(blob)
         else:
             size = len(blob)
-            crc = _crc32c(blob, crc)
-            append(_PACK_U64(size))
+            crc = _crc32c(blob, _crc32c(name, crc))
+            append(_PACK_U64(len(name)) + name + _PACK_U64(size))
             append(blob)
         total += 16 + len(name) + size
     append(_PACK_U32(crc ^ 0xFFFFFFFF))

@@ -52,24 +52,23 @@ def send_frames(sock: Any, batch: list[Any]) -> int:
     they are, several per ``sendmsg`` (writev), never copied.
     """
     iov: list[Any] = []
-    pending: list[bytes] = []
+    pending: list[Any] = []
     size = total = 0
     for data in batch:
-        parts = data if type(data) is tuple else (data,)
-        for part in parts:
+        for part in data if type(data) is tuple else (data,):
             n = len(part)
             total += n
-            if n >= LARGE_FRAME:
-                if pending:
-                    iov.append(pending[0] if len(pending) == 1 else b"".join(pending))
-                    pending, size = [], 0
-                iov.append(part)
-            else:
+            if n < LARGE_FRAME:
                 pending.append(part)
                 size += n
-                if size >= COALESCE_BYTES:
-                    iov.append(b"".join(pending))
-                    pending, size = [], 0
+                if size < COALESCE_BYTES:
+                    continue
+                iov.append(b"".join(pending))
+            else:
+                if pending:
+                    iov.append(pending[0] if len(pending) == 1 else b"".join(pending))
+                iov.append(part)
+            pending, size = [], 0
         if len(iov) >= MAX_IOV:
             send_buffers(sock, iov)
             iov = []
