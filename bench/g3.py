@@ -270,6 +270,8 @@ def _spt3g_client(config: dict[str, Any]) -> None:
                 progress.report(slot, state["count"])
             if state["count"] >= want:
                 core.G3Pipeline.halt_processing()
+        if frame.type == core.G3FrameType.EndProcessing:
+            return None
         return []
 
     pipe = core.G3Pipeline()
@@ -295,7 +297,9 @@ def _line(proc: subprocess.Popen, timeout: float) -> dict[str, Any]:
     ready = select.select([proc.stdout], [], [], timeout)[0]
     line = proc.stdout.readline() if ready else ""
     if not line:
-        raise RuntimeError(f"process {proc.pid} said nothing for {timeout} s (exit {proc.poll()})")
+        code = proc.poll()
+        raise RuntimeError(f"process {proc.pid} ended (exit {code})" if code is not None
+                           else f"process {proc.pid} said nothing for {timeout} s")
     return json.loads(line)
 
 
