@@ -122,7 +122,7 @@ class FrameScanner:
     length would take the frame past ``max_frame_size``.
     """
 
-    __slots__ = ("max_frame_size", "_off", "_left", "_stage", "_order", "_count", "entries",
+    __slots__ = ("max_frame_size", "_off", "_left", "_stage", "_order", "_name", "entries",
                  "frame_type")
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
@@ -136,35 +136,53 @@ class FrameScanner:
         self._stage = 0  # 0 header, 1 name length, 2 blob length, 3 crc
         self._left = 0  # entries still to read
         self._order = "<"
-        self._count = 0
+        self._name = (0, 0)  # where the current entry's name is
         #: (name start, name end, blob start, blob end) per entry, offsets in the frame
         self.entries: list[tuple[int, int, int, int]] = []
         self.frame_type = 0
 
-    @property
-    def started(self) -> bool:
-        return self._off > 0 or self._stage > 0
-
     def scan(self, buf: bytes | bytearray | memoryview, start: int, end: int) -> int | None:
         """Resume scanning the frame at ``buf[start:]`` (``end`` = bytes available)."""
         avail = end - start
-        off = self._off
+        off, stage, left = self._off, self._stage, self._left
+        name_start, name_end = self._name
         limit = self.max_frame_size
+        u64 = _U64[self._order].unpack_from
+        entries = self.entries
         while True:
-            stage = self._stage
-            if stage == 0:
-                if avail < HEADER_SIZE:
-                    return None
-                flag = buf[start]
-                if flag == 1:
-                    order = "<"
-                elif flag == 0:
-                    order = ">"
+            if stage == 1 or stage == 2:
+                if avail < off + 8:
+                    break
+                (length,) = u64(buf, start + off)
+                # What the frame needs at least from here: this field, the rest
+                # of this entry, the entries after it, the CRC.
+                needed = off + 12 + length + MIN_ENTRY_SIZE * (left - 1) + (8 if stage == 1 else 0)
+                if needed > limit:
+                    what = "entry name" if stage == 1 else "object"
+                    raise G3FormatError(
+                        f"{what} length {length} takes the frame past max_frame_size "
+                        f"({limit} bytes)",
+                        start + off,
+                    )
+                if stage == 1:
+                    name_start = off + 8
+                    name_end = off = name_start + length
+                    stage = 2
                 else:
+                    entries.append((name_start, name_end, off + 8, off + 8 + length))
+                    off += 8 + length
+                    left -= 1
+                    stage = 1 if left else 3
+            elif stage == 0:
+                if avail < HEADER_SIZE:
+                    break
+                flag = buf[start]
+                if flag not in (0, 1):
                     raise G3FormatError(
                         f"not a G3 frame: first byte {flag:#04x}, expected 0x01 (or 0x00)"
                     )
-                header = HEADER_LE if order == "<" else HEADER_BE
+                order = "<" if flag == 1 else ">"
+                header = HEADER_LE if flag == 1 else HEADER_BE
                 _, version, count, frame_type = header.unpack_from(buf, start)
                 if version != FRAME_VERSION:
                     raise G3FormatError(
@@ -176,41 +194,19 @@ class FrameScanner:
                         f"max_frame_size ({limit} bytes)"
                     )
                 self._order = order
-                self._count = self._left = count
+                u64 = _U64[order].unpack_from
                 self.frame_type = frame_type
+                left = count
                 off = HEADER_SIZE
-                self._stage = 1 if count else 3
-            elif stage == 1 or stage == 2:
-                if avail < off + 8:
-                    self._off = off
-                    return None
-                (length,) = _U64[self._order].unpack_from(buf, start + off)
-                # What the frame needs at least from here: this field, the rest
-                # of this entry, the entries after it, the CRC.
-                after = off + 8 + length + (8 if stage == 1 else 0)
-                needed = after + MIN_ENTRY_SIZE * (self._left - 1) + 4
-                if needed > limit:
-                    what = "entry name" if stage == 1 else "object"
-                    raise G3FormatError(
-                        f"{what} length {length} takes the frame past max_frame_size "
-                        f"({limit} bytes)",
-                        start + off,
-                    )
-                if stage == 1:
-                    self.entries.append((off + 8, off + 8 + length, 0, 0))
-                    self._stage = 2
-                else:
-                    name_start, name_end, _, _ = self.entries[-1]
-                    self.entries[-1] = (name_start, name_end, off + 8, off + 8 + length)
-                    self._left -= 1
-                    self._stage = 1 if self._left else 3
-                off += 8 + length
+                stage = 1 if count else 3
             else:
                 if avail < off + 4:
-                    self._off = off
-                    return None
-                self._off = off + 4
+                    break
+                self._off, self._stage, self._left = off + 4, 3, 0
                 return start + off + 4
+        self._off, self._stage, self._left = off, stage, left
+        self._name = (name_start, name_end)
+        return None
 
     def check_crc(self, frame: bytes | bytearray | memoryview) -> None:
         """Raise :class:`G3FormatError` unless the scanned frame's CRC is right."""
