@@ -30,28 +30,6 @@ def _stream(frames) -> bytes:
     return b"".join(f.encode() for f in frames)
 
 
-@pytest.mark.parametrize("name", ["run.g3", "run.g3.gz", "run.g3.bz2", "run.g3.xz", "data"])
-def test_files_round_trip(tmp_path, name: str) -> None:
-    path = tmp_path / name
-    with FrameWriter(path) as writer:
-        for frame in _frames(50):
-            writer.write(frame)
-    assert [f["n"] for f in FrameReader(path)] == list(range(50))
-
-
-def test_writer_streams_append_and_tell(tmp_path) -> None:
-    path = tmp_path / "a.g3"
-    with FrameWriter(path, streams=[G3FrameType.Wiring]) as writer:
-        writer.write(make_frame(G3FrameType.Timepoint, n=0))
-        writer.write(make_frame(G3FrameType.Wiring, n=1))
-        assert writer.tell() == len(make_frame(G3FrameType.Wiring, n=1).encode())
-    with FrameWriter(path, append=True) as writer:
-        writer.write(make_frame(G3FrameType.Scan, n=2))
-    assert [(f.type.name, f["n"]) for f in FrameReader(path)] == [("Wiring", 1), ("Scan", 2)]
-    with pytest.raises(ValueError, match="append"):
-        FrameWriter(tmp_path / "b.g3.gz", append=True)
-
-
 def test_a_list_of_files_in_order_and_track_filename(tmp_path) -> None:
     paths = []
     for k in range(3):
