@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from channelstream.g3 import (
     FileSource,
@@ -163,3 +165,17 @@ def test_file_source_close(tmp_path) -> None:
     next(frames)
     source.close()
     assert list(frames) == []  # chunks are smaller than a frame: none was complete
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=300), prefix=st.integers(0, 3))
+def test_corrupt_network_input_ends_in_frames_or_a_clear_error(data: bytes, prefix: int) -> None:
+    stream = _stream(_frames(prefix)) + data
+    server = BytesServer(stream, chunk=97)
+    reader = FrameReader(server.url, timeout=5.0, max_frame_size=4096)
+    frames = []
+    try:
+        frames.extend(reader)
+    except G3FormatError as error:
+        assert server.url[6:] in str(error)  # names the source
+    assert [f["n"] for f in frames[:prefix]] == list(range(min(prefix, len(frames))))
