@@ -78,7 +78,6 @@ class FrameSender:
             raise RuntimeError("the sender is already started")
         sm = self.concurrency.socket
         self._sock = net.connect(sm, self.host, self.port, self.connect_timeout)
-        net.set_nodelay(self._sock, sm)
         self._worker = self.concurrency.spawn(self._run, name=f"g3-send-{self.host}")
         return self
 

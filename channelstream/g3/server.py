@@ -124,6 +124,10 @@ class StreamServer:
     :param drain_timeout: seconds :meth:`stop` lets clients receive what is queued.
     :param concurrency: threads or greenlets (:mod:`.concurrency`).
     :param queue_factory: ``queue_factory(peer) -> ClientQueue`` (for a door).
+    :param nodelay: set TCP_NODELAY on client sockets. Off by default (as in
+        spt3g): writes are already coalesced, and with it a socket whose
+        buffer is full sends each bit of room as a small segment (large
+        frames to many clients measured ~15% slower).
     """
 
     def __init__(
@@ -137,6 +141,7 @@ class StreamServer:
         idle_check: float | None = IDLE_CHECK,
         concurrency: Concurrency | str | None = None,
         queue_factory: Callable[[str], ClientQueue] | None = None,
+        nodelay: bool = False,
     ) -> None:
         if max_queue_size < 0:
             raise ValueError("max_queue_size must be >= 0")
@@ -148,6 +153,7 @@ class StreamServer:
         self.idle_check = idle_check
         self.concurrency = pick(concurrency)
         self.queue_factory = queue_factory
+        self.nodelay = nodelay
         self.state = State.NEW
         self._lock = self.concurrency.lock()
         self._listener: Any = None
@@ -321,7 +327,8 @@ class StreamServer:
     def _add_client(self, sock: Any, peer: str) -> None:
         sm = self.concurrency.socket
         sock.setblocking(True)
-        net.set_nodelay(sock, sm)
+        if self.nodelay:
+            net.set_nodelay(sock, sm)
         if self.queue_factory is not None:
             queue: Any = self.queue_factory(peer)
         else:
