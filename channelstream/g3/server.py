@@ -124,10 +124,10 @@ class StreamServer:
     :param drain_timeout: seconds :meth:`stop` lets clients receive what is queued.
     :param concurrency: threads or greenlets (:mod:`.concurrency`).
     :param queue_factory: ``queue_factory(peer) -> ClientQueue`` (for a door).
-    :param nodelay: set TCP_NODELAY on client sockets. Off by default (as in
-        spt3g): writes are already coalesced, and with it a socket whose
-        buffer is full sends each bit of room as a small segment (large
-        frames to many clients measured ~15% slower).
+    :param nodelay: set TCP_NODELAY on client sockets (lower latency for
+        sparse small frames). Off by default, as in spt3g: writes are
+        already coalesced, and without it a client socket whose buffer is
+        full is not refilled in small segments.
     """
 
     def __init__(
