@@ -20,7 +20,9 @@ memory: spt3g's queues are unbounded, and ours would be sized to the run).
 Each client is a separate process that connects to 127.0.0.1 and measures
 receipt: frames/s and MB/s of Timepoint frames from the first one's
 arrival to the last one's, summed over clients (total = all frames
-delivered / from the first arrival at any client to the last at any). The
+delivered / from the first arrival at any client to the last at any).
+CPU seconds per GB delivered are printed too, for the sender and for all
+the clients together: on a shared machine they vary less than rates do. The
 default client is a lean reader over a raw socket (``recv_into`` a
 buffer, frame boundaries walked, payloads skipped, no CRC), the same for
 both servers; ``--readers spt3g`` uses spt3g's own G3Reader instead (its
@@ -189,7 +191,7 @@ def _lean_client(config: dict[str, Any]) -> None:
     left = frame_type = frame_start_total = 0
     total = 0  # bytes received
     count, want = 0, config["count"]
-    first = last = 0.0
+    first = last = cpu0 = 0.0
     data_bytes = 0
     ready = False
     while count < want:
@@ -240,19 +242,21 @@ def _lean_client(config: dict[str, Any]) -> None:
                     last = time.monotonic()
                     if not count:
                         first = last
+                        cpu0 = time.process_time()
                     count += 1
                     data_bytes += (total - (end - start)) - frame_start_total
                     if count % every == 0:
                         progress.report(slot, count)
                     if count >= want:
                         break
-    _say({"frames": count, "bytes": data_bytes, "first": first, "last": last})
+    _say({"frames": count, "bytes": data_bytes, "first": first, "last": last,
+          "cpu_s": time.process_time() - cpu0})
 
 
 def _spt3g_client(config: dict[str, Any]) -> None:
     from spt3g import core
 
-    state = {"count": 0, "bytes": 0, "first": 0.0, "last": 0.0, "ready": False}
+    state = {"count": 0, "bytes": 0, "first": 0.0, "last": 0.0, "ready": False, "cpu0": 0.0}
     want = config["count"]
     progress = Progress(config["progress"], config["clients"])
     slot, every = config["slot"], config["report_every"]
@@ -265,6 +269,7 @@ def _spt3g_client(config: dict[str, Any]) -> None:
             state["last"] = time.monotonic()
             if not state["count"]:
                 state["first"] = state["last"]
+                state["cpu0"] = time.process_time()
             state["count"] += 1
             if state["count"] % every == 0:
                 progress.report(slot, state["count"])
@@ -280,7 +285,8 @@ def _spt3g_client(config: dict[str, Any]) -> None:
     pipe.Run(signal_halt=False)
     size = config["size"]
     _say({"frames": state["count"], "bytes": state["count"] * size,
-          "first": state["first"], "last": state["last"]})
+          "first": state["first"], "last": state["last"],
+          "cpu_s": time.process_time() - state["cpu0"]})
 
 
 # -- the orchestrator ------------------------------------------------------------------------------
@@ -350,6 +356,10 @@ def _run_cell(server: str, reader: str, clients: int, common: dict[str, Any], ov
         "seconds": round(elapsed, 3),
         "delivered": frames,
         "sender_cpu_pct": round(100 * sent["cpu_s"] / sent["seconds"]) if sent["seconds"] else None,
+        # CPU seconds per GB delivered: the sender's, and all clients' together
+        "sender_cpu_s_per_gb": round(sent["cpu_s"] / (nbytes / 1e9), 3) if nbytes else None,
+        "clients_cpu_s_per_gb": round(sum(r["cpu_s"] for r in results) / (nbytes / 1e9), 3)
+        if nbytes else None,
         "problems": f"clients short of {count} frames: {short}" if short else "",
     }
 
@@ -474,7 +484,8 @@ def _row(r: dict[str, Any]) -> str:
     return (f"{r['server']:6} {r['reader']:5} {r['size']:>8} B to {r['clients']:>2} clients: "
             f"{r['frames_per_s'] or 0:>9,} frames/s {r['mb_per_s'] or 0:>9,} MB/s "
             f"({r['delivered']} frames in {r['seconds']} s, sender CPU "
-            f"{r['sender_cpu_pct']}%) {r['problems']}")
+            f"{r['sender_cpu_pct']}%, CPU s/GB sender {r['sender_cpu_s_per_gb']} clients "
+            f"{r['clients_cpu_s_per_gb']}) {r['problems']}")
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ _MISSING = object()
 _JOIN_BELOW = 64 * 1024
 
 
-class G3KeyExistsError(G3Error, RuntimeError):
-    """A frame already holds the name (spt3g: "Previously existing key")."""
+class G3KeyExistsError(G3Error):
+    """A frame already holds the name (spt3g's RuntimeError "Previously existing key")."""
 
 
 class G3Frame:
