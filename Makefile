@@ -27,16 +27,21 @@ $(VENV)/.stamp-base: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-# psi-bsread (bsread's reference sender and receiver of bsr_m-1.1 for the mflow
-# interop tests) without its dependencies: the tests need none of its compression
-# packages (bitshuffle builds from source) and setup.py cannot say --no-deps.
+# Peers installed without their dependencies (setup.py cannot say --no-deps):
+# psi-bsread, bsread's reference sender and receiver of bsr_m-1.1 for the mflow
+# interop tests (none of its compression packages: bitshuffle builds from source);
+# spt3g 1.0.2, the peer of the G3 interop tests (tests/g3), whose wheel also
+# requires scipy and astropy, which spt3g.core does not use: numpy only.
+SPT3G := spt3g==1.0.2
+
 $(VENV)/.stamp-test: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	$(BIN)/python -m pip install --quiet --no-deps psi-bsread==2.0.1
+	$(BIN)/python -m pip install --quiet --no-deps psi-bsread==2.0.1 $(SPT3G) numpy
 	touch $@
 
 $(VENV)/.stamp-bench: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m pip install --quiet --no-deps $(SPT3G) numpy  # bench/g3.py
 	touch $@
 
 # node's socket.io-client for tests/sio/test_node.py (skipped without it, except in CI).

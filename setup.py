@@ -48,6 +48,8 @@ setup(
         # hub.engine = redis: channels shared by many processes and nodes
         "redis",
         "pydantic>=2",
+        # CRC-32C of G3 frames (channelstream.g3); hardware-accelerated
+        "crc32c>=2.3",
         # pyramid 2.1 imports pkg_resources, which newer setuptools drops.
         "setuptools<81",
         # AngularJS for the /demo page, served by the app (no CDN)
@@ -73,6 +75,9 @@ setup(
             "psi-mflow==1.0.0",
             # tests/demo drive Debian's chromium (never a downloaded browser)
             "playwright",
+            # spt3g's python side needs it; spt3g 1.0.2 itself is installed by the
+            # Makefile with --no-deps (tests/g3 run it as the interop peer)
+            "numpy",
         ],
         # bench/zmq.py measures PSI's mflow beside ours
         "bench": ["psutil", "psi-mflow==1.0.0"],
@@ -89,6 +94,7 @@ setup(
             "m_dump = channelstream.mflow.cli.dump:main",
             "m_replay = channelstream.mflow.cli.replay:main",
             "m_split = channelstream.mflow.cli.split:main",
+            "g3-frames = channelstream.g3.cli:main",
         ],
     },
 )
