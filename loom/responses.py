@@ -31,7 +31,7 @@ from typing import Any
 
 from pyramid.response import Response
 
-from channelstream.web.httpserver import RAW_RESPONSE
+from channelstream.web.rawresponse import RAW_RESPONSE
 
 from . import frames, hangup
 from .disk import drop_cached

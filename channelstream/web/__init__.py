@@ -2,7 +2,9 @@
 
 - :mod:`.httpserver`: the process's HTTP server (gevent's pywsgi) with
   websocket takeover, TCP_NODELAY, one-write responses and a redacted
-  access log;
+  access log; :mod:`.requestio` (reading requests under deadlines and
+  bounds, refusing them) and :mod:`.rawresponse` (bodies an app writes
+  itself: sendfile, chunked with trailers) beside it;
 - :mod:`.wsframes`: the RFC 6455 frame codec (pure, bounded);
 - :mod:`.websocket`: a server-side websocket on a non-blocking socket,
   driven by libev watchers (no greenlet per connection);

@@ -41,7 +41,7 @@ gunicorn worker (:mod:`channelstream.serving.gunicorn_worker`), so both serve al
 - :meth:`WSGIServer.drain` ends a server gracefully: idle keep-alive
   connections are closed at once, requests in progress get a grace period;
 - ``environ[RAW_RESPONSE]`` lets an app send its status and headers itself
-  and then write the body on the socket (:class:`RawResponse`: sendfile,
+  and then write the body on the socket (:class:`~channelstream.web.rawresponse.RawResponse`: sendfile,
   chunked bodies with trailers); pywsgi has no ``wsgi.file_wrapper``.
 
 This module does not monkey-patch; whoever runs the server does.
@@ -53,33 +53,41 @@ import _socket
 import dataclasses
 import email.parser
 import enum
-import errno
 import io
 import logging
-import os
 import re
 import socket
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from typing import Any
 
 import gevent
 from gevent import pywsgi
 from gevent.event import Event
 from gevent.pool import Pool
-from gevent.socket import wait_write
 from gevent.timeout import Timeout
 
 from ..errors import ClientError
-from ..settings import HttpSettings, default_settings
+from ..settings import HttpSettings
 from ..strict_json import dumps
+from .rawresponse import COMBINED_WRITE_MAX, RAW_RESPONSE, RawResponse, header_block
+from .requestio import (
+    LINGER_SECONDS,
+    MAX_LINGERING,
+    REASONS,
+    BodyInput,
+    HeadRefused,
+    HttpCounters,
+    TimedReader,
+    default_limits,
+    error_response,
+    linger,
+)
 from .wsframes import TAKEOVER_KEY, HandshakeError, accept_key
 
 access_log = logging.getLogger("channelstream.access")
 log = logging.getLogger("channelstream.serving.server")
 
-#: Largest first body chunk sent in the same write as the headers.
-COMBINED_WRITE_MAX = 65536
 
 #: Query parameters whose values never reach a log line: signatures, tokens,
 #: and what is enough to use a connection (``conn_id``, engine.io's ``sid``).
@@ -93,14 +101,6 @@ HTTP_SERVER_KEY = "channelstream.http_server"
 #: Bytes buffered when reading a request from a client.
 READ_BUFFER = 8192
 
-#: A connection closed after an error (or a refusal) still reads and drops what
-#: the client sends for at most this long and this many bytes, so that the
-#: client can read the answer instead of getting a reset while it writes.
-LINGER_SECONDS = 1.0
-LINGER_BYTES = 256 * 1024
-
-#: Refused connections that may linger at once; past it they are closed at once.
-MAX_LINGERING = 64
 
 _QUERY_PARAM = re.compile(r"([?&;])([^=&;#\s]+)=([^&;#\s]*)")
 
@@ -122,226 +122,6 @@ def redact(target: str) -> str:
 
     head, _, tail = target.partition("?")
     return head + _QUERY_PARAM.sub(hide, "?" + tail)
-
-
-#: environ key of :meth:`Handler.start_raw_response` (absent under other servers).
-RAW_RESPONSE = "channelstream.raw_response"
-
-
-class BodyTimeout(ClientError, TimeoutError):
-    """A request body sent no byte for ``http.body_timeout`` seconds.
-
-    Raised by reads of ``wsgi.input`` (and of its ``rfile``): to a reader it
-    is an ``OSError`` (``TimeoutError``) like a broken connection; a view
-    that lets it through answers 408 (it is a
-    :class:`~channelstream.errors.ClientError`). The connection is closed.
-    """
-
-    status = 408
-    code = "timeout"
-
-
-def default_limits() -> HttpSettings:
-    """The ``http.*`` settings with their default values."""
-    return default_settings().http
-
-
-@dataclasses.dataclass
-class HttpCounters:
-    """What a :class:`WSGIServer` counted since it started (see :meth:`WSGIServer.stats`)."""
-
-    #: connections admitted (not refused)
-    accepted: int = 0
-    #: connections answered 503 at accept: ``http.max_connections`` reached
-    refused_server_full: int = 0
-    #: connections answered 503 at accept: ``http.max_connections_per_address`` reached
-    refused_address_full: int = 0
-    #: request heads not complete within ``http.header_timeout`` (408, or closed if empty)
-    header_timeouts: int = 0
-    #: kept-alive connections closed after ``http.keepalive_timeout`` idle
-    idle_timeouts: int = 0
-    #: body reads that got no byte within ``http.body_timeout``
-    body_timeouts: int = 0
-    #: request heads over a bound (414 or 431)
-    heads_too_large: int = 0
-    #: request heads that could not be parsed (400)
-    bad_requests: int = 0
-    #: ``Upgrade: websocket`` outside the websocket paths (400)
-    stray_upgrades: int = 0
-    #: connections closed because the app left the request body unread
-    unread_bodies: int = 0
-
-
-class _TimedReader(io.RawIOBase):
-    """The raw side of a connection's ``rfile``: reads of the client socket.
-
-    While :attr:`timeout` is set (the body of a request is being read), a
-    read that gets no byte in that many seconds raises :class:`BodyTimeout`.
-    """
-
-    def __init__(self, sock: Any, counters: HttpCounters) -> None:
-        super().__init__()
-        self._sock = sock
-        #: the OS socket under gevent's (non-blocking): a read that finds bytes
-        #: waiting needs no timer
-        self._os_sock = getattr(sock, "_sock", None)
-        self._counters = counters
-        #: seconds a read may wait for a byte; None = forever
-        self.timeout: float | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-    def readinto(self, buffer: Any) -> int:
-        timeout = self.timeout
-        if timeout is None:
-            return self._sock.recv_into(buffer)
-        if self._os_sock is not None:
-            try:
-                return self._os_sock.recv_into(buffer)
-            except (BlockingIOError, InterruptedError):
-                pass  # nothing waiting: wait, under the timer
-        timer = Timeout.start_new(timeout)
-        try:
-            return self._sock.recv_into(buffer)
-        except Timeout as expired:
-            if expired is not timer:
-                raise
-            self._counters.body_timeouts += 1
-            raise BodyTimeout(
-                f"the request body sent nothing for {timeout:g} s (http.body_timeout)"
-            ) from None
-        finally:
-            timer.close()
-
-
-class BodyInput(pywsgi.Input):
-    """pywsgi's ``wsgi.input``, except that the server never reads what the app left.
-
-    pywsgi reads (and drops) the rest of a body the app did not read, to
-    keep the connection: a refused 1 GB upload would be received in full.
-    Here the connection is closed instead (see :class:`Handler`).
-    """
-
-    __slots__ = ()
-
-    @property
-    def complete(self) -> bool:
-        """Whether the body was read to its end (a request without a body is)."""
-        if self.chunked_input:
-            return self.chunk_length == 0 and not self._chunked_input_error
-        return self.position >= (self.content_length or 0)
-
-    def _discard(self) -> None:
-        """Read nothing: :class:`Handler` closes a connection whose body is not complete."""
-
-
-class _HeadRefused(Exception):
-    """A request head over a bound or too slow: the answer and the counter to bump."""
-
-    def __init__(self, status: str, code: str, message: str, counter: str) -> None:
-        super().__init__(message)
-        self.response = error_response(status, code, message)
-        self.status = status
-        self.counter = counter
-
-
-def error_response(status: str, code: str, message: str, *headers: str) -> bytes:
-    """A whole ``Connection: close`` JSON error response, ``{"error", "code"}``."""
-    body = dumps({"error": message, "code": code})
-    lines = [
-        f"HTTP/1.1 {status}",
-        "Content-Type: application/json",
-        f"Content-Length: {len(body)}",
-        "Cache-Control: no-store",
-        "Connection: close",
-        *headers,
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def _header_block(status: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytearray:
-    """A response's status line and header lines, with the blank line that ends them."""
-    block = bytearray(b"HTTP/1.1 ")
-    block += status
-    block += b"\r\n"
-    for name, value in headers:
-        block += name
-        block += b": "
-        block += value
-        block += b"\r\n"
-    block += b"\r\n"
-    return block
-
-
-def linger(sock: Any) -> None:
-    """Half-close ``sock`` and drop what the client still sends, then return.
-
-    At most :data:`LINGER_SECONDS` and :data:`LINGER_BYTES`; from a greenlet.
-    The caller closes the socket.
-    """
-    try:
-        sock.shutdown(socket.SHUT_WR)
-        received = 0
-        with Timeout(LINGER_SECONDS, False):
-            while received < LINGER_BYTES:
-                data = sock.recv(16384)
-                if not data:
-                    break
-                received += len(data)
-    except OSError:
-        pass
-
-
-class RawResponse:
-    """The body side of a response whose status and headers already went out.
-
-    Returned by ``environ[RAW_RESPONSE](status, headers)``. The app writes the
-    whole body itself (framing included: it chose Content-Length or chunked
-    in its headers), then returns an empty iterable; pywsgi adds nothing.
-    Socket errors propagate (a vanished peer is ``EPIPE``/``ECONNRESET``,
-    which pywsgi ignores). Bytes sent count in the access log.
-    """
-
-    def __init__(self, handler: Handler) -> None:
-        self._handler = handler
-
-    def sendall(self, data: bytes) -> None:
-        """Send ``data`` (cooperatively)."""
-        self._handler._sendall(data)
-
-    def sendfile(self, fd: int, offset: int, count: int) -> int:
-        """Send ``count`` bytes of file ``fd`` from ``offset`` with ``os.sendfile``.
-
-        Waits cooperatively while the socket buffer is full. Returns the
-        bytes sent (fewer only if the file is shorter).
-        """
-        handler = self._handler
-        out = handler.socket.fileno()
-        sent = 0
-        while sent < count:
-            try:
-                n = os.sendfile(out, fd, offset + sent, count - sent)
-            except BlockingIOError:
-                wait_write(out)
-                continue
-            except OSError as err:
-                if err.errno == errno.EINTR:
-                    continue
-                handler.status = f"socket error: {err}".encode()
-                raise
-            if n == 0:
-                break
-            sent += n
-            handler.response_length += n
-        return sent
-
-    def close_connection(self) -> None:
-        """Close the connection after this response (no keep-alive)."""
-        self._handler.close_connection = True
 
 
 class ServerState(enum.Enum):
@@ -370,7 +150,7 @@ class Handler(pywsgi.WSGIHandler):
     wsgi_input: BodyInput | None = None
 
     def __init__(self, sock: Any, address: Any, server: WSGIServer) -> None:
-        self._reader = _TimedReader(sock, server.counters)
+        self._reader = TimedReader(sock, server.counters)
         super().__init__(sock, address, server, rfile=io.BufferedReader(self._reader, READ_BUFFER))
         self._header_lines: list[bytes] = []
         self._connected_at = time.monotonic()
@@ -404,7 +184,7 @@ class Handler(pywsgi.WSGIHandler):
         try:
             if not self._read_head():
                 return None
-        except _HeadRefused as refused:
+        except HeadRefused as refused:
             counters = self.server.counters
             setattr(counters, refused.counter, getattr(counters, refused.counter) + 1)
             return self._refuse(refused.status, refused.response)
@@ -434,7 +214,7 @@ class Handler(pywsgi.WSGIHandler):
     def _read_head(self) -> bool:
         """Read the request line and the header lines; False if the client left or idled.
 
-        Raises :class:`_HeadRefused` for a head over a bound or not complete
+        Raises :class:`HeadRefused` for a head over a bound or not complete
         in time (once its first byte came).
         """
         limits = self.server.limits
@@ -471,7 +251,7 @@ class Handler(pywsgi.WSGIHandler):
         except Timeout as expired:
             if expired is not timer:
                 raise
-            raise _HeadRefused(
+            raise HeadRefused(
                 "408 Request Timeout",
                 "timeout",
                 f"the request line and headers took longer than {limits.header_timeout:g} s"
@@ -486,7 +266,7 @@ class Handler(pywsgi.WSGIHandler):
         line = rfile.readline(limits.max_request_line + 2)
         if not line.endswith(b"\n"):
             if len(line) > limits.max_request_line:
-                raise _HeadRefused(
+                raise HeadRefused(
                     "414 URI Too Long",
                     "too_large",
                     f"the request line is longer than {limits.max_request_line} bytes"
@@ -495,7 +275,7 @@ class Handler(pywsgi.WSGIHandler):
                 )
             return False  # the client left in the middle
         if len(line.rstrip(b"\r\n")) > limits.max_request_line:
-            raise _HeadRefused(
+            raise HeadRefused(
                 "414 URI Too Long",
                 "too_large",
                 f"the request line is longer than {limits.max_request_line} bytes"
@@ -536,8 +316,8 @@ class Handler(pywsgi.WSGIHandler):
         return True
 
     @staticmethod
-    def _too_large(message: str) -> _HeadRefused:
-        return _HeadRefused(
+    def _too_large(message: str) -> HeadRefused:
+        return HeadRefused(
             "431 Request Header Fields Too Large", "too_large", message, "heads_too_large"
         )
 
@@ -664,7 +444,7 @@ class Handler(pywsgi.WSGIHandler):
         body = dumps(v.as_dict())
         try:
             self.start_response(
-                f"{v.status} {_REASONS.get(v.status, 'Error')}",
+                f"{v.status} {REASONS.get(v.status, 'Error')}",
                 [
                     ("Content-Type", "application/json"),
                     ("Content-Length", str(len(body))),
@@ -724,7 +504,7 @@ class Handler(pywsgi.WSGIHandler):
         self.headers_sent = True
         self.finalize_headers()
         self._close_if_body_unread()
-        towrite = _header_block(self.status, self.response_headers)
+        towrite = header_block(self.status, self.response_headers)
         if self.response_use_chunked or len(data) > COMBINED_WRITE_MAX:
             self._sendall(towrite)
             self._write(data)
@@ -745,7 +525,7 @@ class Handler(pywsgi.WSGIHandler):
         sent = self.response_headers
         if self.provided_date is None:
             sent = [(b"Date", pywsgi.format_date_time(time.time())), *sent]
-        self._sendall(bytes(_header_block(self.status, sent)))
+        self._sendall(bytes(header_block(self.status, sent)))
         return RawResponse(self)
 
     def format_request(self) -> str:
@@ -760,20 +540,6 @@ class Handler(pywsgi.WSGIHandler):
     def log_request(self) -> None:
         """Write the access line to the ``channelstream.access`` logger."""
         access_log.info(self.format_request())
-
-
-#: Reason phrases of the statuses :meth:`Handler.handle_error` may answer.
-_REASONS = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    408: "Request Timeout",
-    409: "Conflict",
-    413: "Content Too Large",
-    422: "Unprocessable Content",
-    503: "Service Unavailable",
-}
 
 
 class WSGIServer(pywsgi.WSGIServer):

@@ -16,13 +16,8 @@ from gevent import select, socket
 from gevent.event import Event
 
 from channelstream.settings import default_settings
-from channelstream.web.httpserver import (
-    HTTP_SERVER_KEY,
-    LINGER_SECONDS,
-    MAX_LINGERING,
-    BodyTimeout,
-    WSGIServer,
-)
+from channelstream.web.httpserver import HTTP_SERVER_KEY, WSGIServer
+from channelstream.web.requestio import LINGER_SECONDS, MAX_LINGERING, BodyTimeout
 from channelstream.web.wsframes import OP_TEXT, TAKEOVER_KEY, frame
 from tests.support.wait import wait_for
 
