@@ -38,6 +38,7 @@ FEATURES: tuple[str, ...] = (
     "channelstream.ops.admin",
     "channelstream.ops.metrics",
     "loom",
+    "channelstream.mflow.door",
     "demo",
     # last: it joins the OpenAPI fragments the features above registered
     "channelstream.ops.openapi",

@@ -40,6 +40,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .endpoints import OUTPUT, SOURCE, ZmqEndpoint, bind_conflict, zmq_endpoints
 from .parsers import (
     IPNetwork,
     as_bool,
@@ -51,7 +52,6 @@ from .parsers import (
     host_port,
     integer,
     ip_networks,
-    json_objects,
     non_empty,
     one_of,
     optional,
@@ -218,13 +218,35 @@ class LoomSettings:
 
 @dataclasses.dataclass(frozen=True)
 class ZmqSettings:
-    """``zmq.*``: ZMQ sources feeding channels and outputs serving them."""
+    """``zmq.*``: ZMQ sources feeding channels and outputs serving them.
 
-    sources: tuple[Mapping[str, Any], ...] = setting(
-        json_objects("address", "channel"), "", 'JSON array: [{"address": ..., "channel": ...}]'
+    Each entry of ``sources`` and ``outputs`` is a validated
+    :class:`~channelstream.settings.endpoints.ZmqEndpoint` (its keys and
+    defaults are in :mod:`channelstream.settings.endpoints`).
+    """
+
+    sources: tuple[ZmqEndpoint, ...] = setting(
+        zmq_endpoints(SOURCE),
+        "",
+        'JSON array of sources feeding channels: [{"address": "tcp://host:9999", "channel":'
+        ' ..., "mode": "pull"|"sub", "conn_type", "queue_size": 100, "name"}]',
     )
-    outputs: tuple[Mapping[str, Any], ...] = setting(
-        json_objects("address", "channel"), "", 'JSON array: [{"address": ..., "channel": ...}]'
+    outputs: tuple[ZmqEndpoint, ...] = setting(
+        zmq_endpoints(OUTPUT),
+        "",
+        'JSON array of outputs serving channels: [{"address": "tcp://*:9998", "channel": ...,'
+        ' "mode": "push"|"pub", "modulo": 1, "conn_type", "queue_size": 100, "name"}]',
+    )
+    max_inline_bytes: int = setting(
+        integer(0),
+        "65536",
+        "binary parts up to this size reach web clients as base64, larger ones as their size",
+    )
+    max_message_bytes: int = setting(
+        integer(1),
+        str(64 * 1024 * 1024),
+        "largest message a ZMQ source accepts, in bytes (a larger part: libzmq drops it and"
+        " disconnects the sender; a larger whole: counted too_large, dropped)",
     )
 
 
@@ -526,6 +548,11 @@ def validate(settings: Settings) -> None:
         )
     if settings.hub.engine == "redis" and not settings.redis.url:
         raise SettingsError("redis.url", "is empty but hub.engine = redis: say where Redis is")
+    conflict = bind_conflict(
+        ("zmq.sources", settings.zmq.sources), ("zmq.outputs", settings.zmq.outputs)
+    )
+    if conflict is not None:
+        raise SettingsError(*conflict)
     if settings.require_secrets:
         for key in ("secret", "admin_secret"):
             if not getattr(settings, key):
