@@ -52,7 +52,9 @@ sends, in order:
                "offset": 17, "epoch": "..."}
       part 1  the frame as web clients get it (compact JSON, UTF-8)
 
-  Private messages (``pm_users``) are not sent.
+  Private messages (``pm_users``) are not sent. A ``POST /message`` reaches the
+  channel only while the chat channel exists (``/connect``, ``/subscribe`` or
+  ``/channel_config`` made it), as for web clients.
 
 An output never holds up the hub: when ZMQ's queue (``queue_size`` messages,
 the high-water mark) is full or a PUSH has no peer (a connecting one too:
