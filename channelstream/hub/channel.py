@@ -226,6 +226,9 @@ class Channel:
         # still receives the channel's messages in offset order.
         self._fanning_out = False
         self._deferred: deque[Message] = deque()
+        # At least the newest ``since_ms`` of any subscription (never lowered):
+        # a dated message at or after it is offered to every subscription.
+        self._since_high = 0
         self._clock_ms = clock_ms
         self._monotonic = monotonic
         self.last_active = monotonic()
@@ -271,6 +274,63 @@ class Channel:
         if len({id(message) for message in messages}) < len(messages):
             raise ValueError("a message cannot be published twice in one batch")
         return self._publish_many(messages)
+
+    def publish_dated(self, messages: list[Message]) -> list[Message]:
+        """Publish messages that happened before now, each at its own time.
+
+        For a door that reads a log back (the AMQP stream door refilling the
+        packet window after a start or a reconnect): each message's
+        ``time_ms`` (UTC ms, > 0) is the time it first happened. It is
+        sequenced with that time, raised to the channel's last time (times
+        never decrease) and lowered to now (never in the future), kept in
+        history, and offered only to the subscriptions whose window covers
+        it (``Subscription.since_ms``): one made live at T gets it when its
+        time is T or later, one made ``Start.ms_ago(n)`` at T when it is
+        ``T - n`` or later, a resume or ``Start.oldest`` always. A client
+        connected meanwhile so gets what a time query would have given it,
+        never older messages as live ones.
+
+        Public messages only; not from inside a fan-out (an outbox callback).
+
+        :raises ValueError: a message already sequenced, private, or without
+            a time; nothing is published then.
+        """
+        for message in messages:
+            if message.sequenced:
+                raise ValueError(f"{message!r} was already published")
+            if message.audience is not None or message.excluded is not None:
+                raise ValueError(f"{message!r} is private: only public messages can be dated")
+            if message.time_ms <= 0:
+                raise ValueError(f"{message!r} has no time_ms to publish it at")
+        if len({id(message) for message in messages}) < len(messages):
+            raise ValueError("a message cannot be published twice in one batch")
+        if self._fanning_out:
+            raise RuntimeError("publish_dated cannot run inside a fan-out")
+        self._fanning_out = True
+        try:
+            for message in messages:
+                self._sequence(message, at=message.time_ms)
+                self._fan_out_dated(message)
+                self._fan_out_deferred()
+        finally:
+            self._fanning_out = False
+        return messages
+
+    def _fan_out_dated(self, message: Message) -> None:
+        if message.time_ms >= self._since_high:  # every window covers it
+            self.delivered += self._current_fanout().deliver(message)
+            return
+        subs = self._snapshot
+        if subs is None:
+            subs = self._snapshot = tuple(self._subs)
+        delivered = 0
+        for sub in subs:
+            if message.time_ms < sub.since_ms or not sub.accepts(message):
+                continue
+            sub.delivered += 1
+            sub.outbox.put(message)
+            delivered += 1
+        self.delivered += delivered
 
     def receive_sequenced(self, messages: list[Message]) -> list[Message]:
         """Keep and fan out messages an engine sequenced (``offset``, ``epoch`` set).
@@ -360,7 +420,7 @@ class Channel:
         while self._deferred:
             self._fan_out(self._deferred.popleft(), deferred=True)
 
-    def _sequence(self, message: Message) -> None:
+    def _sequence(self, message: Message, at: int | None = None) -> None:
         if message.sequenced:  # by an engine (receive_sequenced checked it)
             now = message.time_ms or self._clock_ms()
             if now < self.last_time_ms:
@@ -373,7 +433,8 @@ class Channel:
             if message.sticky:
                 self._sticky[message.type] = message  # type: ignore[index]
             return
-        now = self._clock_ms()
+        clock = self._clock_ms()
+        now = at if at is not None and at < clock else clock  # dated: its own time, not ahead
         if now < self.last_time_ms:
             now = self.last_time_ms  # the wall clock stepped back: keep order
         self.last_offset += 1
@@ -382,7 +443,7 @@ class Channel:
         message.time_ms = self.last_time_ms = now
         self.published += 1
         self.last_active = self._monotonic()
-        self.history.append(message, now)
+        self.history.append(message, max(clock, now))
         if message.sticky:
             self._sticky[message.type] = message  # type: ignore[index]
 
@@ -441,6 +502,8 @@ class Channel:
             self, outbox, filter=filter, decimation=decimation, principal=principal
         )
         replay = self._replay_for(sub, start)
+        if sub.since_ms > self._since_high:
+            self._since_high = sub.since_ms
         if replay:
             accepted = [m for m in replay if sub.accepts(m)]
             sub.delivered += len(accepted)
@@ -455,6 +518,7 @@ class Channel:
     def _replay_for(self, sub: Subscription, start: Start) -> list[Message]:
         now = self._clock_ms()
         self.history.trim(now)
+        sub.since_ms = now  # live; widened below for a window, a resume, the oldest
         if start.mode == LIVE:
             return self._sticky_before(None)
         if start.mode == AFTER:
@@ -462,10 +526,11 @@ class Channel:
             if error is not None:
                 sub.resume_error = error
                 return self._sticky_before(None)
+            sub.since_ms = 0
             # The client saw everything up to its offset, stickies included.
             return self.history.after(start.offset)
         if start.mode == MS_AGO:
-            since_ms = now - start.ms
+            since_ms = sub.since_ms = now - start.ms
             past = self.history.since(since_ms)
             lost = self.history.last_trimmed_ms
             if lost is not None and lost >= since_ms:
@@ -474,6 +539,7 @@ class Channel:
                     f"messages up to {now - lost} ms ago were dropped"
                 )
         elif start.mode == OLDEST:
+            sub.since_ms = 0
             past = self.history.all()
         else:  # pragma: no cover - Start's constructors prevent it
             raise ValueError(f"unknown start mode {start.mode!r}")

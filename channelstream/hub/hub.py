@@ -216,6 +216,29 @@ class Hub:
                 start = end
         return results
 
+    def publish_dated(self, messages: list[Message]) -> list[Message]:
+        """Publish messages that happened before now, each at its ``time_ms``
+        (``Channel.publish_dated``: kept at that time, offered only to the
+        subscriptions whose window covers it), in order. For channels kept in
+        this process (not through an engine): a door refilling one from a log.
+
+        :raises ValueError: a channel shared through an engine, or a message
+            ``Channel.publish_dated`` refuses.
+        """
+        for message in messages:
+            if self.shared(message.channel):
+                raise ValueError(
+                    f"{message.channel!r} goes through the engine: only a local channel"
+                    " takes dated messages"
+                )
+        start = 0
+        for end in range(1, len(messages) + 1):
+            if end == len(messages) or messages[end].channel != messages[start].channel:
+                channel = self.channel(messages[start].channel, create=True)
+                channel.publish_dated(messages[start:end])  # type: ignore[union-attr]
+                start = end
+        return messages
+
     def shared(self, channel: str) -> bool:
         """Whether ``channel`` goes through the engine (an engine bus, and not ``local``)."""
         return self.bus.sequences and not self.channel_config(channel).local

@@ -83,6 +83,7 @@ class Subscription:
         "active",
         "resume_error",
         "since",
+        "since_ms",
     )
 
     def __init__(
@@ -107,6 +108,11 @@ class Subscription:
         #: the channel's last offset when the subscription began: live
         #: messages are those after it.
         self.since = channel.last_offset
+        #: the oldest receive time (UTC ms) its window covers: the time it
+        #: began (live), or that many ms before (``Start.ms_ago``); 0 for a
+        #: resume or ``Start.oldest`` (any time). Set by the channel; a dated
+        #: message (``Channel.publish_dated``) older than it is not offered.
+        self.since_ms = 0
 
     @property
     def plain(self) -> bool:
