@@ -39,6 +39,7 @@ FEATURES: tuple[str, ...] = (
     "channelstream.ops.metrics",
     "loom",
     "channelstream.mflow.door",
+    "channelstream.g3.door",
     "demo",
     # last: it joins the OpenAPI fragments the features above registered
     "channelstream.ops.openapi",

@@ -1,11 +1,13 @@
 """Frame channels: hub channels of frames (ZMQ, G3) that the page shows flowing.
 
 A door that feeds a hub channel with frames gets a panel on the page: what
-flows (each frame's type, its scalar fields and values) and the rate. Today
-these are the channels of ``zmq.sources`` and ``zmq.outputs``: the ZMQ door
+flows (each frame's type, its scalar fields and values) and the rate. These
+are the channels of ``zmq.sources`` and ``zmq.outputs``: the ZMQ door
 publishes each mflow message into the channelstream channel it names (hub
 channel ``channel:<name>``) as a ``message`` frame whose ``message`` holds
-``htype``, ``header`` and ``parts``. The page reads a channel through
+``htype``, ``header`` and ``parts``; and ``g3.channel``, where the G3 door
+publishes each frame as a ``message`` frame whose ``message`` holds
+``frame_type``, ``objects`` (scalars) and ``opaque`` (other classes). The page reads a channel through
 ``GET /demo/api/frames/<hub channel>``, Server-Sent Events:
 
 - each event's data is ``{"frames": [...], "skipped": n}``: summaries
@@ -93,9 +95,8 @@ def frame_channels(settings: Settings) -> tuple[FrameChannel, ...]:
     ZMQ: the channelstream channel of every ``zmq.sources`` and
     ``zmq.outputs`` entry (hub channel ``channel:<name>``), with the doors
     ``zmq-source:<name>`` / ``zmq-output:<name>`` (``name`` defaults to the
-    channel). G3: when the G3 door says which hub channel a source feeds, add
-    ``FrameChannel(that_channel, "G3 ...", "g3", ("<its /healthz door>",))``
-    here.
+    channel). G3: ``g3.channel`` when ``g3.listen`` or ``g3.sources`` is set,
+    with the doors ``g3-server`` and ``g3-source:<n>`` (n from 1).
     """
     found: dict[str, FrameChannel] = {}
     for kind, entries in (("source", settings.zmq.sources), ("output", settings.zmq.outputs)):
@@ -106,6 +107,14 @@ def frame_channels(settings: Settings) -> tuple[FrameChannel, ...]:
             known = found.get(channel)
             health = (*known.health, door) if known else (door,)
             found[channel] = FrameChannel(channel, f"ZMQ {name}", "zmq", health)
+    g3 = settings.g3
+    if g3.listen is not None or g3.sources:
+        channel = hub_channel(g3.channel)
+        doors = ("g3-server",) if g3.listen is not None else ()
+        doors += tuple(f"g3-source:{n}" for n in range(1, len(g3.sources) + 1))
+        known = found.get(channel)
+        health = (*known.health, *doors) if known else doors
+        found[channel] = FrameChannel(channel, f"G3 {g3.channel}", "g3", health)
     return tuple(found.values())
 
 

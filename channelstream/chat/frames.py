@@ -32,6 +32,11 @@ def utcnow_iso() -> str:
     return datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
 
 
+def iso_from_ms(ms: int) -> str:
+    """UTC milliseconds (a hub message's ``time_ms``) as :func:`utcnow_iso` writes times."""
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).replace(tzinfo=None).isoformat()
+
+
 def new_uuid() -> str:
     return str(uuid.uuid4())
 

@@ -306,7 +306,8 @@ class ChatState:
         At least ``hub.history_size`` frames; more when the channel is set to
         keep a longer history (``history_size`` of ``/channel_config``, with
         ``store_history``): a client may resume as far back as ``/info`` shows.
-        None with ``store_frames = false``.
+        None with ``store_frames = false``. A channel a door made persistent
+        (or local) stays so: the G3 door's channel keeps its metadata frames.
         """
         default = self.hub.config.default_channel
         settings = channel.settings
@@ -315,9 +316,16 @@ class ChatState:
             frames = max(frames, settings.history_limit)
         if not settings.store_frames:
             frames = 0
+        name = hub_channel(channel.name)
+        current = self.hub.channel_config(name)
         self.hub.configure_channel(
-            hub_channel(channel.name),
-            ChannelConfig(history_size=frames, history_seconds=default.history_seconds),
+            name,
+            ChannelConfig(
+                history_size=frames,
+                history_seconds=default.history_seconds,
+                persistent=current.persistent,
+                local=current.local,
+            ),
         )
 
     def _join(
@@ -530,7 +538,8 @@ class ChatState:
                 if not channel.members and now - channel.last_active >= config.gc_channels_after:
                     del self.channels[name]
                     self.joins.forget(channel)
-                    self.hub.forget_channel_config(hub_channel(name))
+                    if not self.hub.channel_config(hub_channel(name)).persistent:
+                        self.hub.forget_channel_config(hub_channel(name))
                     dropped_channels += 1
         return {"connections": dropped_conns, "users": dropped_users, "channels": dropped_channels}
 

@@ -28,7 +28,8 @@ For a service door, ``queue_factory(peer)`` replaces the per-client
 queue: it returns any object with the :class:`~.writer.ClientQueue`
 methods (the door's own bounded outbox, fed and replayed by the door), and
 :meth:`publish` is then not used; the server only accepts, writes and
-closes. Lifecycle: ``start()`` (binds; raises :class:`~.errors.G3ConnectionError`
+closes (:meth:`StreamServer.disconnect` ends a client whose queue the door
+closed on overflow). Lifecycle: ``start()`` (binds; raises :class:`~.errors.G3ConnectionError`
 if it cannot), ``publish()``..., ``stop()`` (idempotent).
 """
 
@@ -270,12 +271,26 @@ class StreamServer:
             log.warning("G3 server: more than %d metadata frame types; frames of new types "
                         "are sent but not replayed to new clients", MAX_METADATA_TYPES)
 
-    def _cut(self, client: _Client) -> None:
+    def disconnect(self, queue: ClientQueue, reason: str) -> bool:
+        """End the client whose queue is ``queue`` now, even while its writer is
+        blocked in a write (a door's queue that overflowed: it is closed, and
+        nothing else would wake that writer). Counted in :attr:`overflowed`.
+        False if no connected client has that queue."""
+        with self._lock:
+            for client in self._clients:
+                if client.queue is queue:
+                    if client.cut:
+                        return False
+                    self._cut(client, reason)
+                    return True
+        return False
+
+    def _cut(self, client: _Client, reason: str | None = None) -> None:
         """End a client whose queue overflowed: its writer may be blocked in a write."""
         client.cut = True
         self.overflowed += 1
-        log.warning("G3 client %s disconnected: more than %d bytes queued",
-                    client.peer, self.max_client_bytes)
+        log.warning("G3 client %s disconnected: %s", client.peer,
+                    reason or f"more than {self.max_client_bytes} bytes queued")
         try:
             client.sock.shutdown(2)  # wakes its writer, which closes the socket
         except OSError:

@@ -26,7 +26,9 @@ Contract of a service (:class:`Service`; every door is one):
   :class:`DoorState` value); cheap, callable from any greenlet. A door that
   keeps a connection to a peer (an AMQP consumer, a ZMQ or G3 client) may
   report ``connecting``, ``connected`` or ``retrying`` instead of
-  ``running``; :data:`HEALTHY_STATES` are those in which a door does its work.
+  ``running``, and a door whose work has an end (a file read once) says
+  ``finished`` when it is done; :data:`HEALTHY_STATES` are those in which a
+  door does its work (or has done it).
 
 Most doors are a loop (accept, consume, read): subclass :class:`LoopDoor`
 (a :class:`SupervisedLoop` that is a door), whose ``run()`` is supervised. A
@@ -66,10 +68,14 @@ class DoorState(str, enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     RETRYING = "retrying"
+    #: A door whose work has an end and was done (a G3 file source read to its end).
+    FINISHED = "finished"
 
 
 #: The ``status()["state"]`` values of a door that does its work (``/healthz`` "ok").
-HEALTHY_STATES = frozenset({DoorState.RUNNING.value, DoorState.CONNECTED.value})
+HEALTHY_STATES = frozenset(
+    {DoorState.RUNNING.value, DoorState.CONNECTED.value, DoorState.FINISHED.value}
+)
 
 
 class DoorStartError(RuntimeError):

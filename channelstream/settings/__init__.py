@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .endpoints import OUTPUT, SOURCE, ZmqEndpoint, bind_conflict, zmq_endpoints
+from .g3 import G3Source, channel_name, frame_decimation, g3_sources, listen_port
 from .parsers import (
     IPNetwork,
     as_bool,
@@ -252,13 +253,55 @@ class ZmqSettings:
 
 @dataclasses.dataclass(frozen=True)
 class G3Settings:
-    """``g3.*``: the G3 frame streaming server and sources."""
+    """``g3.*``: the G3 frame sources feeding a channel and the streaming server serving it.
+
+    ``sources`` entries are ``tcp://`` URLs (str) or files (:class:`~pathlib.Path`,
+    resolved against the ini's folder); see :mod:`channelstream.settings.g3`.
+    """
 
     listen: tuple[str, int] | None = setting(
-        optional(host_port), "", "host:port of the G3 streaming server (empty = off)"
+        optional(host_port),
+        "",
+        "host:port of the G3 streaming server serving g3.channel (*:port = every"
+        " interface; empty = off)",
     )
-    sources: tuple[str, ...] = setting(
-        as_list, "", "G3 sources: tcp://host:port, tcp://*:port, files"
+    sources: tuple[G3Source, ...] = setting(
+        g3_sources,
+        "",
+        "G3 sources feeding g3.channel: tcp://host:port (connect), tcp://*:port or"
+        " tcp://*@ADDR:port (listen), files (read once)",
+    )
+    channel: str = setting(
+        channel_name, "g3", "the channelstream channel the sources feed and the server serves"
+    )
+    max_queue_size: int = setting(
+        integer(0),
+        "100",
+        "frames queued per G3 client past which its oldest Timepoint/Scan frames are dropped"
+        " (0 = hub.outbox_size)",
+    )
+    max_client_bytes: int = setting(
+        integer(1),
+        str(256 * 1024 * 1024),
+        "bytes queued per G3 client past which its oldest Timepoint/Scan frames are dropped;"
+        " if metadata alone passes it, the client is disconnected",
+    )
+    decimation: Mapping[str, int] = setting(
+        frame_decimation,
+        "",
+        "G3 clients get one frame in N of these types (G3ThrottledNetworkSender's"
+        " frame_decimation): Timepoint=10, Scan=0 (0 = none of that type)",
+    )
+    source_timeout: float = setting(
+        duration(),
+        "0",
+        "a TCP source silent this long ends and is opened again (0 = wait forever)",
+    )
+    max_frame_size: int = setting(
+        integer(64),
+        str(64 * 1024 * 1024),
+        "largest frame a source accepts, in bytes (larger: counted in errors, the source"
+        " opened again)",
     )
 
 
@@ -486,8 +529,14 @@ def parse_value(key: str, raw: str, *, here: str | os.PathLike[str] | None = Non
         value = info.spec.parse(raw)
     except ValueError as err:
         raise SettingsError(key, str(err)) from None
-    if isinstance(value, Path) and not value.is_absolute():
-        value = Path(here or os.getcwd()) / value
+    base = Path(here or os.getcwd())
+    if isinstance(value, Path):
+        return value if value.is_absolute() else base / value
+    if isinstance(value, tuple) and any(isinstance(item, Path) for item in value):
+        return tuple(
+            base / item if isinstance(item, Path) and not item.is_absolute() else item
+            for item in value
+        )
     return value
 
 
@@ -553,6 +602,7 @@ def validate(settings: Settings) -> None:
     )
     if conflict is not None:
         raise SettingsError(*conflict)
+    _validate_g3(settings.g3)
     if settings.require_secrets:
         for key in ("secret", "admin_secret"):
             if not getattr(settings, key):
@@ -561,6 +611,34 @@ def validate(settings: Settings) -> None:
                     "is empty but require_secrets = true; "
                     f"set it in the environment variable {env_name(key)} (or in the ini)",
                 )
+
+
+def _validate_g3(g3: G3Settings) -> None:
+    """Files of ``g3.sources`` exist; no two G3 listeners take the same address."""
+    taken: list[tuple[str | None, int, str]] = []
+    if g3.listen is not None:
+        host, port = g3.listen
+        taken.append((None if host == "*" else host, port, "g3.listen"))
+    for entry in g3.sources:
+        if isinstance(entry, Path):
+            if not entry.is_file():
+                raise SettingsError("g3.sources", f"no such file: {str(entry)!r}")
+            continue
+        bound = listen_port(entry)
+        if bound is None:
+            continue
+        host, port = bound
+        for other_host, other_port, other in taken:
+            everywhere = _ANY_HOSTS.intersection((host, other_host))
+            if port and port == other_port and (everywhere or host == other_host):
+                raise SettingsError(
+                    "g3.sources", f"{entry!r} listens on port {port}, as {other} does"
+                )
+        taken.append((host, port, repr(entry)))
+
+
+#: Hosts that listen on every interface (None: the library's '*').
+_ANY_HOSTS = frozenset({None, "0.0.0.0", "::", ""})
 
 
 def replace_group(settings: Settings, group: str, **changes: Any) -> Settings:

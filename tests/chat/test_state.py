@@ -8,7 +8,7 @@ from channelstream.chat import PM_RESUME_KEY, ChatConfig, ChatState
 from channelstream.chat.channels import ChannelSettings
 from channelstream.chat.frames import encode_batch
 from channelstream.errors import Conflict, NotFound
-from channelstream.hub import Hub
+from channelstream.hub import ChannelConfig, Hub
 
 from ..hub.fakes import FakeClock
 
@@ -273,6 +273,20 @@ def test_a_collected_channel_leaves_no_hub_config_behind(chat, clock):
     assert chat.hub.channel_config("channel:quiet") == chat.hub.config.default_channel
     chat.connect("ann", channels=["quiet"])  # created again, with the default settings
     assert chat.hub.channel_config("channel:quiet").history_size == 100
+
+
+def test_a_door_s_persistent_channel_stays_persistent_and_local(chat, clock):
+    # the G3 door keeps its channel (and its metadata frames) for the process's life
+    chat.hub.configure_channel("channel:g3", ChannelConfig(persistent=True, local=True))
+    chat.channel_config({"g3": ChannelSettings(store_history=True, history_size=500)})
+    config = chat.hub.channel_config("channel:g3")
+    assert (config.history_size, config.persistent, config.local) == (500, True, True)
+    clock.advance(120_000)
+    assert chat.collect()["channels"] == 1
+    assert chat.hub.channel_config("channel:g3").persistent  # not forgotten
+    chat.connect("ann", channels=["g3"])
+    config = chat.hub.channel_config("channel:g3")
+    assert (config.history_size, config.persistent, config.local) == (100, True, True)
 
 
 def test_attach_kicks_the_previous_transport_and_resumes_by_offset(chat):

@@ -100,3 +100,20 @@ def test_zmq_channels_get_panels_once_in_ini_order_with_their_doors():
         FrameChannel("channel:cam", "ZMQ cam", "zmq", ("zmq-source:cam",)),
     )
     assert frame_channels(default_settings()) == ()
+
+
+def test_the_g3_channel_gets_a_panel_with_its_doors(tmp_path):
+    cal = tmp_path / "cal.g3"
+    cal.write_bytes(b"")
+    settings = default_settings(
+        {"g3.listen": "127.0.0.1:0", "g3.sources": f"tcp://*@127.0.0.1:0, {cal}",
+         "g3.channel": "telescope"}
+    )
+    assert frame_channels(settings) == (
+        FrameChannel("channel:telescope", "G3 telescope", "g3",
+                     ("g3-server", "g3-source:1", "g3-source:2")),
+    )
+    sources_only = default_settings({"g3.sources": "tcp://daq:4536"})
+    assert frame_channels(sources_only) == (
+        FrameChannel("channel:g3", "G3 g3", "g3", ("g3-source:1",)),
+    )

@@ -15,10 +15,7 @@
  *
  * frameDescribers: entry.door -> function(summary) returning {kind, values}
  * (kind: what sort of frame, e.g. an htype or a G3 frame type; values: the
- * values worth showing). "default" serves a door without one. G3's, once
- * its door publishes frames on a hub channel, is a few lines:
- *
- *   describers.g3 = function (f) { return {kind: f.type, values: f.values}; };
+ * values worth showing). "default" serves a door without one.
  */
 (function () {
   "use strict";
@@ -42,6 +39,16 @@
       });
       return {kind: values["message.htype"] || f.type || f.kind,
               values: Object.keys(header).length ? header : values};
+    },
+    // the G3 door's frames: {"message": {"frame_type", "objects": {...}, "opaque": {...}}}
+    "g3": function (f) {
+      var values = f.values || {};
+      var shown = {};
+      Object.keys(values).forEach(function (key) {
+        if (key.indexOf("message.objects.") === 0) { shown[key.slice(16)] = values[key]; }
+        if (key.indexOf("message.opaque.") === 0) { shown[key.slice(15)] = values[key]; }
+      });
+      return {kind: values["message.frame_type"] || f.type || f.kind, values: shown};
     }
   };
   demo.constant("frameDescribers", describers);
