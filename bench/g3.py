@@ -35,8 +35,19 @@ run it a few times on a quiet machine: clients and servers share the cores.
 The CRC-32C packages are timed too (``crc32c``, the one channelstream
 uses, and ``google-crc32c`` if installed).
 
+The service path (``--service``, or ``--service-only``): the same frames
+through channelstream's own server, ``pserve`` on a temporary copy of
+development.ini with a G3 source listening (``g3.sources =
+tcp://*@127.0.0.1:port``) and the G3 server on (``g3.listen``): a sender
+process writes the frames into the source over one TCP connection (with the
+same flow control), the hub publishes each as a message of the G3 channel,
+and the same lean client processes read ``g3.listen``. Printed as the
+``service`` rows, with the server process's CPU per GB delivered and what its
+``/healthz`` counted (frames the source read, frames the G3 clients dropped).
+
 Usage: python bench/g3.py [--sizes 1024,1048576] [--clients 1,10]
        [--servers spt3g,ours] [--readers lean] [--seconds 3] [--repeat 1] [--json]
+       [--service | --service-only]
 """
 
 from __future__ import annotations
@@ -59,9 +70,12 @@ from _support import REPO, git_state, machine_info
 
 SENDER_FLAG = "--as-sender"
 CLIENT_FLAG = "--as-client"
+SERVICE_SENDER_FLAG = "--as-service-sender"
 BASE_PORT = 4536
 #: Rough first guess of frames/s, to size the counts to ``--seconds``.
 GUESS = {1024: 60_000, 1 << 20: 1_500}
+#: The service path's counts are these times smaller (it is slower at small frames).
+SERVICE_SLOWER = 2
 HEADER = struct.Struct("<BIII")
 U64 = struct.Struct("<Q")
 TIMEPOINT = ord("T")
@@ -289,6 +303,165 @@ def _spt3g_client(config: dict[str, Any]) -> None:
           "cpu_s": time.process_time() - state["cpu0"]})
 
 
+# -- the service path: a sender into a source of the real server -------------------------------
+
+
+def service_sender_main(config: dict[str, Any]) -> None:
+    """Write frames into a listening G3 source of the server (one TCP connection);
+    Housekeeping frames every 5 ms until "go" on stdin, then ``count`` Timepoints
+    under the flow control of :func:`sender_main`, writes of ~256 KiB."""
+    from channelstream.g3 import G3Frame, G3FrameType
+
+    sock = _connect(config["source_port"])
+    payload = "x" * (config["size"] - config["overhead"])
+    count = config["count"]
+    progress = Progress(config["progress"], config["clients"])
+    ahead = max(1, config["window"] // config["size"])
+    every = config["report_every"]
+    _say({"connected": True})
+    while not select.select([sys.stdin], [], [], 0.005)[0]:
+        warm = G3Frame(G3FrameType.Housekeeping)
+        warm["warmup"] = 1
+        sock.sendall(warm.encode())
+    sys.stdin.readline()
+    t0, cpu0 = time.monotonic(), time.process_time()
+    pending: list[bytes] = []
+    size = 0
+    for n in range(count):
+        if n % every == 0:
+            if pending:
+                sock.sendall(b"".join(pending))
+                pending, size = [], 0
+            while n - progress.slowest() > ahead:
+                time.sleep(0.0001)
+        data = _frame_bytes(n, payload)
+        pending.append(data)
+        size += len(data)
+        if size >= 256 * 1024:
+            sock.sendall(b"".join(pending))
+            pending, size = [], 0
+    if pending:
+        sock.sendall(b"".join(pending))
+    _say({"sent": count, "seconds": time.monotonic() - t0, "cpu_s": time.process_time() - cpu0})
+    sys.stdin.readline()  # the connection stays open until the orchestrator is done
+    sock.close()
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ServiceServer:
+    """``pserve`` on a temporary copy of development.ini with a listening G3
+    source and the G3 server, both on free loopback ports."""
+
+    def __init__(self, window: int) -> None:
+        import tempfile
+
+        from tests.support.server import RunningServer, free_port
+
+        self.folder = tempfile.TemporaryDirectory(prefix="g3-service-bench-")
+        self.source_port, self.g3_port = free_port(), free_port()
+        app = {
+            "g3.sources": f"tcp://*@127.0.0.1:{self.source_port}",
+            "g3.listen": f"127.0.0.1:{self.g3_port}",
+            # no drops: the bench's own flow control keeps the sender within the window
+            "g3.max_queue_size": "1000000",
+            "g3.max_client_bytes": str(window + (256 << 20)),
+            "g3.max_frame_size": str(64 << 20),
+        }
+        self.running = RunningServer(REPO / "development.ini", Path(self.folder.name), app=app)
+        self.running.start()
+
+    def doors(self) -> dict[str, Any]:
+        return self.running.get("/healthz").json()["doors"]
+
+    def cpu(self) -> float:
+        return _process_cpu(self.running.process.pid)
+
+    def close(self) -> None:
+        try:
+            self.running.stop()
+        finally:
+            self.running.kill()
+            self.folder.cleanup()
+
+
+def run_service_cell(size: int, clients: int, count: int, overhead: int,
+                     window: int) -> dict[str, Any]:
+    import tempfile
+
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    server = ServiceServer(window)
+    try:
+        with tempfile.NamedTemporaryFile(dir=shm, prefix="g3bench-") as progress:
+            progress.write(b"\0" * 8 * clients)
+            progress.flush()
+            common = {"size": size, "count": count, "port": server.g3_port,
+                      "clients": clients, "progress": progress.name,
+                      "report_every": 256 if size < 65536 else 1}
+            return _run_service_cell(server, clients, common, overhead, window)
+    finally:
+        server.close()
+
+
+def _run_service_cell(server: ServiceServer, clients: int, common: dict[str, Any],
+                      overhead: int, window: int) -> dict[str, Any]:
+    count, size = common["count"], common["size"]
+    sender = _spawn(SERVICE_SENDER_FLAG, {**common, "source_port": server.source_port,
+                                          "overhead": overhead, "window": window})
+    procs = []
+    try:
+        _line(sender, 60)  # connected to the source
+        procs = [_spawn(CLIENT_FLAG, {**common, "reader": "lean", "slot": k})
+                 for k in range(clients)]
+        for proc in procs:
+            _line(proc, 60)  # ready: it has a warm-up frame
+        before = server.doors()
+        cpu0 = server.cpu()
+        sender.stdin.write("go\n")
+        sender.stdin.flush()
+        results = [_line(proc, 600) for proc in procs]
+        cpu = server.cpu() - cpu0
+        sent = _line(sender, 600)
+        after = server.doors()
+        sender.stdin.write("done\n")
+        sender.stdin.flush()
+    finally:
+        for proc in [*procs, sender]:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    frames = sum(r["frames"] for r in results)
+    nbytes = sum(r["bytes"] for r in results)
+    elapsed = max(r["last"] for r in results) - min(r["first"] for r in results)
+    short = [r["frames"] for r in results if r["frames"] != count]
+    source = after["g3-source:1"]["frames"] - before["g3-source:1"]["frames"]
+    dropped = after["g3-server"]["dropped"] - before["g3-server"]["dropped"]
+    problems = f"clients short of {count} frames: {short}" if short else ""
+    return {
+        "server": "service", "reader": "lean", "size": size, "clients": clients,
+        "frames_per_s": round(frames / elapsed) if elapsed > 0 else None,
+        "mb_per_s": round(nbytes / elapsed / 1e6, 1) if elapsed > 0 else None,
+        "seconds": round(elapsed, 3),
+        "delivered": frames,
+        "sender_cpu_pct": round(100 * cpu / elapsed) if elapsed > 0 else None,
+        # the server process's CPU seconds per GB delivered, and the clients'
+        "sender_cpu_s_per_gb": round(cpu / (nbytes / 1e9), 3) if nbytes else None,
+        "clients_cpu_s_per_gb": round(sum(r["cpu_s"] for r in results) / (nbytes / 1e9), 3)
+        if nbytes else None,
+        "source_frames": source,
+        "dropped": dropped,
+        "feeder_cpu_s": round(sent["cpu_s"], 3),
+        "problems": problems,
+    }
+
+
 # -- the orchestrator ------------------------------------------------------------------------------
 
 
@@ -432,6 +605,10 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=32 << 20,
                         help="bytes of frames the source may be ahead of the slowest client")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--service", action="store_true",
+                        help="also the service path: a source of the real server -> hub -> "
+                             "clients of g3.listen")
+    parser.add_argument("--service-only", action="store_true", help="only the service path")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     clients = [int(c) for c in args.clients.split(",")]
@@ -439,7 +616,10 @@ def main() -> None:
     readers = [r.strip() for r in args.readers.split(",")]
     args.counts = {size: max(1000, int(GUESS.get(size, (1 << 30) // size * 2) * args.seconds))
                    for size in sizes}
-    netns = _enter_netns()
+    if args.service_only:
+        servers, netns = [], "the host's (the service path binds 127.0.0.1 only)"
+    else:
+        netns = _enter_netns()
     overheads = {size: len(_frame_bytes(0, "")) for size in sizes}
     results = []
     port = BASE_PORT
@@ -455,6 +635,14 @@ def main() -> None:
                         results.append(result)
                         if not args.json:
                             print(_row(result), flush=True)
+                if args.service or args.service_only:
+                    result = run_service_cell(size, n_clients, count // SERVICE_SLOWER,
+                                              overheads[size], args.window)
+                    results.append(result)
+                    if not args.json:
+                        print(_row(result), flush=True)
+    if args.service or args.service_only:
+        servers = [*servers, "service"]
     cond = conditions(args, netns)
     crc = crc_figures()
     if args.json:
@@ -481,16 +669,22 @@ def main() -> None:
 
 
 def _row(r: dict[str, Any]) -> str:
-    return (f"{r['server']:6} {r['reader']:5} {r['size']:>8} B to {r['clients']:>2} clients: "
+    service = r["server"] == "service"
+    extra = (f"; the server read {r['source_frames']} frames from its source, its G3 "
+             f"clients dropped {r['dropped']}" if service else "")
+    return (f"{r['server']:7} {r['reader']:5} {r['size']:>8} B to {r['clients']:>2} clients: "
             f"{r['frames_per_s'] or 0:>9,} frames/s {r['mb_per_s'] or 0:>9,} MB/s "
-            f"({r['delivered']} frames in {r['seconds']} s, sender CPU "
-            f"{r['sender_cpu_pct']}%, CPU s/GB sender {r['sender_cpu_s_per_gb']} clients "
-            f"{r['clients_cpu_s_per_gb']}) {r['problems']}")
+            f"({r['delivered']} frames in {r['seconds']} s, {'server' if service else 'sender'}"
+            f" CPU {r['sender_cpu_pct']}%, CPU s/GB {'server' if service else 'sender'} "
+            f"{r['sender_cpu_s_per_gb']} clients {r['clients_cpu_s_per_gb']}{extra}) "
+            f"{r['problems']}")
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == [SENDER_FLAG]:
         sender_main(json.loads(sys.argv[2]))
+    elif sys.argv[1:2] == [SERVICE_SENDER_FLAG]:
+        service_sender_main(json.loads(sys.argv[2]))
     elif sys.argv[1:2] == [CLIENT_FLAG]:
         client_main(json.loads(sys.argv[2]))
     else:

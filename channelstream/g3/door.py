@@ -130,7 +130,7 @@ RETRY_INITIAL = 1.0
 RETRY_MAX = 30.0
 #: Longest time a stopping server lets its clients receive what is queued (seconds).
 FLUSH_TIMEOUT = 2.0
-#: Seconds between two log lines about one source's bad input.
+#: Seconds between two log lines about one source's frames that could not be published.
 LOG_EVERY = 10.0
 #: Frame types counted by name in a source's ``types`` (others under ``other``).
 MAX_TYPES_SHOWN = 32
@@ -315,7 +315,7 @@ class G3Source(LoopDoor):
         self._bound: TcpSource | None = None  # a listening source bound ahead of reading
         self._runner: gevent.Greenlet | None = None
         self._link = DoorState.RUNNING if self.mode == "listen" else DoorState.CONNECTING
-        self._bad_input_log = LogSampler(LOG_EVERY)
+        self._unpublished_log = LogSampler(LOG_EVERY)
         #: Counters shown in ``/healthz``.
         self.frames = 0
         self.bytes = 0
@@ -355,7 +355,6 @@ class G3Source(LoopDoor):
             except G3FormatError as err:  # bad bytes, a frame too large, a truncated stream
                 self.errors += 1
                 error = str(err)
-                self._log_bad_input(error)
             except G3Error as err:  # no connection, no listening socket, no file
                 error = str(err)
             finally:
@@ -369,7 +368,7 @@ class G3Source(LoopDoor):
                 return
             if read:
                 backoff.reset()
-            if error is None:
+            if error is None and read:
                 log.info("%s: %s ended after %d frames", self.name, self.entry, read)
             if error is not None:
                 delay = backoff.next()
@@ -507,7 +506,7 @@ class G3Source(LoopDoor):
             self.hub.publish(message)
         except EngineUnavailable as err:  # the channel is local: only if configured otherwise
             self.unpublished += 1
-            self._log_bad_input(f"a frame was not published: {err}")
+            self._log_unpublished(f"a frame was not published: {err}")
         return size
 
     def _count_type(self, name: str) -> None:
@@ -526,9 +525,9 @@ class G3Source(LoopDoor):
         while not self.wait(3600.0):
             pass
 
-    def _log_bad_input(self, text: str) -> None:
-        if self._bad_input_log.due():
-            others = self._bad_input_log.take_suppressed()
+    def _log_unpublished(self, text: str) -> None:
+        if self._unpublished_log.due():
+            others = self._unpublished_log.take_suppressed()
             log.warning("%s: %s%s", self.name, text,
                         f" ({others} more since the last report)" if others else "")
 
