@@ -11,12 +11,20 @@
   (re)declare but may use; an exchange of another type is an error
   (:class:`ExchangeMismatch`) naming both types.
 
+- :func:`declare_stream` declares the packet stream of ``amqp.stream`` (a
+  RabbitMQ stream, retention by age and size) and binds it to the exchange;
+  an existing stream whose retention differs is used as it is (logged), a
+  queue of that name that is not a stream is an error (:class:`StreamMismatch`).
+
 Blocking pika calls: under gevent they are cooperative only in a
 monkey-patched process (see :mod:`channelstream.amqp.ingest`).
 """
 
 from __future__ import annotations
 
+import logging
+import math
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pika
@@ -30,6 +38,14 @@ _PRECONDITION_FAILED = 406
 #: The exchange type of the GATD streamer exchange.
 EXCHANGE_TYPE = "headers"
 
+#: Segment files of the packet stream: a twentieth of its size bound, within
+#: these limits. Retention deletes whole segments, so this is how finely it
+#: cuts (RabbitMQ's default segment is 500 MB).
+MIN_SEGMENT_BYTES = 1024 * 1024
+MAX_SEGMENT_BYTES = 500_000_000
+
+log = logging.getLogger(__name__)
+
 
 class BadBrokerUrl(ValueError):
     """An ``amqp://`` URL that pika cannot use; the message shows it redacted."""
@@ -37,6 +53,10 @@ class BadBrokerUrl(ValueError):
 
 class ExchangeMismatch(RuntimeError):
     """The exchange exists with another type than ``headers``."""
+
+
+class StreamMismatch(RuntimeError):
+    """A queue named as ``amqp.stream`` exists and is not a stream."""
 
 
 def redact_url(url: str) -> str:
@@ -170,14 +190,94 @@ def declare_exchange(
     return channel
 
 
+def stream_arguments(max_age: float, max_bytes: int) -> dict[str, Any]:
+    """The ``queue.declare`` arguments of the packet stream.
+
+    :param max_age: seconds a packet is kept at least (``packets.history_seconds``;
+        0 = no age limit), rounded up to whole seconds.
+    :param max_bytes: bound of the stream on disk (``amqp.stream_max_bytes``; 0 = none).
+    """
+    arguments: dict[str, Any] = {"x-queue-type": "stream"}
+    if max_age > 0:
+        arguments["x-max-age"] = f"{math.ceil(max_age)}s"
+    if max_bytes > 0:
+        arguments["x-max-length-bytes"] = max_bytes
+        arguments["x-stream-max-segment-size-bytes"] = min(
+            MAX_SEGMENT_BYTES, max(MIN_SEGMENT_BYTES, max_bytes // 20)
+        )
+    return arguments
+
+
+def declare_stream(
+    connection: BlockingConnection,
+    channel: BlockingChannel,
+    name: str,
+    exchange: str,
+    arguments: dict[str, Any],
+) -> BlockingChannel:
+    """Declare the stream ``name`` with ``arguments``, bind it to ``exchange``
+    (no binding arguments: every packet); return a usable channel.
+
+    A stream that exists with other retention arguments (another process's
+    settings, or an operator's policy) is used as it is: the broker keeps
+    the first declaration, and this is logged with the broker's words.
+
+    :raises StreamMismatch: a queue called ``name`` exists and is not a stream.
+    :raises pika.exceptions.AMQPError: any other refusal or a lost connection.
+    """
+    try:
+        channel.queue_declare(name, durable=True, arguments=arguments)
+    except pika.exceptions.ChannelClosedByBroker as err:
+        text = err.reply_text or ""
+        if err.reply_code != _PRECONDITION_FAILED:
+            raise
+        if "x-queue-type" in text:
+            raise StreamMismatch(f"queue {name!r} exists but is not a stream ({text})") from None
+        log.warning("stream %r exists with other arguments; used as it is (%s)", name, text)
+        channel = connection.channel()
+        channel.queue_declare(name, passive=True)
+    _check_stream(connection, name)
+    channel.queue_bind(name, exchange)
+    return channel
+
+
+def _check_stream(connection: BlockingConnection, name: str) -> None:
+    """Raise :class:`StreamMismatch` unless ``name`` is a stream.
+
+    A classic queue declared without ``x-queue-type`` passes a stream's
+    ``queue.declare``; only a stream consumer's ``x-stream-offset`` finds
+    it out. So: a consumer at ``next`` (nothing is delivered), cancelled at once.
+    """
+    probe = connection.channel()
+    try:
+        probe.basic_qos(prefetch_count=1)
+        tag = probe.basic_consume(
+            name, lambda *_args: None, arguments={"x-stream-offset": "next"}
+        )
+        probe.basic_cancel(tag)
+    except pika.exceptions.ChannelClosedByBroker as err:
+        text = err.reply_text or ""
+        if err.reply_code == _PRECONDITION_FAILED and "queue type" in text:
+            raise StreamMismatch(f"queue {name!r} exists but is not a stream ({text})") from None
+        raise
+    finally:
+        if probe.is_open:
+            probe.close()
+
+
 __all__ = [
     "EXCHANGE_TYPE",
+    "MAX_SEGMENT_BYTES",
+    "MIN_SEGMENT_BYTES",
     "BadBrokerUrl",
     "ExchangeMismatch",
+    "StreamMismatch",
     "broker_address",
     "connection_parameters",
     "declare_exchange",
+    "declare_stream",
     "describe_error",
     "redact_text",
     "redact_url",
+    "stream_arguments",
 ]

@@ -18,6 +18,14 @@ preceded it, so pika keeps running the connection: handshake, heartbeats,
 flow control, closing. It counts ``bytes_received``/``frames_received`` as
 pika does, so pika's heartbeat checker sees the traffic.
 
+With ``properties=True`` (a stream consumer) each delivery also carries
+what the stream door needs of its properties, read straight from the
+content header (:func:`stream_properties`): ``(delivery_tag, body,
+StreamMeta)``, where :class:`StreamMeta` holds the ``x-stream-offset``
+header, the message's time (the ``timestamp_in_ms`` header, else the
+``timestamp`` property in ms) and the door's ``x-channelstream-marker``
+header. Other headers are skipped, not decoded.
+
 A message whose body is larger than ``max_body`` is not assembled: its body
 frames are skipped as they come, and it is handed on as
 ``(delivery_tag, BodyTooLarge(size))`` so that it is counted and
@@ -44,6 +52,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pika.exceptions
+import pika.spec
 from pika import frame as pika_frame
 
 _HEAD = struct.Struct(">BHI")
@@ -52,6 +61,147 @@ _METHOD, _HEADER, _BODY = 1, 2, 3
 _FRAME_END = 0xCE
 _DELIVER = b"\x00\x3c\x00\x3c"  # class 60 (basic), method 60 (deliver)
 _HEAD_SIZE = 7  # type, channel, size: the frame end byte follows the payload
+
+
+#: Header of the stream door's markers (the value names one connection).
+MARKER_HEADER = "x-channelstream-marker"
+#: Header of a message's time in ms (RabbitMQ's message interceptor and
+#: timestamp plugin write it; so do this project's publishers).
+TIME_HEADER = "timestamp_in_ms"
+
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+#: AMQP field-table value types of a fixed size (RabbitMQ's flavour of 0-9-1).
+_FIXED = {
+    ord("t"): 1, ord("b"): 1, ord("B"): 1, ord("s"): 2, ord("u"): 2, ord("I"): 4,
+    ord("i"): 4, ord("l"): 8, ord("L"): 8, ord("f"): 4, ord("d"): 8, ord("D"): 5,
+    ord("T"): 8, ord("V"): 0,
+}  # fmt: skip
+#: Integer types: struct format of each.
+_INTEGERS = {
+    ord("b"): ">b", ord("B"): ">B", ord("s"): ">h", ord("u"): ">H", ord("I"): ">i",
+    ord("i"): ">I", ord("l"): ">q", ord("L"): ">Q",
+}  # fmt: skip
+#: Types whose value is a u32 size and that many bytes (strings, arrays, tables).
+_SIZED = frozenset({ord("S"), ord("x"), ord("A"), ord("F")})
+_OFFSET_KEY = b"x-stream-offset"
+_TIME_KEY = TIME_HEADER.encode()
+_MARKER_KEY = MARKER_HEADER.encode()
+
+
+class StreamMeta(tuple):
+    """``(offset, time_ms, marker)`` of a stream delivery (each may be None)."""
+
+    __slots__ = ()
+
+    def __new__(cls, offset: int | None, time_ms: int | None, marker: str | None) -> StreamMeta:
+        return tuple.__new__(cls, (offset, time_ms, marker))
+
+    @property
+    def offset(self) -> int | None:
+        return self[0]
+
+    @property
+    def time_ms(self) -> int | None:
+        return self[1]
+
+    @property
+    def marker(self) -> str | None:
+        return self[2]
+
+
+def meta_of(headers: dict[str, Any] | None, timestamp: int | None) -> StreamMeta:
+    """:class:`StreamMeta` from decoded properties (pika's path)."""
+    headers = headers or {}
+    offset = headers.get(_OFFSET_KEY.decode())
+    stamp = headers.get(TIME_HEADER)
+    marker = headers.get(MARKER_HEADER)
+    if isinstance(marker, bytes):
+        marker = marker.decode("utf-8", "replace")
+    return StreamMeta(
+        offset if isinstance(offset, int) and not isinstance(offset, bool) else None,
+        _time_ms(stamp, timestamp),
+        marker if isinstance(marker, str) else None,
+    )
+
+
+def _time_ms(stamp: object, timestamp: int | None) -> int | None:
+    if isinstance(stamp, int) and not isinstance(stamp, bool) and stamp > 0:
+        return stamp
+    if isinstance(timestamp, int) and timestamp > 0:
+        return timestamp * 1000
+    return None
+
+
+def stream_properties(buf: bytes, pos: int, end: int) -> StreamMeta | None:
+    """The :class:`StreamMeta` of the content header payload ``buf[pos:end]``.
+
+    Walks the basic properties (AMQP 0-9-1, 4.2.6.1: a u16 flag word, then
+    each property present, in order) and the headers table, decoding only
+    the three headers wanted. None when the header holds something this
+    walk does not know (a field type outside RabbitMQ's set): the caller
+    then decodes it with pika.
+    """
+    try:
+        (flags,) = _U16.unpack_from(buf, pos + 12)
+        p = pos + 14
+        if flags & 1:  # a second flag word: not basic's
+            return None
+        if flags & 0x8000:  # content-type
+            p += 1 + buf[p]
+        if flags & 0x4000:  # content-encoding
+            p += 1 + buf[p]
+        offset = stamp = marker = None
+        if flags & 0x2000:  # headers
+            (size,) = _U32.unpack_from(buf, p)
+            p += 4
+            table_end = p + size
+            while p < table_end:
+                key_end = p + 1 + buf[p]
+                key = buf[p + 1 : key_end]
+                kind = buf[key_end]
+                p = key_end + 1
+                width = _FIXED.get(kind)
+                if width is None:
+                    if kind not in _SIZED:
+                        return None
+                    (width,) = _U32.unpack_from(buf, p)
+                    width += 4
+                if key == _OFFSET_KEY or key == _TIME_KEY:
+                    fmt = _INTEGERS.get(kind)
+                    if fmt is not None:
+                        (value,) = struct.unpack_from(fmt, buf, p)
+                        if key == _OFFSET_KEY:
+                            offset = value
+                        else:
+                            stamp = value
+                elif key == _MARKER_KEY and kind == ord("S"):
+                    marker = buf[p + 4 : p + width].decode("utf-8", "replace")
+                p += width
+            p = table_end
+        if flags & 0x1000:  # delivery-mode
+            p += 1
+        if flags & 0x0800:  # priority
+            p += 1
+        for bit in (0x0400, 0x0200, 0x0100, 0x0080):  # correlation, reply-to, expiration, id
+            if flags & bit:
+                p += 1 + buf[p]
+        timestamp = None
+        if flags & 0x0040:
+            (timestamp,) = _U64.unpack_from(buf, p)
+            p += 8
+        if p > end:
+            return None
+    except (IndexError, struct.error):
+        return None
+    return StreamMeta(offset, _time_ms(stamp, timestamp), marker)
+
+
+def _decode_meta(buf: bytes, pos: int) -> StreamMeta:
+    """pika's decoding of the properties at ``pos`` (the unusual case)."""
+    properties = pika.spec.BasicProperties()
+    properties.decode(buf, pos + 12)
+    return meta_of(properties.headers, properties.timestamp)
 
 
 class BodyTooLarge:
@@ -66,7 +216,7 @@ class BodyTooLarge:
         return f"BodyTooLarge({self.size})"
 
 
-Delivery = tuple[int, "bytes | BodyTooLarge"]
+Delivery = tuple  # (tag, body) or, with properties, (tag, body, StreamMeta)
 OnBatch = Callable[[list[Delivery]], object]
 
 
@@ -82,6 +232,7 @@ class DeliveryReader:
         pika's input handling: it may publish and acknowledge (without
         waiting), and what it raises aborts the connection.
     :param max_body: largest body assembled, in bytes.
+    :param properties: also read each delivery's :class:`StreamMeta`.
     """
 
     def __init__(
@@ -92,12 +243,14 @@ class DeliveryReader:
         on_batch: OnBatch,
         *,
         max_body: int,
+        properties: bool = False,
     ) -> None:
         self._connection = connection
         self._channel = channel_number
         self._tag = consumer_tag.encode("utf-8")
         self._on_batch = on_batch
         self._max_body = max_body
+        self._properties = properties
         #: body bytes still to skip of an over-large message, and its delivery
         self._skip = 0
         self._skipped: Delivery | None = None
@@ -174,10 +327,18 @@ class DeliveryReader:
         if buf[head_end] != _FRAME_END:
             return 0
         (body_size,) = _U64.unpack_from(buf, head + 11)
+        meta = None
+        if self._properties:
+            meta = stream_properties(buf, head + 7, head_end)
+            if meta is None:
+                meta = _decode_meta(buf, head + 7)
         p = head_end + 1
         if body_size > self._max_body:  # > 0: its body frames are skipped as they come
             self._skip = body_size
-            self._skipped = (delivery_tag, BodyTooLarge(body_size))
+            too_large = BodyTooLarge(body_size)
+            self._skipped = (
+                (delivery_tag, too_large) if meta is None else (delivery_tag, too_large, meta)
+            )
             self._frames += 2
             return p
         remaining = body_size
@@ -201,7 +362,7 @@ class DeliveryReader:
             body = buf[start:stop]
         else:
             body = b"".join([buf[start:stop] for start, stop in parts])
-        batch.append((delivery_tag, body))
+        batch.append((delivery_tag, body) if meta is None else (delivery_tag, body, meta))
         self._frames += 2 + len(parts)
         return p
 
@@ -226,6 +387,7 @@ def install(
     *,
     max_body: int,
     read_size: int,
+    properties: bool = False,
 ) -> DeliveryReader | None:
     """Make ``connection`` (pika's, ``BlockingConnection._impl``) read the
     consumer's deliveries with a :class:`DeliveryReader`, up to ``read_size``
@@ -243,11 +405,23 @@ def install(
     )
     if not needed:
         return None
-    reader = DeliveryReader(connection, channel_number, consumer_tag, on_batch, max_body=max_body)
+    reader = DeliveryReader(
+        connection, channel_number, consumer_tag, on_batch, max_body=max_body, properties=properties
+    )
     transport._MAX_RECV_BYTES = read_size
     transport._MAX_CONSUME_BYTES = read_size
     connection._on_data_available = reader.feed
     return reader
 
 
-__all__ = ["BodyTooLarge", "Delivery", "DeliveryReader", "install"]
+__all__ = [
+    "MARKER_HEADER",
+    "TIME_HEADER",
+    "BodyTooLarge",
+    "Delivery",
+    "DeliveryReader",
+    "StreamMeta",
+    "install",
+    "meta_of",
+    "stream_properties",
+]

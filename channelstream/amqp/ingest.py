@@ -77,6 +77,7 @@ from ..serving.doors import Backoff, DoorState, LogSampler, LoopDoor
 from ..settings import AmqpSettings
 from .broker import (
     ExchangeMismatch,
+    StreamMismatch,
     connection_parameters,
     declare_exchange,
     describe_error,
@@ -112,7 +113,9 @@ class ConsumerCancelled(RuntimeError):
 
 
 #: What ends a connection without being a bug of the door: logged, then retried.
-BROKER_ERRORS = (pika.exceptions.AMQPError, OSError, ExchangeMismatch, ConsumerCancelled)
+BROKER_ERRORS = (
+    pika.exceptions.AMQPError, OSError, ExchangeMismatch, StreamMismatch, ConsumerCancelled
+)
 
 
 # -- decoding -----------------------------------------------------------------
@@ -173,6 +176,9 @@ def limit_reads(connection: BlockingConnection, chunk: int = PIKA_READ_CHUNK) ->
 class AmqpIngestDoor(LoopDoor):
     """Consume the streamer exchange into the packet channel; see the module doc.
 
+    (:class:`~channelstream.amqp.stream.AmqpStreamDoor` consumes one shared
+    stream instead: it overrides ``_declare``, ``_item`` and ``_consume``.)
+
     :param hub: the process's hub (running before :meth:`start`).
     :param url: ``amqp.url`` (never logged or reported with its password).
     :param exchange: ``amqp.exchange``.
@@ -186,6 +192,9 @@ class AmqpIngestDoor(LoopDoor):
     the loop connects in the background, so an absent broker never stops
     the process from serving.
     """
+
+    #: Whether deliveries carry their :class:`~.deliveries.StreamMeta` (a stream consumer).
+    reads_properties = False
 
     def __init__(
         self,
@@ -314,9 +323,7 @@ class AmqpIngestDoor(LoopDoor):
         self._ack_tag = self._unacked = 0
         self._ack_timer = False
         try:
-            channel = declare_exchange(connection, connection.channel(), self.exchange)
-            queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
-            channel.queue_bind(queue, self.exchange)
+            channel, queue, arguments = self._declare(connection)
             channel.basic_qos(prefetch_count=self.prefetch)
             self._cancelled = False
             channel.add_on_cancel_callback(self._on_cancel)
@@ -329,20 +336,18 @@ class AmqpIngestDoor(LoopDoor):
                 lambda batch: self._on_batch(channel, batch),
                 max_body=self.max_body_size,
                 read_size=READ_CHUNK,
+                properties=self.reads_properties,
             )
             if self._reader is None:
                 limit_reads(connection)
-            channel.basic_consume(queue, self._on_message, consumer_tag=tag)
+            channel.basic_consume(queue, self._on_message, consumer_tag=tag, arguments=arguments)
             self._queue = queue
             self._connected_at = time.monotonic()
             if self._connections:
                 self._reconnects += 1
             self._connections += 1
             self._link = DoorState.CONNECTED
-            log.info(
-                "%s: connected to %s; queue %s bound to exchange %r (prefetch %d)",
-                self.name, self.broker, queue, self.exchange, self.prefetch,
-            )
+            self._connected(queue, arguments)
             while not self.stopping:
                 connection.process_data_events(time_limit=None)
                 self._ack(channel)
@@ -358,6 +363,36 @@ class AmqpIngestDoor(LoopDoor):
                 except BROKER_ERRORS:
                     pass
 
+    def _declare(
+        self, connection: BlockingConnection
+    ) -> tuple[BlockingChannel, str, dict[str, Any] | None]:
+        """Declare what the door consumes: ``(channel, queue, consume arguments)``.
+
+        Here the exchange and one exclusive, auto-delete, server-named queue
+        bound to it with no arguments (every packet comes in).
+        """
+        channel = declare_exchange(connection, connection.channel(), self.exchange)
+        queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        channel.queue_bind(queue, self.exchange)
+        return channel, queue, None
+
+    def _connected(self, queue: str, arguments: dict[str, Any] | None) -> None:
+        log.info(
+            "%s: connected to %s; queue %s bound to exchange %r (prefetch %d)",
+            self.name, self.broker, queue, self.exchange, self.prefetch,
+        )
+
+    def _item(
+        self, method: pika.spec.Basic.Deliver, properties: pika.BasicProperties, body: bytes
+    ) -> Delivery:
+        """A delivery of pika's path as the reader hands them: ``(tag, body)``."""
+        return (method.delivery_tag, body)
+
+    def _consume(self, batch: list[Delivery]) -> None:
+        """Publish the packets of ``batch`` (malformed ones counted and logged)."""
+        messages = [m for m in (self._decode(item[1]) for item in batch) if m is not None]
+        self._publish(messages)
+
     def _on_message(
         self,
         channel: BlockingChannel,
@@ -366,9 +401,7 @@ class AmqpIngestDoor(LoopDoor):
         body: bytes,
     ) -> None:
         """pika's path (when the reader could not be installed): one delivery."""
-        message = self._decode(body)
-        if message is not None:
-            self._publish([message])
+        self._consume([self._item(method, properties, body)])
         self._ack_tag = method.delivery_tag
         self._unacked += 1
         if self._unacked >= self._ack_every:
@@ -385,8 +418,7 @@ class AmqpIngestDoor(LoopDoor):
         When no ack is due, a timer makes ``process_data_events`` return
         within :data:`ACK_DELAY`, and the loop acknowledges what is left.
         """
-        messages = [m for m in (self._decode(body) for _tag, body in batch) if m is not None]
-        self._publish(messages)
+        self._consume(batch)
         self._ack_tag = batch[-1][0]
         self._unacked += len(batch)
         if self._unacked >= self._ack_every:

@@ -26,6 +26,13 @@ nothing of that body was published. Answers: ``202 {"accepted": N}``;
 ``400`` naming the array index (``"index": i``) or NDJSON line (``"line": n``,
 from 1) at fault; ``401``; ``403`` (a signed call from an address not
 allowed); ``413``.
+
+Where the packets go: the packet channel of this process's hub, unless a
+door set a sink (:mod:`.sink`): with ``amqp.stream`` they are published into
+the streamer exchange in one transaction, so that every process gets them
+from the stream; ``202`` then means the broker took them all, ``503``
+(naming the broker) that it took none, ``413`` (``"index": i``) that a
+packet is larger than ``amqp.max_body_size``.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from ..web.bodies import read_body
 from ..web.openapi import add_fragment
 from ..web.responses import json_response
 from . import openapi, packet_message
+from .sink import get_sink
 
 #: Route path of the ingest.
 INGEST_PATH = "/packets"
@@ -193,11 +201,15 @@ def _ndjson(body: bytes) -> list[dict[str, Any]]:
 
 
 def ingest(request: Request) -> Response:
-    """Publish the body's packets to the packet channel; 202 ``{"accepted": N}``."""
+    """Publish the body's packets (to the packet channel, or the sink); 202 ``{"accepted": N}``."""
     runtime = get_runtime(request.registry)
     settings = runtime.settings
     admit(request, settings)
     packets = parse_packets(request.body, (request.content_type or "").lower())
+    sink = get_sink(request.registry)
+    if sink is not None:
+        sink.publish(packets)
+        return json_response({"accepted": len(packets)}, 202)
     channel = settings.packets.channel
     hub = runtime.hub
     for start in range(0, len(packets), PUBLISH_YIELD_EVERY):

@@ -49,7 +49,8 @@ PATHS: dict[str, Any] = {
             },
             "responses": {
                 "202": {
-                    "description": "Every packet was published.",
+                    "description": "Every packet was published (with `amqp.stream`: the "
+                    "broker took them all).",
                     "content": json_content(
                         obj({"accepted": {"type": "integer", "minimum": 0}})
                     ),
@@ -60,7 +61,14 @@ PATHS: dict[str, Any] = {
                 ),
                 "401": error_response("No known bearer token, nor a valid signature."),
                 "403": error_response("A signed call from an address not allowed."),
-                "413": error_response("The body is over `packets.max_ingest_bytes`."),
+                "413": error_response(
+                    "The body is over `packets.max_ingest_bytes`; or, with `amqp.stream`, a "
+                    "packet (`index`) is over `amqp.max_body_size`."
+                ),
+                "503": error_response(
+                    "With `amqp.stream`: the broker (named) cannot take the packets; none "
+                    "was published."
+                ),
             },
         }
     }

@@ -135,6 +135,18 @@ class PacketsSettings:
     )
 
 
+def _stream_name(raw: str) -> str:
+    """``amqp.stream``: empty (off) or a queue name RabbitMQ accepts for a stream."""
+    name = raw.strip()
+    if not name:
+        return ""
+    if len(name.encode("utf-8")) > 255:
+        raise ValueError("a queue name is at most 255 bytes")
+    if name.startswith("amq."):
+        raise ValueError(f"{name!r}: names starting with 'amq.' are reserved by RabbitMQ")
+    return name
+
+
 @dataclasses.dataclass(frozen=True)
 class AmqpSettings:
     """``amqp.*``: RabbitMQ; an empty URL turns every AMQP door off."""
@@ -149,6 +161,19 @@ class AmqpSettings:
     )
     max_body_size: int = setting(
         integer(1), "1048576", "largest packet body in bytes (larger: counted malformed, dropped)"
+    )
+    stream: str = setting(
+        _stream_name,
+        "",
+        "RabbitMQ stream bound to the exchange that every process reads the packets from,"
+        " refilling its window from it (and POST /packets publishes into the exchange);"
+        " empty = one exclusive queue per process",
+    )
+    stream_max_bytes: int = setting(
+        integer(0),
+        str(1024**3),
+        "bound of the stream on disk, in bytes (0 = none); its age bound is"
+        " packets.history_seconds",
     )
 
 

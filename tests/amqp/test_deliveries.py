@@ -7,6 +7,7 @@ tests install it on a real pika connection to RabbitMQ.
 
 from __future__ import annotations
 
+import datetime
 import random
 import time
 import uuid
@@ -16,7 +17,16 @@ import pika.exceptions
 import pytest
 from pika import frame, spec
 
-from channelstream.amqp.deliveries import BodyTooLarge, DeliveryReader, install
+from channelstream.amqp.deliveries import (
+    MARKER_HEADER,
+    TIME_HEADER,
+    BodyTooLarge,
+    DeliveryReader,
+    StreamMeta,
+    install,
+    meta_of,
+    stream_properties,
+)
 
 CHANNEL = 1
 TAG = "ctag-test"
@@ -239,3 +249,91 @@ def test_pika_still_has_what_the_reader_needs(broker_url):
         assert connection._impl._transport._MAX_RECV_BYTES == 65536
     finally:
         connection.close()
+
+
+# -- stream deliveries: the offset, the time and the marker from the properties --------------
+
+
+def stream_deliver(tag: int, body: bytes, properties: spec.BasicProperties) -> bytes:
+    return b"".join(
+        [
+            frame.Method(CHANNEL, spec.Basic.Deliver(TAG, tag, False, "", "s")).marshal(),
+            frame.Header(CHANNEL, len(body), properties).marshal(),
+            frame.Body(CHANNEL, body).marshal() if body else b"",
+        ]
+    )
+
+
+def stream_reader() -> tuple[DeliveryReader, list]:
+    log: list = []
+    reader = DeliveryReader(
+        PikaSide(log), CHANNEL, TAG, lambda batch: log.extend(batch),
+        max_body=1000, properties=True,
+    )
+    return reader, log
+
+
+HEADERS_OF_EVERY_KIND = {
+    "profile_id": "abcdefghij",
+    "temperature": 70,
+    "big": 2**40,
+    "ratio": 0.5,
+    "flag": True,
+    "none": None,
+    "list": [1, "a"],
+    "table": {"a": 1},
+    "when": datetime.datetime(2026, 1, 1),
+    "raw": b"\x00\x01",
+}
+
+
+@pytest.mark.parametrize(
+    ("properties", "expected"),
+    [
+        (
+            spec.BasicProperties(
+                content_type="application/json",
+                headers={
+                    **HEADERS_OF_EVERY_KIND, "x-stream-offset": 41, TIME_HEADER: 1_700_000_000_123
+                },
+                timestamp=1_700_000_000,
+                delivery_mode=2,
+                message_id="m",
+            ),
+            StreamMeta(41, 1_700_000_000_123, None),
+        ),
+        (  # only AMQP's timestamp property: seconds
+            spec.BasicProperties(headers={"x-stream-offset": 2**33}, timestamp=1_700_000_001),
+            StreamMeta(2**33, 1_700_000_001_000, None),
+        ),
+        (  # a GATD formatter's packet: no time at all
+            spec.BasicProperties(headers={"profile_id": "p", "x-stream-offset": 0}),
+            StreamMeta(0, None, None),
+        ),
+        (
+            spec.BasicProperties(headers={MARKER_HEADER: "abc", "x-stream-offset": 7}),
+            StreamMeta(7, None, "abc"),
+        ),
+        (spec.BasicProperties(), StreamMeta(None, None, None)),
+    ],
+)
+def test_stream_deliveries_carry_offset_time_and_marker(properties, expected):
+    reader, got = stream_reader()
+    data = stream_deliver(5, b'{"a": 1}', properties) + stream_deliver(6, b"x" * 2000, properties)
+    for cut in range(0, len(data), 37):  # in pieces, as the socket gives them
+        reader.feed(data[cut : cut + 37])
+    assert got[0] == (5, b'{"a": 1}', expected)
+    tag, too_large, meta = got[1]
+    assert (tag, meta, too_large.size) == (6, expected, 2000)
+    # pika's decoding of the same properties gives the same
+    assert meta_of(properties.headers, properties.timestamp) == expected
+
+
+def test_a_header_of_a_kind_the_walk_does_not_know_falls_back_to_pika():
+    properties = spec.BasicProperties(headers={"x-stream-offset": 3, TIME_HEADER: 99})
+    header = frame.Header(CHANNEL, 0, properties).marshal()
+    payload = bytearray(header[7:-1])
+    assert stream_properties(bytes(payload), 0, len(payload)) == StreamMeta(3, 99, None)
+    kind = payload.index(b"x-stream-offset") + len(b"x-stream-offset")
+    payload[kind] = ord("?")  # no such field type
+    assert stream_properties(bytes(payload), 0, len(payload)) is None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pika
 import pytest
 
+from channelstream.amqp.deliveries import TIME_HEADER
 from channelstream.amqp.publisher import CONTENT_TYPE, PacketPublisher, PublishError
 from channelstream.packets import BadPacket
 from tests.support.broker import BoundQueue, broker_target, publish_raw, url_via
@@ -60,13 +62,47 @@ def test_the_broker_filters_packets_on_any_key(broker_url, exchange):
 def test_a_packet_goes_out_as_json_with_its_scalar_fields_as_headers(broker_url, exchange):
     with BoundQueue(broker_url, exchange, None) as queue:
         with PacketPublisher(broker_url, exchange) as publisher:
+            before = time.time_ns() // 1_000_000
             publisher.publish(PACKETS[0])
             publisher.publish(PACKETS[4])
+            after = time.time_ns() // 1_000_000
         (first, body), (second, _) = queue.get(2)
     assert json.loads(body) == PACKETS[0]
     assert first.content_type == CONTENT_TYPE
+    # stamped: the time it was published, in ms (a header) and in s (AMQP's property)
+    stamp = first.headers.pop(TIME_HEADER)
+    assert before <= stamp <= after and first.timestamp == stamp // 1000
     assert first.headers == PACKETS[0]
+    second.headers.pop(TIME_HEADER)
     assert second.headers == {"profile_id": "cccccccccc", "humidity": 41}  # pika truncates doubles
+
+
+def test_a_packet_field_named_like_the_time_header_is_left_as_it_is(broker_url, exchange):
+    packet = {"profile_id": "dddddddddd", TIME_HEADER: 12345}
+    with BoundQueue(broker_url, exchange, {"x-match": "all", TIME_HEADER: 12345}) as queue:
+        with PacketPublisher(broker_url, exchange) as publisher:
+            publisher.publish(packet)
+        assert queue.rest() == [packet]
+
+
+def test_a_transactional_publisher_publishes_a_list_all_or_nothing(broker_url, exchange):
+    with BoundQueue(broker_url, exchange, None) as queue:
+        with PacketPublisher(broker_url, exchange, transactional=True) as publisher:
+            publisher.publish_many([{"n": 1}, {"n": 2}])
+
+            def refuse_the_third(index: int, body: bytes) -> None:
+                if index == 2:
+                    raise ValueError("too large")
+
+            with pytest.raises(ValueError, match="too large"):
+                publisher.publish_many([{"n": 3}, {"n": 4}, {"n": 5}], check=refuse_the_third)
+            with pytest.raises(BadPacket):
+                publisher.publish_many([{"n": 6}, {"n": float("nan")}])
+            publisher.publish({"n": 7})
+            publisher._connection.close()  # as if the broker had closed it while idle
+            publisher.publish_many([{"n": 8}])
+        assert queue.packets(4) == [{"n": 1}, {"n": 2}, {"n": 7}, {"n": 8}]
+        assert queue.rest() == []
 
 
 def test_an_unbound_packet_is_dropped_quietly_as_in_gatd(broker_url, exchange):
