@@ -9,10 +9,10 @@ app's ``registry``, so :func:`channelstream.serving.runtime.find_runtime` works 
 from its ``socketio.*`` settings as they are then (the server runner may have
 applied the seed's ``[server:main]`` keys): path, transports, ping interval
 and timeout, allowed CORS origins (empty = same origin only), maximum
-payload. Its websockets are the server's own (:mod:`.websocket`): the door
-adds socket.io's path to the runtime's ``raw_websocket_paths`` and replaces the
-``websocket`` class of engine.io's gevent driver (on its own server only)
-with :class:`~.websocket.TakeoverWSGI`. ``stop`` refuses new clients,
+payload. Its engine.io sessions run on the server's own websockets, driven
+by watchers, with no greenlet per client (:mod:`.engine`): the door adds
+socket.io's path to the runtime's ``raw_websocket_paths``, so the HTTP
+server lets engine.io take those upgrades over. ``stop`` refuses new clients,
 disconnects every session (each gets an ``error`` event saying why), closes
 their engine.io sockets without waiting for them, and stops socket.io's
 background task.
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from functools import partial
 from typing import Any
 
 import socketio
@@ -36,7 +35,7 @@ from .codec import NAMESPACE
 from .namespace import StreamNamespace
 from .server import StreamServer
 from .sessions import Sessions
-from .websocket import EngineIOWebSocket, TakeoverWSGI
+from .websocket import EngineIOWebSocket
 
 log = logging.getLogger(__name__)
 
@@ -121,17 +120,10 @@ class SocketIODoor(Door):
             cors_allowed_origins=origins,
             logger=_quiet_logger("socketio.server"),
             engineio_logger=_quiet_logger("engineio.server"),
+            websockets=self.sessions.websockets,
         )
         server.register_namespace(StreamNamespace(self.sessions, self.secret))
-        eio = server.eio
-        eio._async = {
-            **eio._async,
-            "websocket": partial(
-                TakeoverWSGI,
-                max_message=options.max_payload,
-                registry=self.sessions.websockets,
-            ),
-        }
+        server.on_connected = self.sessions.connected
         self.sessions.chat.joins.rules = JoinRules(
             options.join_policy,
             options.max_client_channels_per_user,
@@ -164,6 +156,7 @@ class SocketIODoor(Door):
                     log.exception("closing an engine.io socket failed")
             server.eio.sockets.clear()
             server.shutdown()
+        self.sessions.pacer.stop()
         self.wsgi = None
         self.state = DoorState.STOPPED
 

@@ -4,37 +4,38 @@ Fan-out goes through hub outboxes, as on every door. A channelstream
 client's connection outbox is drained by its :class:`ChatTransport` (a
 :class:`~channelstream.chat.transport.Transport`, attached, resumed, kicked
 and detached by :class:`~channelstream.chat.ChatState` exactly as ``/ws``
-is), which listens to the outbox instead of running a writer greenlet; a
-GATD query has its own outbox on the packet channel, drained by a writer
-greenlet. Both turn a drained batch into pre-encoded packets (:mod:`.codec`,
-cached on the hub messages) and send them one of two ways:
+is), which listens to the outbox: no greenlet of its own; a GATD query has
+its own outbox on the packet channel, drained by a writer greenlet. Both
+turn a drained batch into pre-encoded packets (:mod:`.codec`, cached on the
+hub messages) and send them one of two ways:
 
-- direct: the client is on a websocket (:mod:`.websocket`), engine.io's
-  queue is empty and its writer holds nothing: the batch's websocket frames
-  (one frame per packet, a one-message batch's frame encoded once for all
-  recipients) go straight to the socket, from the hub's wake-up, as on
-  ``/ws``;
-- queued: otherwise (long-polling, an upgrade under way, engine.io packets
-  such as acks or pings still waiting) they go into engine.io's queue, after
-  what is there, and its writer (websocket) or the client's next poll
-  (long-polling) sends them. The order of everything a client gets is the
-  order of the hand-overs.
+- a client on a websocket (:mod:`.engine`: the engine.io session runs on
+  it, with no queue) gets the batch's websocket frames (one frame per
+  packet; a one-message batch's frame, and a batch's frames while the next
+  client drains the same batch, encoded once for all recipients) straight
+  from the hub's wake-up, as on ``/ws``; engine.io's and socket.io's own
+  packets (acks, pings, events) go to the same socket as they are sent,
+  so everything a client gets is in the order it was handed over;
+- a long-polling client (or one whose upgrade is under way) gets them
+  through engine.io's queue, after what is there, which its next poll (or
+  the upgrade) takes.
 
-Backpressure: on the direct way, when the socket's kernel buffer is full
-the rest waits and nothing more is drained until it empties
-(:meth:`~.websocket.EngineIOWebSocket.on_drained` resumes). engine.io queues
-packets per socket without bound, so no more than :data:`MAX_IN_FLIGHT`
-packets are left there; past that, the session waits until engine.io has
-taken them before draining again. Whatever the client cannot take yet waits
-in its hub outbox, which is bounded: chat frames are not droppable, so a
-chat client past ``hub.outbox_hard_limit`` is disconnected (and resumes by
-offset; a websocket that stopped reading is closed at once); GATD packets
-are, so a slow GATD client loses the oldest (counted). Publishing never
-waits for any of this.
+The chat transports drain in the door's passes (:mod:`.pacing`): at once
+while passes take little of the process's time, after a pause as long as
+the last pass when they follow each other closely (under load: fewer,
+fuller writes).
 
-Engine.io internals used: ``Socket.send(packet)``, ``Socket.queue`` (a gevent
-``JoinableQueue``), ``Socket.closed``/``closing``/``upgraded``/``sid``; an
-engine.io packet whose ``encode_cache`` is set is sent as that text.
+Backpressure: on a websocket, when the socket's kernel buffer is full the
+rest waits and nothing more is drained until it empties
+(:attr:`~.websocket.EngineIOWebSocket.on_writable` resumes). engine.io's
+queue has no bound, so no more than :data:`MAX_IN_FLIGHT` packets are left
+there; past that, the session waits until engine.io has taken them before
+draining again. Whatever the client cannot take yet waits in its hub
+outbox, which is bounded: chat frames are not droppable, so a chat client
+past ``hub.outbox_hard_limit`` is disconnected (and resumes by offset; a
+websocket that stopped reading is closed at once); GATD packets are, so a
+slow GATD client loses the oldest (counted). Publishing never waits for
+any of this.
 """
 
 from __future__ import annotations
@@ -44,11 +45,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import gevent
-from engineio import packet as eio_packet
 
 from ..chat.connections import Connection
 from ..chat.frames import resume_failed
-from ..chat.transport import Kicked, Positions, Transport
+from ..chat.transport import Positions, Transport
 from ..hub import Message, Outbox
 from ..packets import Query
 from ..packets.replay import REASON_HISTORY_END, serve_query
@@ -66,8 +66,6 @@ BATCH_LIMIT = 512
 #: a live client takes each at once and the writer never waits; a slow one holds
 #: at most this many batches there, the rest stays in its (bounded) hub outbox.
 MAX_IN_FLIGHT = 4
-#: Longest wait for socket.io's CONNECT packet to be queued before the first event.
-CONNECT_WAIT = 5.0
 
 
 class ClientGone(ConnectionError):
@@ -100,54 +98,41 @@ class Session:
 
     @property
     def websocket(self) -> EngineIOWebSocket | None:
-        """The client's websocket once engine.io's socket is upgraded to it (else None)."""
+        """The client's websocket once the engine.io session runs on it (else None)."""
         sock = self.eio_socket
-        if sock is None or not sock.upgraded:
-            return None
-        return self.sessions.websockets.get(sock.sid)
+        return None if sock is None else sock.websocket
 
     def direct(self) -> EngineIOWebSocket | None:
-        """The websocket to hand frames to directly, when that keeps the order.
-
-        That is: the client is on a websocket, neither it nor the engine.io
-        socket is closing, engine.io's queue is empty and its writer holds no
-        packet. Otherwise
-        ``None``: packets go through engine.io's queue, after those already
-        there. The websocket's ``send`` (frames) never blocks.
-        """
+        """The websocket to hand frames to directly: the session runs on it and
+        neither is closing. Otherwise ``None``: packets go through engine.io's
+        queue. The websocket's ``send`` (frames) never blocks."""
         sock = self.eio_socket
-        if (
-            sock is None
-            or not sock.upgraded
-            or sock.closing
-            or sock.closed
-            or sock.queue.unfinished_tasks
-        ):
+        if sock is None or not sock.upgraded or sock.closing or sock.closed:
             return None
-        ws = self.sessions.websockets.get(sock.sid)
-        if ws is None or ws.closing or ws.writers_waiting:
+        ws = sock.ws
+        if ws is None or ws.closing:
             return None
         return ws
 
     def push(self, packets: Sequence[str]) -> None:
-        """Queue pre-encoded packets on the engine.io socket; never blocks."""
-        if self.gone:
+        """Send pre-encoded packets (to the websocket, or into engine.io's queue);
+        never blocks."""
+        sock = self.eio_socket
+        if sock is None or not sock.send_texts(packets):
             raise ClientGone("the socket.io client is gone")
-        send = self.eio_socket.send
-        for text in packets:
-            pkt = eio_packet.Packet(eio_packet.MESSAGE)
-            pkt.encode_cache = text
-            send(pkt)
 
     def send(self, packets: Sequence[str]) -> None:
-        """:meth:`push`; then, past :data:`MAX_IN_FLIGHT` packets not yet taken by
-        engine.io, wait until it took them all (backpressure).
+        """:meth:`push`; then, past :data:`MAX_IN_FLIGHT` packets not yet taken from
+        engine.io's queue, wait until it took them all (backpressure).
 
-        The wait ends when the client takes them or when :meth:`close` kills
-        the writer (the engine.io socket closed).
+        The wait ends when the client takes them (a poll, or the upgrade) or
+        when :meth:`close` kills the writer (the engine.io socket closed).
         """
         self.push(packets)
-        queue = self.eio_socket.queue
+        sock = self.eio_socket
+        if sock.websocket is not None:
+            return
+        queue = sock.queue
         if queue.unfinished_tasks > MAX_IN_FLIGHT:
             queue.join()
             if self.gone:
@@ -160,15 +145,10 @@ class Session:
         except ClientGone:
             pass
 
-    def wait_connected(self) -> None:
-        """Wait until socket.io has sent CONNECT for this session (events go after it)."""
-        manager = self.sessions.server.manager
-        waited = 0.0
-        while not manager.is_connected(self.sid, self.sessions.namespace):
-            if self.ended or waited >= CONNECT_WAIT:
-                raise ClientGone("the socket.io session did not connect")
-            gevent.sleep(0.002)
-            waited += 0.002
+    def connected(self) -> None:
+        """socket.io sent CONNECT to the client: a chat transport starts (events may follow)."""
+        if self.transport is not None:
+            self.transport.start()
 
     # -- channelstream ------------------------------------------------------------
 
@@ -179,10 +159,11 @@ class Session:
         *,
         resume_aware: bool = False,
     ) -> None:
-        """Attach to ``connection`` (kicking its previous transport), resume, start the writer.
+        """Attach to ``connection`` (kicking its previous transport) and resume.
 
-        The writer first sends ``user_connect`` and any ``resume_failed`` frames.
-        For a ``resume_aware`` client the connection remembers where each
+        The transport starts once socket.io sent CONNECT (:meth:`connected`):
+        first ``user_connect`` and any ``resume_failed`` frames, then the
+        outbox. For a ``resume_aware`` client the connection remembers where each
         stream stood before it drains any of it (see
         :class:`~channelstream.chat.transport.Positions`).
         May wait (up to 5 s) for a replaced transport to stop draining.
@@ -208,8 +189,7 @@ class Session:
         ]
         if resume_aware:
             transport.positions = Positions(connection)
-        first += chat_packets((), extra=[resume_failed(c, r) for c, r in failures])
-        transport.greenlet = gevent.spawn(transport.start, connection, first)
+        transport.first = first + chat_packets((), extra=[resume_failed(c, r) for c, r in failures])
 
     # -- GATD -----------------------------------------------------------------------------
 
@@ -309,16 +289,16 @@ class Session:
 class ChatTransport(Transport):
     """A socket.io session as the transport of a channelstream connection.
 
-    No writer greenlet: a short-lived starter greenlet waits for socket.io's
-    CONNECT, sends the first packets and makes :meth:`on_ready` the outbox's
-    listener. From then on the hub calls :meth:`on_ready` (from its own
-    greenlet, batched per burst, never blocking) whenever frames are queued;
-    it writes them to the websocket directly (see the module doc) until its
-    kernel buffer is full (then the websocket calls :meth:`on_ready` when it
-    drained), or drains them into engine.io's queue while fewer than
-    :data:`MAX_IN_FLIGHT` packets wait there, and otherwise leaves them in
-    the outbox and spawns one greenlet that waits for engine.io to take them
-    and then calls :meth:`on_ready` again.
+    No greenlet: :meth:`start` (once socket.io sent CONNECT) sends the first
+    packets and makes :meth:`on_ready` the outbox's listener. From then on
+    the hub calls :meth:`on_ready` (from its own greenlet, batched per
+    burst, never blocking) whenever frames are queued, and so does the
+    websocket when it drained; the door's :class:`~.pacing.Pacer` runs
+    :meth:`_drain` in its next pass. That writes the frames to the websocket
+    (see the module doc) until its kernel buffer is full, or drains them
+    into engine.io's queue while fewer than :data:`MAX_IN_FLIGHT` packets
+    wait there, and otherwise leaves them in the outbox and spawns one
+    greenlet that waits for engine.io to take them and then drains again.
     """
 
     kind = "socket.io"
@@ -329,44 +309,45 @@ class ChatTransport(Transport):
         self.outbox: Outbox | None = None
         #: Set for a resume-aware client (see :meth:`Session.attach_chat`).
         self.positions: Positions | None = None
+        #: The packets :meth:`start` sends first (``user_connect``, ``resume_failed``).
+        self.first: list[str] = []
         self._waiting: gevent.Greenlet | None = None
+        self._drain_now = self._drain  # one object: the pacer keeps it once
 
     def kick(self, reason: str) -> None:
         """Never blocks; drains nothing more; disconnects the client soon."""
-        starter = self.greenlet
+        if self.kicked is not None:
+            return
         super().kick(reason)
         if self.outbox is not None:
             self.outbox.unlisten(self.on_ready)
+        self.session.sessions.pacer.discard(self._drain_now)
         waiting = self._waiting
         if waiting is not None and waiting is not gevent.getcurrent():
             waiting.kill(block=False)
-        if starter is None or starter.dead:
-            self._stopped(reason)
-
-    def _stopped(self, reason: str) -> None:
-        """Nothing drains any more: a newer transport may go on; the client is disconnected."""
-        self.ended.set()
-        if not self.session.ended:
+        if not self.session.ended:  # nothing drains any more: the client is disconnected
             gevent.spawn(self.session.end, reason)
 
-    def start(self, connection: Connection, first: list[str]) -> None:
-        """The starter greenlet: ``first`` after CONNECT, then listen to the outbox."""
-        session = self.session
+    def start(self) -> None:
+        """Send the first packets, then follow the outbox (socket.io sent CONNECT)."""
+        connection = self.session.connection
+        if self.kicked or self.outbox is not None or connection is None:
+            return
+        first, self.first = self.first, []
         try:
-            session.wait_connected()
-            session.push(first)
-        except Kicked:  # kick() found this greenlet alive and left the rest to it
-            self._stopped(self.kicked or "kicked")
-            return
+            self.session.push(first)
         except ClientGone:
-            return
-        if not self.kicked:
-            self.outbox = connection.outbox
-            self.outbox.listen(self.on_ready)
+            return  # the disconnect handler ends the session
+        self.outbox = connection.outbox
+        self.outbox.listen(self.on_ready)
 
     def on_ready(self) -> None:
-        """Drain the outbox to the websocket or into engine.io's queue (called by the
-        hub or when the websocket drained; never blocks)."""
+        """Frames are queued (from the hub's wake-up), or the websocket drained: drain
+        now or in the door's next pass (:mod:`.pacing`); never blocks."""
+        self.session.sessions.pacer.ready(self._drain_now)
+
+    def _drain(self) -> None:
+        """Drain the outbox to the websocket or into engine.io's queue; never blocks."""
         outbox = self.outbox
         session = self.session
         if self.kicked or outbox is None or self._waiting is not None:
@@ -382,6 +363,8 @@ class ChatTransport(Transport):
                     break
                 ws.send(chat_frames(batch, outbox.last_replayed))
                 counters.direct_writes += 1
+                if not len(outbox):
+                    break  # the usual case: no second drain
             else:  # resumed by on_drained, once the client read
                 ws.on_writable = self.on_ready
         elif session.gone:
@@ -412,7 +395,7 @@ class ChatTransport(Transport):
         finally:
             self._waiting = None
         if not self.kicked and not self.session.gone:
-            self.on_ready()
+            self._drain()
 
 
 __all__ = ["BATCH_LIMIT", "ChatTransport", "ClientGone", "Session"]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from .pacing import Pacer
+
 if TYPE_CHECKING:
     import socketio
 
@@ -64,6 +66,8 @@ class Sessions:
         self.by_sid: dict[str, Session] = {}
         #: The clients' websockets by engine.io sid (kept by :mod:`.websocket`).
         self.websockets: dict[str, EngineIOWebSocket] = {}
+        #: Spaces the chat transports' fan-out passes out under load.
+        self.pacer = Pacer()
 
     def add(self, session: Session) -> None:
         """A client connected (the namespace's connect handler)."""
@@ -72,6 +76,12 @@ class Sessions:
 
     def get(self, sid: str) -> Session | None:
         return self.by_sid.get(sid)
+
+    def connected(self, sid: str) -> None:
+        """socket.io sent CONNECT to ``sid`` (the server's ``on_connected``)."""
+        session = self.by_sid.get(sid)
+        if session is not None:
+            session.connected()
 
     def remove(self, sid: str) -> Session | None:
         """A client disconnected: forget its session and return it (None if unknown)."""
@@ -98,6 +108,8 @@ class Sessions:
             **counters,
             "websockets": len(self.websockets),
             "websockets_blocked": sum(1 for ws in self.websockets.values() if ws.blocked),
+            "fanout_passes": self.pacer.passes,
+            "fanout_passes_paced": self.pacer.paced,
         }
 
 

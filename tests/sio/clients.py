@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import engineio
 import socketio
 import websocket
 
@@ -16,6 +17,26 @@ EVENTS = (
     "user_connect", "message", "presence", "user_state_change", "join", "leave", "data",
     "query_end",
 )
+
+
+class _InOrderEngineIO(engineio.Client):
+    """engine.io's client, handing each message to socket.io in the read loop.
+
+    engine.io's own client runs each message's handlers in a new thread:
+    two events that arrive together may then be recorded in either order.
+    """
+
+    def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "message":
+            kwargs["run_async"] = False
+        return super()._trigger_event(event, *args, **kwargs)
+
+
+class InOrderClient(socketio.Client):
+    """``socketio.Client`` whose event handlers run in the order the events arrived."""
+
+    def _engineio_client_class(self) -> type[engineio.Client]:
+        return _InOrderEngineIO
 
 
 class StreamClient:
@@ -34,7 +55,7 @@ class StreamClient:
         path: str = "socket.io",
     ) -> None:
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.sio = socketio.Client(reconnection=False)
+        self.sio = InOrderClient(reconnection=False)
         for name in (*EVENTS, "error"):
             self.sio.on(name, self._recorder(name), namespace=NAMESPACE)
         self.sio.on("disconnect", self._recorder("disconnect"), namespace=NAMESPACE)

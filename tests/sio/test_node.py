@@ -94,14 +94,21 @@ class NodeClient:
         return got
 
     def call(self, event: str, data: Any) -> Any:
+        return self._ask({"cmd": "call", "event": event, "data": data}, f"ack of {event}")
+
+    def transport(self) -> str:
+        """The engine.io transport the client is on now."""
+        return self._ask({"cmd": "transport"}, "transport")
+
+    def _ask(self, command: dict[str, Any], what: str) -> Any:
         ident = next(self.ids)
-        self._send({"cmd": "call", "id": ident, "event": event, "data": data})
+        self._send({**command, "id": ident})
         deadline = time.monotonic() + 10
         while True:
             try:
                 line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.001))
             except queue.Empty:
-                raise AssertionError(f"no ack of {event}") from None
+                raise AssertionError(f"no {what}") from None
             if line.get("ack") == ident:
                 return line["data"]
             self.backlog.append(line)  # not ours: kept, in order, for next()
@@ -155,6 +162,23 @@ def test_node_client_joins_gets_messages_presence_and_leaves(api, node, transpor
         assert frame["message"] == {"text": "hi nora"} and frame["type"] == "message"
     assert other.call("leave", [channel]) == [channel]
     assert client.frames(1, "presence")[0]["message"] == {"action": "parted"}
+
+
+def test_node_client_upgrades_from_polling_while_messages_flow(api, node):
+    """socket.io-client's default: long-polling first, then the websocket upgrade."""
+    channel = f"room-{uuid.uuid4().hex[:8]}"
+    conn_id = api.connect("una", [channel])["conn_id"]
+    client = node(auth={"conn_id": conn_id}, transports=["polling", "websocket"])
+    assert client.event("user_connect")["channels"] == [channel]
+    sent = 0
+    deadline = time.monotonic() + 20
+    while client.transport() != "websocket":
+        assert time.monotonic() < deadline, "no upgrade"
+        api.message([{"channel": channel, "user": "x", "message": {"n": sent}}])
+        sent += 1
+    for n in range(sent, sent + 20):
+        api.message([{"channel": channel, "user": "x", "message": {"n": n}}])
+    assert [f["message"]["n"] for f in client.frames(sent + 20)] == list(range(sent + 20))
 
 
 def test_node_client_with_the_seeds_signed_query_string(api, node):

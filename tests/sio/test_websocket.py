@@ -66,10 +66,12 @@ def close_code(ws: websocket.WebSocket) -> int:
 
 
 def test_frames_go_straight_to_websockets_and_keep_their_order_with_engineio_packets(ws_server):
-    """A client that stops reading makes engine.io's writer wait with an ack in hand:
-    messages published meanwhile go through engine.io's queue, after the ack; once the
-    client reads again they go straight to the socket. It gets every message once, in
-    order; a client that reads all along gets them all too."""
+    """A client that stops reading gets an ack while its socket is blocked: the ack
+    waits in the socket after the frames handed over before it, the messages published
+    meanwhile wait in the outbox and follow it once the client reads again. Everything
+    goes straight to the socket (no engine.io queue on a websocket). It gets every
+    message once, in order, the ack where it was handed over; a client that reads all
+    along gets them all too."""
     api = api_client(ws_server)
     channel = f"room-{uuid.uuid4().hex[:8]}"
     slow_id = api.connect("olga", [channel])["conn_id"]
@@ -82,7 +84,7 @@ def test_frames_go_straight_to_websockets_and_keep_their_order_with_engineio_pac
         for n in range(40):
             api.message([{"channel": channel, "user": "bot", "message": {"n": n, "pad": BIG}}])
         wait_for(lambda: door_status(ws_server)["websockets_blocked"] == 1)
-        slow.send('42/stream,7["join",["side"]]')  # the ack waits in engine.io's writer
+        slow.send('42/stream,7["join",["side"]]')  # the ack waits behind the blocked frames
         wait_for(lambda: api.info(channels=["side"])["channels"].get("side"))
         for n in range(40, 60):
             api.message([{"channel": channel, "user": "bot", "message": {"n": n, "pad": BIG}}])
@@ -96,9 +98,12 @@ def test_frames_go_straight_to_websockets_and_keep_their_order_with_engineio_pac
         assert got[0][1][0] == "user_connect"
         acks = [i for i, e in enumerate(got) if e[0] == "7"]
         assert len(acks) == 1 and got[acks[0]][1] == [["side"]]
+        before_ack = [f["message"]["n"] for e in got[: acks[0]] if e[1][0] == "message"
+                      for f in e[1][1]]
+        assert max(before_ack) < 40  # those posted after the ack follow it
         after = door_status(ws_server)
         assert after["direct_writes"] > before["direct_writes"]
-        assert after["queued_writes"] > before["queued_writes"]
+        assert after["queued_writes"] == before["queued_writes"]
         assert after["websockets_blocked"] == 0
     finally:
         slow.close()

@@ -2,7 +2,8 @@
 //
 // argv[2]: JSON {"url", "auth", "query", "transports", "path"}; connects at once.
 // stdin:   JSON lines {"cmd": "call", "id", "event", "data"} (emit with an ack),
-//          {"cmd": "close"}.
+//          {"cmd": "transport", "id"} (answered as an ack: the engine.io transport's
+//          name), {"cmd": "close"}.
 // stdout:  JSON lines {"connect": id}, {"connect_error": message},
 //          {"event": name, "data": value} for every server event,
 //          {"ack": id, "data": value}, {"disconnect": reason}.
@@ -34,6 +35,8 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
     socket.timeout(10000).emit(cmd.event, cmd.data, (err, data) =>
       out({ ack: cmd.id, data: err ? { timeout: true } : data })
     );
+  } else if (cmd.cmd === "transport") {
+    out({ ack: cmd.id, data: socket.io.engine.transport.name });
   } else if (cmd.cmd === "close") {
     socket.close();
     setTimeout(() => process.exit(0), 50);
