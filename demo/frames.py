@@ -7,8 +7,9 @@ publishes each mflow message into the channelstream channel it names (hub
 channel ``channel:<name>``) as a ``message`` frame whose ``message`` holds
 ``htype``, ``header`` and ``parts``; and ``g3.channel``, where the G3 door
 publishes each frame as a ``message`` frame whose ``message`` holds
-``frame_type``, ``objects`` (scalars) and ``opaque`` (other classes). The page reads a channel through
-``GET /demo/api/frames/<hub channel>``, Server-Sent Events:
+``frame_type``, ``objects`` (scalars) and ``opaque`` (other classes). The
+page reads a channel through ``GET /demo/api/frames/<hub channel>``,
+Server-Sent Events:
 
 - each event's data is ``{"frames": [...], "skipped": n}``: summaries
   (:func:`summary`) of the frames that arrived since the previous event, at

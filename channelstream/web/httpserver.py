@@ -41,8 +41,9 @@ gunicorn worker (:mod:`channelstream.serving.gunicorn_worker`), so both serve al
 - :meth:`WSGIServer.drain` ends a server gracefully: idle keep-alive
   connections are closed at once, requests in progress get a grace period;
 - ``environ[RAW_RESPONSE]`` lets an app send its status and headers itself
-  and then write the body on the socket (:class:`~channelstream.web.rawresponse.RawResponse`: sendfile,
-  chunked bodies with trailers); pywsgi has no ``wsgi.file_wrapper``.
+  and then write the body on the socket
+  (:class:`~channelstream.web.rawresponse.RawResponse`: sendfile, chunked
+  bodies with trailers); pywsgi has no ``wsgi.file_wrapper``.
 
 This module does not monkey-patch; whoever runs the server does.
 """
