@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import gevent
 
-from .bus import Bus, LocalBus
+from .bus import Bus, EngineUnavailable, LocalBus
 from .channel import Channel, ChannelConfig
 from .filters import Decimation, Filter
 from .message import Message
@@ -98,6 +98,8 @@ class Hub:
         self._channels: dict[str, Channel] = {}
         self._configs: dict[str, ChannelConfig] = {}
         self._outboxes: set[Outbox] = set()
+        #: channel name -> greenlets inside ``_follow`` for it (collection skips those)
+        self._following: dict[str, int] = {}
         self._collected = {"channels": 0, "published": 0, "delivered": 0, "dropped": 0}
         self._gc: gevent.Greenlet | None = None
         self.state = HubState.NEW
@@ -312,7 +314,20 @@ class Hub:
             filter = Filter(filter)
         target = self.channel(channel, create=True)
         if self.shared(channel):
-            self._follow(target, start)  # may block on the engine; raises EngineUnavailable
+            # Following may block on the engine; the channel must still be the
+            # hub's when it returns, or the subscription would sit on an object
+            # nobody publishes to. Collection skips a channel being followed, so
+            # this is a second guard (e.g. a collection forced by a test or a
+            # future caller): make the channel again and follow it once more.
+            for attempt in (1, 2):
+                self._follow(target, start)  # raises EngineUnavailable
+                if self._channels.get(channel) is target:
+                    break
+                if attempt == 2:
+                    raise EngineUnavailable(
+                        f"channel {channel!r} was let go twice while following it on the engine"
+                    )
+                target = self.channel(channel, create=True)
         return target.subscribe(  # type: ignore[union-attr]
             outbox, start=start, filter=filter, decimation=decimation, principal=principal
         )
@@ -350,7 +365,23 @@ class Hub:
     def _follow(self, channel: Channel, start: Start | None) -> None:
         """Follow ``channel`` on the engine; for a resume, fill the history it
         needs from the engine's (a process that just started following it, or
-        a client that comes back to another process than before)."""
+        a client that comes back to another process than before).
+
+        While it runs (it may block on the engine) the channel is marked as
+        being followed: :meth:`collect` leaves it alone, so the engine is not
+        told to let it go under the subscriber that is arriving."""
+        name = channel.name
+        self._following[name] = self._following.get(name, 0) + 1
+        try:
+            self._follow_now(channel, start)
+        finally:
+            left = self._following[name] - 1
+            if left:
+                self._following[name] = left
+            else:
+                del self._following[name]
+
+    def _follow_now(self, channel: Channel, start: Start | None) -> None:
         self.bus.watch(channel.name)
         if start is None or start.mode != AFTER or start.epoch != channel.epoch:
             return
@@ -382,6 +413,8 @@ class Hub:
         collected = 0
         for name, channel in list(self._channels.items()):
             channel.history.trim(now_ms)
+            if name in self._following:  # its first subscriber is on the way (see _follow)
+                continue
             # Followed on an engine, a channel nobody here reads is let go at once:
             # the engine keeps its history, and following it costs every publish.
             unread = channel.subscriber_count == 0 and self.shared(name)

@@ -1,4 +1,5 @@
 import gevent
+import gevent.event
 import pytest
 
 from channelstream.hub import (
@@ -202,3 +203,67 @@ def test_stop_before_start_still_closes_outboxes_and_a_stopped_hub_stays_stopped
     assert outbox.closed and outbox.close_reason == REASON_SHUTDOWN
     with pytest.raises(RuntimeError, match="cannot start again"):
         hub.start()
+
+
+class SlowEngineBus(LocalBus):
+    """An engine bus whose ``watch`` blocks until released, as RedisBus.watch
+    does while Redis confirms a SUBSCRIBE."""
+
+    sequences = True
+
+    def __init__(self):
+        super().__init__()
+        self.release = gevent.event.Event()
+        self.entered = gevent.event.Event()
+        self.watched: list[str] = []
+        self.unwatched: list[str] = []
+        self.on_watch = None
+
+    def attach_engine(self, deliver, adopt) -> None:
+        self.deliver = deliver
+        self.adopt = adopt
+
+    def watch(self, channel):
+        self.watched.append(channel)
+        self.adopt(channel, "e", 0)
+        self.entered.set()
+        if self.on_watch is not None:
+            self.on_watch(channel)
+        self.release.wait(5)
+
+    def unwatch(self, channel):
+        self.unwatched.append(channel)
+
+
+def test_collection_leaves_alone_a_channel_whose_first_subscriber_is_following_it():
+    bus = SlowEngineBus()
+    hub = Hub(bus=bus)
+    outbox = hub.open_outbox()
+    pending = gevent.spawn(hub.subscribe, outbox, "c")
+    assert bus.entered.wait(5)
+    assert hub.collect() == 0  # without the guard: collected, unwatched, subscriber orphaned
+    assert bus.unwatched == []
+    bus.release.set()
+    subscription = pending.get(timeout=5)
+    assert subscription.channel is hub.channel("c")
+    message = Message("c", "x")
+    message.offset, message.epoch = 1, "e"
+    bus.deliver("c", [message])
+    assert [m.body for m in outbox.drain()] == ["x"]
+    assert hub.collect() == 0  # it has a subscriber now
+
+
+def test_a_channel_let_go_while_following_is_made_and_followed_again():
+    bus = SlowEngineBus()
+    bus.release.set()
+    hub = Hub(bus=bus)
+    lost = []
+
+    def let_go(channel):  # a collection that ignores the guard (the re-check's case)
+        if not lost:
+            lost.append(hub._channels.pop(channel))
+
+    bus.on_watch = let_go
+    subscription = hub.subscribe(hub.open_outbox(), "c")
+    assert bus.watched == ["c", "c"]
+    assert subscription.channel is hub.channel("c") and subscription.channel is not lost[0]
