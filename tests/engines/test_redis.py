@@ -260,3 +260,35 @@ def _post_ok(server: RunningServer, room: str, n: int) -> bool:
     except ChannelstreamError:
         return False
     return True
+
+
+def test_publishes_run_the_script_by_sha_and_reload_it_when_redis_lost_it(own_redis, tmp_path):
+    url, _start, _stop = own_redis
+    engine = redis.Redis.from_url(url)
+    (tmp_path / "srv").mkdir()
+    with RunningServer(
+        REPO / "development.ini", tmp_path / "srv", app=engine_app(url, "cs-sha:")
+    ) as server:
+        room = channel()
+        listener = Listener(server, room)
+        try:
+            post(server, room, 1)
+            for n in range(2, 6):
+                engine.script_flush()  # the next publish finds NOSCRIPT
+                post(server, room, n)
+            engine.script_flush()
+            post(server, room, 6, 7, 8)  # a batch: the whole pipeline answered NOSCRIPT
+            post(server, room, 9)
+            frames = listener.messages(9)
+            assert [f["message"]["n"] for f in frames] == list(range(1, 10))
+            assert [f["offset"] for f in frames] == list(range(1, 10))
+            assert len({f["epoch"] for f in frames}) == 1
+            stats = engine.info("commandstats")
+            assert "cmdstat_script|exists" not in stats  # no round trip per publish
+            bus = requests.get(server.url + "/healthz", timeout=10).json()["hub"]["bus"]
+            # the first publish on this new Redis, and one after each flush
+            assert bus["scripts_loaded"] == 6 and bus["published"] == 9
+            meta = engine.hgetall(f"cs-sha:{{channel:{room}}}:meta")
+            assert int(meta[b"s"]) == 9  # each message ran the script once
+        finally:
+            listener.close()
