@@ -13,6 +13,8 @@ Parts:
 - :mod:`loom.frames`: the optional zlib framing of stored data;
 - :mod:`loom.events`: the store's changes as small notifications on hub
   channels (``loom``, ``loom:<id>``), and readers that wait on them;
+- :mod:`loom.link`, :mod:`loom.mirror`: those events carried from the
+  folder's owner to the other processes that share the folder;
 - :mod:`loom.reader`: reading stored bytes, and incremental upload reads;
 - :mod:`loom.responses`, :mod:`loom.spy`, :mod:`loom.views`: the HTTP side;
   :mod:`loom.hangup`: a tail or spy whose client went away ends at once;
@@ -23,11 +25,13 @@ starts (marking streams that were live as aborted), applies retention
 every ``loom.retention_interval`` and after each stream ends, and aborts
 the live streams when the runtime stops.
 
-Streams live in one process: the door takes an exclusive lock on
-``<storage_dir>/.lock``; a second process on the same folder (another
-gunicorn worker) serves no loom route (503 naming the owner's pid) instead
-of corrupting the streams of the first. Run loom in one process (the
-``pserve`` runner, or one worker).
+Streams are written by one process: the door takes an exclusive lock on
+``<storage_dir>/.lock``. Another process on the same folder (another
+gunicorn worker) follows it when the hub has a shared engine
+(``hub.engine = redis``): reads, tails and ``/spy`` work there, writes
+answer 503 naming the owner (:mod:`loom.link`, :mod:`loom.mirror`); on the
+local bus it serves no loom route (503 naming the owner's pid) instead of
+corrupting the streams of the first.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ def includeme(config: Any) -> None:
         log.warning(OFF_WITHOUT_TOKENS)
         add_off_routes(config, OFF_WITHOUT_TOKENS)
         return
-    door = LoomDoor(settings.loom, runtime.hub)
+    door = LoomDoor(settings.loom, runtime.hub, url=lambda: runtime.url)
     runtime.doors.add(door)
     config.registry[REGISTRY_KEY] = door
     add_routes(config)

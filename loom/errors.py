@@ -3,8 +3,8 @@
 - :class:`BadStreamId` is a :class:`~channelstream.errors.BadRequest` (400, field ``id``);
 - :class:`NoSuchStream` is a :class:`~channelstream.errors.NotFound` (404);
 - :class:`StreamExists` is a :class:`~channelstream.errors.Conflict` (409);
-- :class:`TooManyStreams` and :class:`OutOfFileDescriptors` are
-  :class:`~channelstream.errors.Unavailable` (503).
+- :class:`TooManyStreams`, :class:`OutOfFileDescriptors` and
+  :class:`NotOwner` are :class:`~channelstream.errors.Unavailable` (503).
 
 Views let them through: the exception views of
 :mod:`channelstream.web.errorviews` answer ``{"error": message, "code": ...}``
@@ -73,3 +73,32 @@ class OutOfFileDescriptors(StoreError, Unavailable):
                 f" (RLIMIT_NOFILE), and keeps {reserve} free for other work (loom.fd_reserve)"
             )
         super().__init__(f"{state}: try again later")
+
+
+class NotOwner(StoreError, Unavailable):
+    """This process follows a folder another process owns: it does not write (503).
+
+    Not a 409, which loom answers for a taken id (clients act on it with
+    ``force=true``): this one says "not here", whatever the request.
+
+    :param owner: ``{"pid", "url"}`` of the owner (:func:`loom.link.read_owner`).
+    """
+
+    code = "not_owner"
+
+    def __init__(self, root: str, owner: dict) -> None:
+        where = f"pid {owner.get('pid', '?')}"
+        if owner.get("url"):
+            where += f", {owner['url']}"
+        super().__init__(
+            f"loom streams of {root} are written by another process ({where}); this one"
+            " serves reads, tails and /spy only: send writes (POST, DELETE) to the owner"
+        )
+        self.owner = dict(owner)
+
+    def as_dict(self) -> dict:
+        return {**super().as_dict(), "owner": self.owner}
+
+    def headers(self) -> dict[str, str]:
+        url = self.owner.get("url")
+        return {"X-Loom-Owner": url} if url else {}

@@ -9,16 +9,25 @@ published by :class:`Notifier` (the store's ``notify`` callback):
 - channel ``loom:<id>`` (:func:`stream_channel`, for tailing readers): the
   events of that stream, published only while the channel has subscribers.
 
-Body: ``{"id", "event": "start" | "data" | "end", "size", "stored",
-"state"}``. A ``data`` event only says "the stream has grown"; it is
-droppable, because a reader always reads everything up to what the store
-announces, so losing one of them loses no byte. ``start`` and ``end`` are
-not droppable. A reader therefore never polls: it reads what is stored,
-then waits on its outbox (:class:`Follower`), and a slow reader only delays
-itself.
+Both are kept in this process (``ChannelConfig.local``) even when the hub
+has a shared engine: each process wakes its own readers. What crosses
+processes is one channel per storage folder (:mod:`loom.link`): the owner
+relays every event there, and a following process turns what it hears into
+the same local notifications (:mod:`loom.mirror`).
+
+Body: ``{"id", "event": "start" | "data" | "end" | "delete", "size",
+"stored", "state", "ended", "reason"}``. A ``data`` event only says "the
+stream has grown"; it is droppable, because a reader always reads
+everything up to what the store announces, so losing one of them loses no
+byte. The others are not droppable. A reader therefore never polls: it
+reads what is stored, then waits on its outbox (:class:`Follower`), and a
+slow reader only delays itself.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from channelstream.hub import ChannelConfig, Hub, Message
 from channelstream.hub.outbox import Outbox
@@ -32,32 +41,50 @@ FOLLOWER_QUEUE = 8
 #: Undroppable events (start/end) per outbox past which it is closed.
 FOLLOWER_HARD_LIMIT = 10000
 
+#: ``loom`` and ``loom:<id>``: no history, kept in this process (never through an engine).
+_LOCAL_EVENTS = ChannelConfig(history_size=0, persistent=True, local=True)
+_LOCAL_STREAM = ChannelConfig(history_size=0, local=True)
+
 
 def stream_channel(stream_id: str) -> str:
     """The hub channel of one stream's events."""
     return f"{EVENTS_CHANNEL}:{stream_id}"
 
 
-class Notifier:
-    """Publishes the store's changes on the hub (see the module doc)."""
+def event_body(stream: Stream, event: str) -> dict[str, Any]:
+    """The notification of ``event`` on ``stream`` (see the module doc)."""
+    return {
+        "id": stream.id,
+        "event": event,
+        "size": stream.size,
+        "stored": stream.stored,
+        "state": stream.state,
+        "ended": stream.ended,
+        "reason": stream.reason,
+    }
 
-    def __init__(self, hub: Hub) -> None:
+
+class Notifier:
+    """Publishes the store's changes on this process's hub (see the module doc).
+
+    :param relay: also called with each event's body (the owner hands them to
+        :class:`loom.link.Relay`); it must not block.
+    """
+
+    def __init__(self, hub: Hub, relay: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.hub = hub
-        hub.configure_channel(EVENTS_CHANNEL, ChannelConfig(history_size=0, persistent=True))
+        self.relay = relay
+        hub.configure_channel(EVENTS_CHANNEL, _LOCAL_EVENTS)
 
     def __call__(self, stream: Stream, event: str) -> None:
-        body = {
-            "id": stream.id,
-            "event": event,
-            "size": stream.size,
-            "stored": stream.stored,
-            "state": stream.state,
-        }
+        body = event_body(stream, event)
         droppable = event == "data"
         channel = self.hub.channel(stream_channel(stream.id))
         if channel is not None and channel.subscriber_count:
             self.hub.publish(Message(channel.name, body, droppable=droppable))
         self.hub.publish(Message(EVENTS_CHANNEL, body, droppable=droppable))
+        if self.relay is not None:
+            self.relay(body)
 
 
 class Follower:
@@ -71,6 +98,10 @@ class Follower:
     """
 
     def __init__(self, hub: Hub, channel: str, *, name: str = "") -> None:
+        self.hub = hub
+        self.channel = channel
+        if channel != EVENTS_CHANNEL:  # loom:<id>: kept here, like ``loom``
+            hub.configure_channel(channel, _LOCAL_STREAM)
         self.outbox: Outbox = hub.open_outbox(
             max_queue=FOLLOWER_QUEUE, hard_limit=FOLLOWER_HARD_LIMIT, name=name or channel
         )
@@ -89,4 +120,8 @@ class Follower:
         return self.outbox.closed
 
     def close(self) -> None:
-        self.outbox.close("reader gone")
+        self.outbox.close("reader gone")  # idempotent
+        if self.channel != EVENTS_CHANNEL:
+            channel = self.hub.channel(self.channel)
+            if channel is None or not channel.subscriber_count:
+                self.hub.forget_channel_config(self.channel)  # configs do not pile up

@@ -46,7 +46,9 @@ by age and by total stored bytes; live streams are never purged.
 
 The store imports nothing of the hub or of HTTP: the door passes a
 ``notify(stream, event)`` callback, called after each change with event
-``"start"``, ``"data"`` or ``"end"``. All methods run in the process's
+``"start"``, ``"data"``, ``"end"`` or ``"delete"`` (its files were
+removed: deleted, replaced or purged; a live one had its ``"end"``
+first). All methods run in the process's
 gevent thread and do not yield except where they say so.
 """
 
@@ -244,7 +246,11 @@ class Store:
             sync_dir(self.folder)  # the folder itself, its leftovers removed
             sync_dir(self.root)
 
-    def _load(self, path: Path) -> None:
+    def read_stream(self, path: Path) -> Stream:
+        """A stream as its metadata file ``path`` describes it (not registered).
+
+        :raises OSError, ValueError, KeyError, TypeError, StoreError: unreadable.
+        """
         info = json.loads(path.read_text(encoding="utf-8"))
         stream_id = check_id(info["id"])
         if path.name != f"{stream_id}.json" or info["state"] not in STATES:
@@ -252,7 +258,7 @@ class Store:
         compression = info.get("compression", frames.NONE)
         if compression not in frames.COMPRESSIONS:
             raise ValueError(f"unknown compression {compression!r}")
-        stream = Stream(
+        return Stream(
             id=stream_id,
             metadata=info.get("metadata"),
             state=info["state"],
@@ -264,6 +270,10 @@ class Store:
             stored=int(info.get("stored", 0)),
             reason=info.get("reason"),
         )
+
+    def _load(self, path: Path) -> None:
+        stream = self.read_stream(path)
+        stream_id = stream.id
         self._streams[stream_id] = stream
         if stream.state == LIVE:
             self._recover(stream)
@@ -572,6 +582,7 @@ class Store:
         self._end(stream, ABORTED, reason, save=False)
         for path in (stream.data_path, self._meta_path(stream.id)):
             path.unlink(missing_ok=True)
+        self.notify(stream, "delete")
 
     # -- retention --------------------------------------------------------------
 

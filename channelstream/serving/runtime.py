@@ -93,6 +93,10 @@ class Runtime:
         #: Set when :meth:`stop` begins; long-lived responses wait on it and end.
         self.stopping = Event()
         self.state = RuntimeState.NEW
+        #: The base URL this process serves (``http://host:port``), set by whoever
+        #: serves the app before :meth:`start` (None when unknown). Doors that
+        #: name this process to others (loom's owner) read it.
+        self.url: str | None = None
         #: Wall-clock time of :meth:`start` (None before).
         self.started_at: float | None = None
         self._started_monotonic: float | None = None

@@ -166,6 +166,7 @@ class Server:
         self.http = WSGIServer(listener, self.app, raw_websocket_paths=paths, limits=limits)
         self.http.start()
         if self.runtime is not None:
+            self.runtime.url = self.url
             try:
                 self.runtime.start()
             except BaseException as err:

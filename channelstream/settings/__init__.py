@@ -240,6 +240,13 @@ class LoomSettings:
         "file descriptors kept free for everything else: a new upload (or reader) that"
         " would leave fewer of the process's RLIMIT_NOFILE free gets a 503",
     )
+    role: str = setting(
+        one_of(("auto", "follow")),
+        "auto",
+        "auto: own the storage folder when no other process does, else follow it (reads,"
+        " tails and /spy here, writes 503 naming the owner; needs hub.engine = redis);"
+        " follow: never own it",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
