@@ -36,8 +36,11 @@ collected (``persistent``): its metadata stays while the process lives.
 loop reading one entry of ``g3.sources``:
 
 * ``tcp://host:port`` connects (``connecting``, then ``connected``); when the
-  peer closes, it connects again after 1 s; a failed connection is retried
-  after 1 s doubling to 30 s (``retrying``, ``last_error``);
+  peer closes, it connects again after 1 s; while nothing listens there (the
+  connection is refused: the server is off) it is ``waiting`` (healthy:
+  nothing is lost; logged once) and tries again after 1 s doubling to 10 s;
+  another failure is retried after 1 s doubling to 30 s (``retrying``,
+  ``last_error``);
 * ``tcp://*:port`` or ``tcp://*@ADDR:port`` binds when the door starts (a
   port in use stops startup), waits for one sender (``running``), reads it
   (``connected``), then listens again for the next;
@@ -106,7 +109,7 @@ from ..serving.runtime import get_runtime
 from ..settings import G3Settings, Settings
 from .codec import decode_frame
 from .concurrency import GREENLETS
-from .errors import G3Error, G3FormatError
+from .errors import G3ConnectionError, G3Error, G3FormatError
 from .frame import G3Frame, describe
 from .frametype import G3FrameType, is_data
 from .net import TcpAddress, parse_url
@@ -128,6 +131,9 @@ BATCH_BYTES = 1 << 20
 #: A source's retries: first delay, longest delay (seconds).
 RETRY_INITIAL = 1.0
 RETRY_MAX = 30.0
+#: Longest delay between two connections of a source waiting for its server
+#: (nothing listens there: trying again costs a refused connection).
+WAIT_MAX = 10.0
 #: Longest time a stopping server lets its clients receive what is queued (seconds).
 FLUSH_TIMEOUT = 2.0
 #: Seconds between two log lines about one source's frames that could not be published.
@@ -288,6 +294,9 @@ class MetadataTypes:
 class G3Source(LoopDoor):
     """One entry of ``g3.sources``: frames in, hub messages out (see the module doc)."""
 
+    #: one process of a gunicorn server reads a source (its channel is kept there)
+    single = True
+
     def __init__(
         self,
         index: int,
@@ -344,6 +353,7 @@ class G3Source(LoopDoor):
 
     def _run(self) -> None:
         backoff = Backoff(RETRY_INITIAL, RETRY_MAX)
+        waiting = Backoff(RETRY_INITIAL, WAIT_MAX)
         while not self.stopping:
             error: str | None = None
             read = 0
@@ -355,7 +365,13 @@ class G3Source(LoopDoor):
             except G3FormatError as err:  # bad bytes, a frame too large, a truncated stream
                 self.errors += 1
                 error = str(err)
-            except G3Error as err:  # no connection, no listening socket, no file
+            except G3ConnectionError as err:
+                if err.refused and self.mode == "connect":  # its server is off
+                    if self._wait_for_server(waiting.next()):
+                        return
+                    continue
+                error = str(err)
+            except G3Error as err:  # no listening socket, no file
                 error = str(err)
             finally:
                 if self._source is not None:
@@ -366,6 +382,7 @@ class G3Source(LoopDoor):
             if self.mode == "file":
                 self._finish(error)
                 return
+            waiting.reset()
             if read:
                 backoff.reset()
             if error is None and read:
@@ -378,10 +395,19 @@ class G3Source(LoopDoor):
                 log.warning("%s: %s; opened again in %g s", self.name, error, delay)
                 if self.wait(delay):
                     return
-            elif self.mode == "connect":
-                self._link = DoorState.CONNECTING
+            elif self.mode == "connect":  # the server closed: it may be gone
+                self._link = DoorState.WAITING
                 if self.wait(backoff.next()):
                     return
+
+    def _wait_for_server(self, delay: float) -> bool:
+        """Nothing listens where a connecting source connects: ``waiting`` (said once
+        until it connects; nothing is lost), then ``delay`` s; return :attr:`stopping`."""
+        if self._link is not DoorState.WAITING:
+            log.info("%s: waiting for a G3 server at %s (connection refused); "
+                     "trying every %g s at most", self.name, self.entry, WAIT_MAX)
+        self._link = DoorState.WAITING
+        return self.wait(delay)
 
     def interrupt(self) -> None:
         """Close the source (a blocked accept or read wakes up and ends), and kill the
@@ -453,7 +479,8 @@ class G3Source(LoopDoor):
         if self.mode == "listen":
             self._link = DoorState.RUNNING
             return self._listener()
-        self._link = DoorState.CONNECTING
+        if self._link is not DoorState.WAITING:  # one that waits goes on waiting
+            self._link = DoorState.CONNECTING
         source = TcpSource(str(self.entry), timeout=self.timeout,
                            max_frame_size=self.max_frame_size, concurrency=GREENLETS)
         self._source = source
@@ -463,6 +490,8 @@ class G3Source(LoopDoor):
 
     def _connected(self) -> None:
         self.connections += 1
+        if self.mode == "connect" and self._link is DoorState.WAITING:
+            log.info("%s: connected to %s", self.name, self.entry)
         if self.mode != "file":
             self._link = DoorState.RUNNING if self.mode == "listen" else DoorState.CONNECTED
 
@@ -591,6 +620,9 @@ class _ClientOutbox:
 
 class G3Server(Door):
     """``g3.listen``: the channel's frames to G3 clients (see the module doc)."""
+
+    #: one process of a gunicorn server binds g3.listen (it serves that process's channel)
+    single = True
 
     def __init__(self, settings: G3Settings, *, hub: Hub) -> None:
         if settings.listen is None:

@@ -32,4 +32,12 @@ class G3TruncatedError(G3FormatError):
 
 
 class G3ConnectionError(G3Error, ConnectionError):
-    """A network peer could not be reached, or went away."""
+    """A network peer could not be reached, or went away.
+
+    :param refused: the peer's host answered that nothing listens there (every
+        address refused the connection): the peer is off, not out of reach.
+    """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused

@@ -145,6 +145,7 @@ def connect(socket_module: ModuleType, host: str, port: int, timeout: float | No
     except OSError as error:
         raise G3ConnectionError(f"cannot find host {host!r}: {error}") from None
     last: OSError | None = None
+    refused = True
     for family, kind, proto, _, addr in infos:
         sock = sm.socket(family, kind, proto)
         try:
@@ -155,7 +156,10 @@ def connect(socket_module: ModuleType, host: str, port: int, timeout: float | No
         except OSError as error:
             sock.close()
             last = error
-    raise G3ConnectionError(f"cannot connect to {_bracket(host)}:{port}: {last}")
+            refused = refused and isinstance(error, ConnectionRefusedError)
+    raise G3ConnectionError(
+        f"cannot connect to {_bracket(host)}:{port}: {last}", refused=refused and last is not None
+    )
 
 
 def set_nodelay(sock: Any, socket_module: ModuleType) -> None:

@@ -66,9 +66,11 @@ outbox is closed, its messages counted in ``dropped``, and a new one is
 subscribed, counted in ``overflows``). A PUB socket never waits: ZMQ drops
 for its slow subscribers itself, uncounted.
 
-**States** (``status()["state"]``): ``running`` (a bound socket), ``connecting``
-or ``connected`` (a connecting socket without or with a peer: libzmq retries by
-itself, 100 ms doubling to 10 s), ``retrying`` (the bind or connect failed: again
+**States** (``status()["state"]``): ``running`` (a bound socket), ``connected``
+(a connecting socket with a peer), without a peer ``waiting`` for a source (its
+sender is off: nothing is lost, ``/healthz`` stays "ok") and ``connecting`` for
+an output (its messages go nowhere: "degraded"), libzmq retrying by itself,
+100 ms doubling to 10 s; ``retrying`` (the bind or connect failed: again
 after 1 s doubling to 30 s; ``last_error`` says why). Counters: sources
 ``received``, ``bytes``, ``malformed``, ``too_large``; outputs ``sent``,
 ``bytes``, ``dropped``, ``queued``, ``waits`` (the ZMQ queue was full),
@@ -384,10 +386,15 @@ class _Link:
 class _ZmqDoor(LoopDoor):
     """What sources and outputs share: the endpoint, the socket's lifecycle, states."""
 
+    #: one process of a gunicorn server runs a ZMQ socket (a bind cannot be
+    #: shared; a source read by every worker would publish each message N times)
+    single = True
     #: ms the socket keeps unsent messages when it closes
     linger = 0
     #: more libzmq options of the socket, set before it binds or connects
     socket_options: tuple[tuple[int, int], ...] = ()
+    #: the state of a connecting socket without a peer
+    no_peer_state = DoorState.CONNECTING
 
     def __init__(self, endpoint: ZmqEndpoint, *, hub: Hub, context: ZmqContext) -> None:
         super().__init__(endpoint.door_name)
@@ -426,7 +433,7 @@ class _ZmqDoor(LoopDoor):
             return self._connect_state  # connecting to the socket, or retrying
         if self.endpoint.binds:
             return DoorState.RUNNING
-        return DoorState.CONNECTED if self.peers else DoorState.CONNECTING
+        return DoorState.CONNECTED if self.peers else self.no_peer_state
 
     def _common_status(self) -> dict[str, Any]:
         endpoint = self.endpoint
@@ -483,6 +490,8 @@ class _ZmqDoor(LoopDoor):
 
 class ZmqSource(_ZmqDoor):
     """A ``zmq.sources`` entry: mflow messages in, hub messages out (module doc)."""
+
+    no_peer_state = DoorState.WAITING  # its sender is off: nothing is lost
 
     def __init__(self, endpoint: ZmqEndpoint, *, hub: Hub, context: ZmqContext,
                  max_inline_bytes: int, max_message_bytes: int) -> None:

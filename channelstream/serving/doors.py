@@ -26,9 +26,10 @@ Contract of a service (:class:`Service`; every door is one):
   :class:`DoorState` value); cheap, callable from any greenlet. A door that
   keeps a connection to a peer (an AMQP consumer, a ZMQ or G3 client) may
   report ``connecting``, ``connected`` or ``retrying`` instead of
-  ``running``, and a door whose work has an end (a file read once) says
-  ``finished`` when it is done; :data:`HEALTHY_STATES` are those in which a
-  door does its work (or has done it).
+  ``running`` (a source whose producer is not there: ``waiting``), and a door
+  whose work has an end (a file read once) says ``finished`` when it is done;
+  :data:`HEALTHY_STATES` are those in which a door does its work (or has
+  done it, or waits for work with nothing lost).
 
 Most doors are a loop (accept, consume, read): subclass :class:`LoopDoor`
 (a :class:`SupervisedLoop` that is a door), whose ``run()`` is supervised. A
@@ -68,13 +69,24 @@ class DoorState(str, enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     RETRYING = "retrying"
+    #: A source that connects to the peer feeding it, and whose peer is not there
+    #: (nothing listens at its address, or it went away): normal, nothing is lost
+    #: (a detector or DAQ that is off); it takes frames as soon as one comes.
+    WAITING = "waiting"
     #: A door whose work has an end and was done (a G3 file source read to its end).
     FINISHED = "finished"
 
 
 #: The ``status()["state"]`` values of a door that does its work (``/healthz`` "ok").
+#: ``connecting`` and ``retrying`` are not: a broker or a receiver out of reach
+#: loses data; a source ``waiting`` for its producer loses none.
 HEALTHY_STATES = frozenset(
-    {DoorState.RUNNING.value, DoorState.CONNECTED.value, DoorState.FINISHED.value}
+    {
+        DoorState.RUNNING.value,
+        DoorState.CONNECTED.value,
+        DoorState.WAITING.value,
+        DoorState.FINISHED.value,
+    }
 )
 
 
@@ -91,6 +103,13 @@ class Service(abc.ABC):
     """Something the runtime starts and stops with the process; see the module doc."""
 
     name: str
+    #: True for a door that one process of a gunicorn server runs, whatever
+    #: its number of workers: it binds an address that workers cannot share
+    #: (a ZMQ bind, a G3 listener), or reads a source that must be read once,
+    #: into a channel kept in that process. The other workers hold it back
+    #: (``standby``) and one of them starts it when its runner is gone
+    #: (:mod:`channelstream.serving.gunicorn_conf`).
+    single: bool = False
 
     @abc.abstractmethod
     def start(self) -> None:
@@ -323,6 +342,10 @@ class LoopDoor(SupervisedLoop, Door):
     """A door whose work is a supervised loop (accept, consume, read)."""
 
 
+#: ``status()["state"]`` of a single door held back in this worker (another runs it).
+STANDBY = "standby"
+
+
 class DoorRegistry:
     """The doors (and other services) of one process, started in order and
     stopped in reverse.
@@ -333,6 +356,9 @@ class DoorRegistry:
     def __init__(self) -> None:
         self._doors: dict[str, Service] = {}
         self._started: list[Service] = []
+        #: single doors held back by ``start_all(single=False)``, and why one
+        #: failed to start later (None: not tried yet)
+        self._held: dict[str, str | None] = {}
         self._sealed = False
 
     def add(self, door: Service) -> Service:
@@ -354,8 +380,9 @@ class DoorRegistry:
     def __len__(self) -> int:
         return len(self._doors)
 
-    def start_all(self, *, cleanup_timeout: float = 5.0) -> None:
-        """Start every door in the order added.
+    def start_all(self, *, cleanup_timeout: float = 5.0, single: bool = True) -> None:
+        """Start every door in the order added (without ``single``: every door
+        but the :attr:`Service.single` ones, which wait for :meth:`start_held`).
 
         If one fails, the doors already started are stopped (in reverse,
         ``cleanup_timeout`` each) and :class:`DoorStartError` is raised.
@@ -364,6 +391,9 @@ class DoorRegistry:
             raise RuntimeError("the doors were already started")
         self._sealed = True
         for door in self._doors.values():
+            if door.single and not single:
+                self._held[door.name] = None
+                continue
             try:
                 door.start()
             except Exception as err:
@@ -372,6 +402,29 @@ class DoorRegistry:
                 raise DoorStartError(door.name, err) from err
             self._started.append(door)
             log.info("door %r started", door.name)
+
+    @property
+    def held(self) -> list[str]:
+        """The names of the single doors held back, in the order added."""
+        return list(self._held)
+
+    def start_held(self) -> None:
+        """Start the single doors held back, in order (this process runs them now).
+
+        A door that fails is logged and stays held back, its error shown in
+        :meth:`status`; the others start.
+        """
+        for name in list(self._held):
+            door = self._doors[name]
+            try:
+                door.start()
+            except Exception as err:
+                log.error("door %r failed to start: %s", name, err)
+                self._held[name] = f"{type(err).__name__}: {err}"
+                continue
+            del self._held[name]
+            self._started.append(door)
+            log.info("door %r started (this worker runs the single doors now)", name)
 
     def stop_all(self, timeout: float) -> None:
         """Stop the started doors in reverse order, each within about ``timeout``.
@@ -394,8 +447,13 @@ class DoorRegistry:
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Return ``{name: door.status()}``; a failing ``status()`` is reported, not raised."""
-        result = {}
+        result: dict[str, dict[str, Any]] = {}
         for name, door in self._doors.items():
+            if name in self._held:
+                result[name] = {"state": STANDBY, "runs_in": "another worker of this server"}
+                if self._held[name]:
+                    result[name]["error"] = self._held[name]
+                continue
             try:
                 result[name] = door.status()
             except Exception as err:

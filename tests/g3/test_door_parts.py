@@ -290,3 +290,58 @@ def test_a_source_stuck_connecting_stops_at_once(caplog):
         hub.stop()
         for sock in [*fillers, listener]:
             sock.close()
+
+
+def test_a_connecting_source_waits_for_its_server_quietly(caplog, monkeypatch):
+    """Nothing listens where it connects: ``waiting`` (healthy), said once, no error;
+    then its server comes (``connected``, frames published) and goes (``waiting``)."""
+    from channelstream.g3 import door as g3door
+    from channelstream.g3.concurrency import GREENLETS
+    from channelstream.g3.server import StreamServer
+    from channelstream.g3.sources import TcpSource
+    from channelstream.serving.doors import HEALTHY_STATES
+    from tests.support.server import free_port
+
+    monkeypatch.setattr(g3door, "RETRY_INITIAL", 0.02)
+    monkeypatch.setattr(g3door, "WAIT_MAX", 0.05)
+    attempts = []
+
+    class Counted(TcpSource):
+        def open(self):
+            attempts.append(1)
+            return super().open()
+
+    monkeypatch.setattr(g3door, "TcpSource", Counted)
+    port = free_port()
+    hub = Hub()
+    hub.start()
+    outbox = hub.open_outbox(max_queue=100)
+    (source,) = build_doors(default_settings({"g3.sources": f"tcp://127.0.0.1:{port}"}), hub)
+    hub.subscribe(outbox, "channel:g3")
+    server = None
+    try:
+        with caplog.at_level(logging.INFO, logger="channelstream.g3.door"):
+            source.start()
+            wait_for(lambda: len(attempts) >= 5, what="five refused connections")
+            status = source.status()
+            assert status["state"] == "waiting" and status["state"] in HEALTHY_STATES
+            assert (status.get("last_error"), status["retries"], status["errors"]) == (None, 0, 0)
+            server = StreamServer("127.0.0.1", port, concurrency=GREENLETS).start()
+            server.publish(make_frame(C, gain=2.5))
+            wait_for(lambda: source.status()["state"] == "connected", what="connected")
+            wait_for(lambda: len(outbox) > 0, what="the calibration frame")
+            server.stop(1)
+            server = None
+            wait_for(lambda: source.status()["state"] == "waiting", what="waiting again")
+            count = len(attempts)
+            wait_for(lambda: len(attempts) >= count + 3, what="refused again")
+        said = [r.getMessage() for r in caplog.records if r.name == "channelstream.g3.door"]
+        assert len([s for s in said if "waiting for a G3 server" in s]) == 1, said
+        assert f"waiting for a G3 server at tcp://127.0.0.1:{port} (connection refused)" in said[0]
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert source.status().get("last_error") is None
+    finally:
+        if server is not None:
+            server.stop(1)
+        source.stop(5)
+        hub.stop()

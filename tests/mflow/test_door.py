@@ -366,7 +366,7 @@ def test_sigterm_stops_promptly_with_sources_and_outputs_running(tmp_path: Path)
         try:
             wait_for(lambda: door(server, "zmq-output:stuck")["dropped"] > 0
                      and door(server, "zmq-output:read")["waits"] > 0, what="both outputs full")
-            assert door(server, "zmq-source:nobody-there")["state"] == "connecting"
+            assert door(server, "zmq-source:nobody-there")["state"] == "waiting"
             assert server.stop() == 0
         finally:
             stop.set()

@@ -31,6 +31,7 @@ from channelstream.mflow.door import (
     output_parts,
     web_header,
 )
+from channelstream.serving.doors import HEALTHY_STATES, DoorState
 from channelstream.settings import default_settings
 from channelstream.settings.endpoints import OUTPUT, SOURCE, parse_endpoints
 from tests.support.server import free_port
@@ -152,13 +153,23 @@ def test_a_source_refuses_oversized_parts_and_messages_and_goes_on(hub, green, d
     push.close(linger=0)
 
 
-def test_a_connecting_source_is_connected_only_with_a_peer(hub, green, doors):
+def test_a_connecting_source_waits_for_its_peer_and_is_connected_only_with_one(
+    hub, green, doors
+):
+    """Without its sender a source is ``waiting`` (healthy: nothing is lost); an output
+    without its receiver is ``connecting`` (not healthy: its messages go nowhere)."""
     address = tcp()
     source = ZmqSource(endpoint(SOURCE, address=address, channel="c", mode="sub"),
                        hub=hub, context=ZmqContext(), max_inline_bytes=10, max_message_bytes=10**6)
-    doors.append(source)
+    output = ZmqOutput(endpoint(OUTPUT, address=tcp(), channel="c"), hub=hub,
+                       context=ZmqContext())
+    doors.extend((source, output))
     source.start()
-    wait_for(lambda: source.status()["state"] == "connecting", what="connecting")
+    output.start()
+    wait_for(lambda: source.status()["state"] == "waiting", what="waiting")
+    wait_for(lambda: output.status()["state"] == "connecting", what="connecting")
+    assert DoorState.WAITING.value in HEALTHY_STATES
+    assert DoorState.CONNECTING.value not in HEALTHY_STATES
     outbox = subscribe(hub, "c")
     pub = green.socket(zmq.PUB)
     pub.bind(address)
@@ -170,7 +181,7 @@ def test_a_connecting_source_is_connected_only_with_a_peer(hub, green, doors):
 
     wait_for(published, what="a message through PUB/SUB")
     pub.close(linger=0)
-    wait_for(lambda: source.status()["state"] == "connecting", what="the peer's departure")
+    wait_for(lambda: source.status()["state"] == "waiting", what="the peer's departure")
     assert source.disconnects == 1
 
 

@@ -91,11 +91,15 @@ class Linked(Idle):
     ("link", "health"),
     [
         (DoorState.CONNECTED, "ok"),
+        (DoorState.WAITING, "ok"),  # a source whose producer is off loses nothing
+        (DoorState.FINISHED, "ok"),
         (DoorState.CONNECTING, "degraded"),
         (DoorState.RETRYING, "degraded"),
     ],
 )
-def test_a_connected_door_is_healthy_a_connecting_or_retrying_one_is_not(link, health):
+def test_a_connected_or_waiting_door_is_healthy_a_connecting_or_retrying_one_is_not(
+    link, health
+):
     runtime = Runtime(default_settings())
     door = Linked("link", [])
     door.link = link
