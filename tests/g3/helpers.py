@@ -82,14 +82,17 @@ class RawClient:
 
 class BytesServer:
     """Serves ``data`` to the first client, in an OS thread; then closes, or holds
-    the connection open (silent) until :meth:`release` with ``hold=True``."""
+    the connection open (silent) until :meth:`release` with ``hold=True``, then
+    sends ``then`` and closes."""
 
-    def __init__(self, data: bytes, hold: bool = False, chunk: int = 7) -> None:
+    def __init__(self, data: bytes, hold: bool = False, chunk: int = 7,
+                 then: bytes = b"") -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.address = self.listener.getsockname()
         self.data = data
         self.hold = hold
         self.chunk = chunk
+        self.then = then
         self._release = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -106,6 +109,7 @@ class BytesServer:
                 conn.sendall(self.data[i : i + self.chunk])
             if self.hold:
                 self._release.wait(60)
+                conn.sendall(self.then)
 
     def release(self) -> None:
         self._release.set()

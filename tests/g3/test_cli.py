@@ -89,18 +89,25 @@ def test_serve_a_file_with_linger_until_interrupted(tmp_path) -> None:
 
 
 def test_serve_relays_a_tcp_source() -> None:
-    upstream = BytesServer(b"".join(make_frame(G3FrameType.Timepoint, n=n).encode()
-                                    for n in range(5)), hold=True)
+    def frames(*ns: int) -> bytes:
+        return b"".join(make_frame(G3FrameType.Timepoint, n=n).encode() for n in ns)
+
+    wiring = make_frame(G3FrameType.Wiring, w="map").encode()
+    upstream = BytesServer(wiring + frames(0, 1), hold=True, then=frames(2, 3, 4))
     port = free_port()
     proc = _serve(upstream.url, "--listen", f"127.0.0.1:{port}")
     try:
         assert "serving on" in proc.stderr.readline()
         client = RawClient(("127.0.0.1", port))
-        upstream.release()  # the source ends: the server drains and exits
+        # the client is served once it has the Wiring frame (replayed or live)
+        wait_for(lambda: client.frames, what="the Wiring frame")
+        upstream.release()  # frames 2-4 go out live, then the source ends: drain, exit
         assert proc.wait(30) == 0
         wait_for(lambda: client.eof, what="EOF")
-        # frames published before the client connected are not replayed (Timepoints)
-        assert [f["n"] for f in client.frames] == list(range(5))[-len(client.frames):]
+        assert client.types()[0] == "Wiring"
+        # Timepoints published before the client was served are not replayed
+        ns = [f["n"] for f in client.frames[1:]]
+        assert ns == list(range(5))[5 - len(ns):] and ns[-3:] == [2, 3, 4]
     finally:
         proc.kill()
         proc.wait()
