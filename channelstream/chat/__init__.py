@@ -20,11 +20,24 @@ CHAT_KEY = "channelstream.chat"
 
 
 def includeme(config) -> None:
-    """Create the process's ChatState on the runtime's hub, and its collector loop."""
+    """Create the process's ChatState on the runtime's hub (with the Redis
+    directory under ``hub.engine = redis``), and its collector loop."""
     from .collector import ChatCollector
 
     runtime = get_runtime(config.registry)
     settings = runtime.settings
+    directory = None
+    if settings.hub.engine == "redis":  # presence, user state, connections in Redis
+        from ..engines.directory import RedisDirectory
+
+        directory = RedisDirectory(
+            settings.redis.url,
+            key_prefix=settings.redis.key_prefix,
+            presence_ttl=settings.redis.presence_ttl,
+            control_timeout=settings.redis.control_timeout,
+            user_ttl=settings.gc_users_after,
+            settings_ttl=settings.gc_channels_after,
+        )
     chat = ChatState(
         runtime.hub,
         ChatConfig(
@@ -32,6 +45,9 @@ def includeme(config) -> None:
             gc_users_after=settings.gc_users_after,
             gc_channels_after=settings.gc_channels_after,
         ),
+        directory=directory,
     )
     config.registry[CHAT_KEY] = chat
+    if directory is not None:
+        runtime.doors.add(directory.service)
     runtime.doors.add(ChatCollector(chat))

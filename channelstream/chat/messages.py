@@ -7,8 +7,8 @@ its ``pm_users`` through their ``user:<name>`` channels. Edits and deletes
 follow the same routes as ``message:edit`` and ``message:delete`` frames and
 change the channel's ``/info`` history.
 
-:class:`MessageRouter` does it with explicit collaborators (the hub, and
-read-only views of the chat's channels and users); it owns one counter,
+:class:`MessageRouter` does it with explicit collaborators (the hub, a
+read-only view of the chat's channels, and who exists); it owns one counter,
 :attr:`MessageRouter.posted`. :class:`~channelstream.chat.state.ChatState`
 holds one and delegates ``/message`` to it. No method yields.
 """
@@ -25,30 +25,29 @@ from .routing import channel_message, user_message
 if TYPE_CHECKING:
     from ..hub import Hub, Message
     from .channels import ChatChannel
-    from .users import User
 
 
 class MessageRouter:
     """Posts, edits and deletes channelstream messages through the hub.
 
     :param hub: where every frame is published.
-    :param channels: the chat's channels by name (read; their history and
-        counters are updated).
-    :param users: the chat's users by name (read: a global private message
-        goes only to users that exist).
+    :param find_channel: the chat's channel of a name, or None if no process
+        has it (its history and counters are updated).
+    :param known_user: whether a user exists (a global private message goes
+        only to users that exist; with a shared directory, on any process).
     :param now: the monotonic clock of channel activity.
     """
 
     def __init__(
         self,
         hub: Hub,
-        channels: Mapping[str, ChatChannel],
-        users: Mapping[str, User],
+        find_channel: Callable[[str], ChatChannel | None],
+        known_user: Callable[[str], bool],
         now: Callable[[], float],
     ) -> None:
         self.hub = hub
-        self.channels = channels
-        self.users = users
+        self.find_channel = find_channel
+        self.known_user = known_user
         self.now = now
         #: Items accepted by ``POST /message`` (0.7.1's ``total_unique_messages``).
         self.posted = 0
@@ -98,7 +97,7 @@ class MessageRouter:
                 pm_users=pm_users,
             )
             if channel_name:
-                channel = self.channels.get(channel_name)
+                channel = self.find_channel(channel_name)
                 if channel is None:
                     continue
                 channel.messages += 1
@@ -151,7 +150,7 @@ class MessageRouter:
         pm_users = list(item.get("pm_users") or ())
         exclude = list(item.get("exclude_users") or ())
         if channel_name:
-            channel = self.channels.get(channel_name)
+            channel = self.find_channel(channel_name)
             if channel is None:
                 return
             if changes is None:
@@ -181,4 +180,5 @@ class MessageRouter:
                     excluded=frozenset(exclude) if exclude else None,
                 )
             ]
-        return [user_message(name, frame) for name in dict.fromkeys(pm_users) if name in self.users]
+        names = dict.fromkeys(pm_users)
+        return [user_message(name, frame) for name in names if self.known_user(name)]

