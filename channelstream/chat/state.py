@@ -342,10 +342,13 @@ class ChatState:
     def _channel(self, name: str, settings: ChannelSettings | None, now: float) -> ChatChannel:
         channel = self.channels.get(name)
         if channel is None:
-            if settings is not None:
+            # As in 0.7.1, settings given with a join configure a channel that does
+            # not exist yet: one that another process has keeps the settings it has.
+            known = self.directory.settings(name)
+            if known is not None:
+                settings = known
+            elif settings is not None:
                 self.directory.save_settings(name, settings)
-            else:  # another process may have configured it
-                settings = self.directory.settings(name)
             channel = self.channels[name] = ChatChannel(name, settings or ChannelSettings(), now)
             self._configure_hub_channel(channel)
         return channel
@@ -462,17 +465,25 @@ class ChatState:
     ) -> None:
         self.hub.publish(channel_message(channel, frame, audience=audience, excluded=excluded))
 
+    def settings_changed(self, name: str, settings: ChannelSettings) -> None:
+        """Another process gave channel ``name`` ``settings``: take them if it is here."""
+        channel = self.channels.get(name)
+        if channel is not None and channel.settings != settings:
+            channel.configure(settings)
+            self._configure_hub_channel(channel)
+
     def channel_config(self, configs: Mapping[str, ChannelSettings]) -> dict[str, Any]:
-        """``/channel_config``: set (replace) the settings of channels, creating them."""
+        """``/channel_config``: set (replace) the settings of channels, creating
+        them; with a shared directory, on every process that has them."""
         now = self._monotonic()
         for name, settings in configs.items():
             channel = self.channels.get(name)
             if channel is None:
-                self._channel(name, settings, now)
-            else:
+                channel = self._channel(name, settings, now)
+            if channel.settings != settings:  # (a new one may have taken shared settings)
                 channel.configure(settings)
                 self._configure_hub_channel(channel)
-                self.directory.save_settings(name, settings)
+            self.directory.save_settings(name, settings)
         return self.channels_info(
             Info(channels=tuple(configs), include_history=False, include_users=False)
         )

@@ -6,7 +6,10 @@ engine's). A call is one ``PUBLISH`` of a JSON request there::
 
     {"id": "<call id>", "op": "subscribe", "args": {...}, "reply_to": "<caller's channel>"}
 
-and the owner answers with one ``PUBLISH`` on the caller's channel::
+(``<prefix>ctl-all``, which every process also listens on, carries
+broadcasts: ``{"id", "op", "args", "from": "<process id>"}``, served by every
+other process, answered by none: :meth:`Control.broadcast`), and the owner
+answers with one ``PUBLISH`` on the caller's channel::
 
     {"id": "<call id>", "ok": <result>}                  # done
     {"id": "<call id>", "status": 404, "error": {...}}   # refused: the error's JSON body
@@ -90,6 +93,8 @@ class Control:
         self.timeout = timeout
         self.where = where
         self.topic = self.topic_of(process_id)
+        #: every process listens here too (:meth:`broadcast`)
+        self.everyone = f"{key_prefix}ctl-all"
         self._handlers: dict[str, Handler] = {}
         self._waiting: dict[str, AsyncResult] = {}
         self._pool = gevent.pool.Pool(MAX_SERVING)
@@ -185,6 +190,18 @@ class Control:
             return reply["ok"]
         raise Refused(int(reply.get("status", 500)), reply.get("error") or {})
 
+    def broadcast(self, op: str, args: dict[str, Any]) -> None:
+        """Have every other process run ``op`` (no answer; a process that is not
+        listening now misses it). Redis down: ``EngineUnavailable``."""
+        client = self._client
+        if client is None:
+            raise EngineUnavailable(f"redis at {self.where}: the control channel is not started")
+        packet = {"id": uuid.uuid4().hex, "op": op, "args": args, "from": self.process_id}
+        try:
+            client.publish(self.everyone, dumps(packet))
+        except DOWN as err:
+            raise EngineUnavailable(f"redis at {self.where} is unavailable: {err}") from None
+
     # -- the reader -----------------------------------------------------------------------
 
     def _read(self) -> None:
@@ -192,12 +209,12 @@ class Control:
         while not self._stopping:
             pubsub = self._client.pubsub()  # type: ignore[union-attr]
             try:
-                pubsub.subscribe(self.topic)
+                pubsub.subscribe(self.topic, self.everyone)
                 while not self._stopping:
                     item = pubsub.get_message(timeout=1.0)
                     if item is None:
                         continue
-                    if item["type"] == "subscribe":
+                    if item["type"] == "subscribe" and _text(item["channel"]) == self.topic:
                         self._listening = True
                         delay = 0.5
                     elif item["type"] == "message":
@@ -227,6 +244,10 @@ class Control:
         except (ValueError, KeyError, TypeError) as err:
             log.error("redis control channel: skipped a packet that is not ours: %s", err)
             return
+        if "from" in packet:  # a broadcast: served here unless it is ours
+            if packet["from"] != self.process_id and not self._pool.full():
+                self._pool.spawn(self._serve, packet)
+            return
         if "reply_to" not in packet:  # an answer to one of our calls
             waiting = self._waiting.get(call_id)
             if waiting is not None:  # else it came after the caller gave up
@@ -253,7 +274,10 @@ class Control:
         except Exception:  # a bug here: the caller gets a 500, the traceback goes to the log
             log.exception("redis control channel: %r failed", packet.get("op"))
             answer = {"status": 500, "error": {"error": "internal error", "code": "internal"}}
-        self._reply(packet, answer)
+        if "reply_to" in packet:
+            self._reply(packet, answer)
+        elif "ok" not in answer:
+            log.warning("redis control channel: broadcast %r failed: %s", packet.get("op"), answer)
 
     def _reply(self, packet: dict[str, Any], answer: dict[str, Any]) -> None:
         answer["id"] = packet["id"]
@@ -261,6 +285,10 @@ class Control:
             self._client.publish(str(packet["reply_to"]), dumps(answer))  # type: ignore[union-attr]
         except DOWN as err:  # the caller times out and says so
             log.warning("redis control channel: could not answer (%s)", err)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 __all__ = ["Control", "GatewayTimeout", "Refused"]

@@ -106,7 +106,7 @@ class RedisDirectory(Directory):
         self._last_error: str | None = None
         #: members parted because their process stopped refreshing them
         self.expired = 0
-        for op in ("connect", "subscribe", "unsubscribe", "disconnect"):
+        for op in ("connect", "subscribe", "unsubscribe", "disconnect", "settings"):
             self.control.handle(op, getattr(self, f"_serve_{op}"))
 
     # -- Redis access ------------------------------------------------------------------
@@ -211,6 +211,13 @@ class RedisDirectory(Directory):
             return False
         return self._chat.disconnect(conn_id)
 
+    def _serve_settings(self, args: dict[str, Any]) -> Any:
+        """Another process gave a channel settings: a channel here takes them too."""
+        settings = self._parse_settings(dumps(args["settings"]))
+        if settings is not None:
+            self._chat.settings_changed(str(args["channel"]), settings)
+        return None
+
     def _local(self, conn_id: str) -> str:
         """A forwarded call runs on a connection of this process, never forwards again."""
         self._chat.connection(conn_id)  # 404 if it closed meanwhile
@@ -224,10 +231,16 @@ class RedisDirectory(Directory):
             firsts = self.presence.join(client, hub_channel(channel), [(conn_id, user)], now)
             first = user in {_text(name) for name in firsts}
             pipe = client.pipeline(transaction=False)
+            pipe.zadd(self._index, {channel: now + self.presence.ttl_ms})
             if first:
                 self.records.in_channel(pipe, user, channel, True)
-            pipe.zadd(self._index, {channel: now + self.presence.ttl_ms})
-            pipe.execute()
+                # Its joined frame shows the state: another process may have changed it.
+                pipe.hmget(self.records.user_key(user), "state", "keys")
+            answers = pipe.execute()
+            local = self._chat.users.get(user)
+            if first and local is not None and answers[-1][0] is not None:
+                local.state = json.loads(answers[-1][0])
+                local.public_keys = json.loads(answers[-1][1] or b"[]")
             return first
 
         first = self._quietly("a join", join)
@@ -364,11 +377,15 @@ class RedisDirectory(Directory):
         raw = self._quietly("reading channel settings", lambda c: c.get(key))
         if raw is None:
             return None
+        return self._parse_settings(raw)
+
+    @staticmethod
+    def _parse_settings(raw: bytes) -> ChannelSettings | None:
         known = {f.name for f in dataclasses.fields(ChannelSettings)}
         try:
             return ChannelSettings(**{k: v for k, v in json.loads(raw).items() if k in known})
-        except (ValueError, TypeError) as err:
-            log.error("chat directory: settings of %r unreadable: %s", channel, err)
+        except (ValueError, TypeError, AttributeError) as err:
+            log.error("chat directory: channel settings unreadable: %s", err)
             return None
 
     def save_settings(self, channel: str, settings: ChannelSettings) -> None:
@@ -377,6 +394,10 @@ class RedisDirectory(Directory):
         self._quietly(
             "saving channel settings", lambda c: c.set(self._settings_key(channel), raw, px=ttl)
         )
+        try:  # processes that have the channel already take them now
+            self.control.broadcast("settings", {"channel": channel, "settings": settings.as_dict()})
+        except EngineUnavailable as err:
+            log.warning("chat directory: settings of %r not told to others: %s", channel, err)
 
     # -- the refresh ------------------------------------------------------------------------
 

@@ -339,3 +339,27 @@ def _users(server: RunningServer, name: str) -> list[str] | None:
         return api(server).info(channels=[name])["channels"].get(name, {}).get("users")
     except ChannelstreamError:
         return None
+
+
+def test_channel_config_on_one_process_reaches_the_channel_on_the_others(trio):
+    first, second, third = trio
+    name = room()
+    plain = {"channel_configs": {name: {"notify_presence": False}}}
+    ivan = api(first).connect(f"ivan-{name}", [name], **plain)  # the channel exists on the first
+    judy = Client(second, f"judy-{name}", [name])  # and on the second (its settings kept)
+    try:
+        assert judy.frames == [] or all(f.get("type") != "presence" for f in judy.frames)
+        api(third).channel_config({name: {"notify_presence": True}})
+        wait_for(
+            lambda: api(second).info(channels=[name])["channels"][name]["settings"][
+                "notify_presence"
+            ],
+            timeout=10,
+            what="the second process took the new settings",
+        )
+        api(first).subscribe(ivan["conn_id"], [name])  # nothing new: already in
+        kate = api(first).connect(f"kate-{name}", [name])  # a join on the first
+        judy.wait(presence(f"kate-{name}", "joined"))
+        assert kate["channels"] == [name]
+    finally:
+        judy.close()
