@@ -23,7 +23,6 @@ that sends writes to one process of its own: see README, loom).
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from gevent.event import Event
 
 from channelstream.hub import Hub
 from channelstream.serving.doors import LoopDoor
+from channelstream.serving.locks import try_lock
 from channelstream.settings import LoomSettings
 
 from .events import Notifier
@@ -167,15 +167,9 @@ class LoomDoor(LoopDoor):
 
     def _lock(self) -> bool:
         """Take ``<storage_dir>/.lock``; False if another process has it."""
-        root = self.store.root
-        fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = try_lock(self.store.root / LOCK_FILE, f"{os.getpid()} {self.url() or '-'}")
+        if fd is None:
             return False
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {self.url() or '-'}\n".encode(), 0)
         self._lock_fd = fd
         return True
 

@@ -28,7 +28,7 @@ from gevent.event import Event
 from .. import __version__
 from ..hub import ChannelConfig, Hub, HubConfig
 from ..settings import Settings, replace_group
-from .doors import HEALTHY_STATES, DoorRegistry
+from .doors import HEALTHY_STATES, STANDBY, DoorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,11 @@ class Runtime:
             door.settings_changed(self._settings)
         return self._settings
 
-    def start(self) -> None:
+    def start(self, *, single: bool = True) -> None:
         """Start the hub, then every door; on a door failure stop the hub and re-raise.
+
+        :param single: also start the doors that one process of a server runs
+            (``Service.single``); without it they wait for :meth:`start_held`.
 
         Raises :class:`~channelstream.serving.doors.DoorStartError` naming the door.
         Calling it again while running does nothing.
@@ -132,7 +135,7 @@ class Runtime:
             raise RuntimeError(f"cannot start a runtime that is {self.state.value}")
         self.hub.start()
         try:
-            self.doors.start_all()
+            self.doors.start_all(single=single)
         except BaseException:
             self.hub.stop()
             self.state = RuntimeState.STOPPED
@@ -145,6 +148,12 @@ class Runtime:
         # 30-47 ms with it (a pause every client would see).
         gc.freeze()
         log.info("runtime started (pid %d, %d doors)", os.getpid(), len(self.doors))
+
+    def start_held(self) -> None:
+        """Start the single doors held back by ``start(single=False)`` (see
+        :meth:`DoorRegistry.start_held`); nothing unless running."""
+        if self.state is RuntimeState.RUNNING:
+            self.doors.start_held()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Signal :attr:`stopping`, stop the doors (reverse order), then the hub.
@@ -177,7 +186,11 @@ class Runtime:
         healthy = (
             self.state is RuntimeState.RUNNING
             and engine_state == "connected"
-            and all(door.get("state") in HEALTHY_STATES for door in doors.values())
+            and all(
+                door.get("state") in HEALTHY_STATES
+                or (door.get("state") == STANDBY and "error" not in door)
+                for door in doors.values()
+            )
         )
         uptime = 0.0
         if self._started_monotonic is not None:
