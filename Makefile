@@ -1,8 +1,9 @@
 # channelstream: the few commands a developer (and CI) needs.
 #
 #   make serve   run the development server (pserve development.ini)
-#   make demo-data   beside make serve: sample packets, a loom stream and a
-#                chat bot, so that every panel of http://127.0.0.1:8000/demo moves
+#   make demo-data   beside make serve: sample packets, a loom stream, a chat
+#                bot, ZMQ images and G3 frames, so that every panel of
+#                http://127.0.0.1:8000/demo moves
 #   make test    lint, then run the whole test suite
 #   make lint    ruff only
 #   make bench   run every benchmark script under bench/

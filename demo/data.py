@@ -8,7 +8,7 @@ Run it beside ``make serve``::
 It reads the server's address from the ini's ``[server:main]`` (``--url``
 or ``CHANNELSTREAM_URL`` win) and its keys from ``[app:main]`` with the
 ``CHANNELSTREAM_<KEY>`` environment overrides the server honours
-(``CHANNELSTREAM_SECRET``...). Then, until Ctrl-C (or SIGTERM), three
+(``CHANNELSTREAM_SECRET``...). Then, until Ctrl-C (or SIGTERM), these
 workers, each in its own thread:
 
 - **packets**: every :data:`PACKET_INTERVAL` seconds a few GATD packets
@@ -23,12 +23,27 @@ workers, each in its own thread:
   (with the demo's channel settings), keeps a long-poll ``/listen`` open so it
   stays present, posts a line every :data:`CHAT_INTERVAL` seconds (some with
   live figures from ``/healthz``), now and then edits its last message and
-  changes its status.
+  changes its status;
+- **zmq**: for the first ``zmq.sources`` entry that connects to this machine
+  (development.ini: ``tcp://127.0.0.1:9999``, channel ``detector``), an mflow
+  PUSH (PUB for a ``sub`` source) bound at its address sends an ``array-1.0``
+  16x16 ``uint16`` image every :data:`ZMQ_INTERVAL` seconds, its header
+  holding ``frame`` (a counter) and a few scalars; while no server is
+  connected, images are not taken (counted, never queued);
+- **g3**: for the first ``g3.sources`` entry that connects to this machine
+  (development.ini: ``tcp://127.0.0.1:4538``), a G3 streaming server there
+  (``core.G3NetworkSender`` with hostname ``"*@127.0.0.1"``): an Observation
+  and a Calibration frame (metadata: the server replays them to each source
+  that connects), then a Timepoint frame of scalars every
+  :data:`G3_INTERVAL` seconds and a Scan frame every :data:`SCAN_EVERY`
+  Timepoints.
 
 A worker that loses the server (a restart) says so once and tries again
-every :data:`RETRY` seconds. On Ctrl-C every worker stops at its next step:
-the build log is ended (its stream ``finished``), the bot disconnects; the
-process exits 0. It prints one line per worker every :data:`REPORT_EVERY`
+every :data:`RETRY` seconds (so does one whose port is taken). On Ctrl-C
+every worker stops at its next step: the build log is ended (its stream
+``finished``), the bot disconnects, the ZMQ socket closes, the G3 server
+sends EndProcessing (its clients' connections end cleanly); the process
+exits 0. It prints one line per worker every :data:`REPORT_EVERY`
 seconds.
 """
 
@@ -38,6 +53,7 @@ import argparse
 import http.client
 import itertools
 import json
+import math
 import os
 import random
 import signal
@@ -50,7 +66,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy
+import zmq
+
+from channelstream import mflow
 from channelstream.client import ChannelstreamClient, ChannelstreamError
+from channelstream.g3 import core as g3
+from channelstream.g3.net import parse_url
 
 from .backend import BOT_USER as BOT
 from .backend import CHANNEL_CONFIG, DEFAULT_CHANNELS, STATUS_KEY
@@ -63,6 +85,12 @@ REPORT_EVERY = 10.0
 BUILD_IDS = tuple(f"demo-build-{n}" for n in range(1, 6))
 BUILD_STEPS = 30
 BUILD_PAUSE = 1.5
+ZMQ_INTERVAL = 0.25
+IMAGE_SHAPE = (16, 16)
+G3_INTERVAL = 0.25
+SCAN_EVERY = 20
+#: Hosts of a source's address that mean "this machine".
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 CHAT_LINES = (
     "hello from the bot of make demo-data",
@@ -76,6 +104,22 @@ CHAT_LINES = (
 
 
 @dataclass(frozen=True)
+class Feed:
+    """A sender demo-data runs for a source of the server that connects to it.
+
+    :param address: where the sender binds (``tcp://127.0.0.1:9999``).
+    :param channel: the channelstream channel the source feeds.
+    :param door: the source's door in ``/healthz``.
+    :param mode: ZMQ: ``push`` (for a ``pull`` source) or ``pub`` (``sub``).
+    """
+
+    address: str
+    channel: str
+    door: str
+    mode: str = "push"
+
+
+@dataclass(frozen=True)
 class Target:
     """Where the server is and what the workers sign or authorise with."""
 
@@ -83,6 +127,8 @@ class Target:
     secret: str
     ingest_token: str | None
     loom_token: str | None
+    zmq: Feed | None = None
+    g3: Feed | None = None
 
 
 def read_target(ini: Path, url: str | None, environ: Mapping[str, str] = os.environ) -> Target:
@@ -112,13 +158,42 @@ def read_target(ini: Path, url: str | None, environ: Mapping[str, str] = os.envi
         secret=settings.secret,
         ingest_token=settings.packets.ingest_tokens[0] if settings.packets.ingest_tokens else None,
         loom_token=settings.loom.tokens[0] if settings.loom.tokens else None,
+        zmq=zmq_feed(settings),
+        g3=g3_feed(settings),
     )
+
+
+def zmq_feed(settings: Any) -> Feed | None:
+    """The first ``zmq.sources`` entry that connects to this machine over TCP."""
+    for entry in settings.zmq.sources:
+        host = urllib.parse.urlsplit(entry.address).hostname
+        if not entry.binds and entry.address.startswith("tcp://") and host in LOCAL_HOSTS:
+            address = entry.address.replace("//localhost:", "//127.0.0.1:")  # ZMQ binds IPs
+            mode = "pub" if entry.mode == "sub" else "push"
+            return Feed(address, entry.channel, entry.door_name, mode)
+    return None
+
+
+def g3_feed(settings: Any) -> Feed | None:
+    """The first ``g3.sources`` entry that connects to this machine."""
+    for index, entry in enumerate(settings.g3.sources, 1):
+        if isinstance(entry, str):
+            address = parse_url(entry)
+            if not address.listen and address.host in LOCAL_HOSTS:
+                return Feed(entry, settings.g3.channel, f"g3-source:{index}")
+    return None
 
 
 class Worker(threading.Thread):
     """A loop of ``step()`` until ``stop`` is set; failures retried every RETRY s."""
 
     name_ = "worker"
+    #: what a step may raise that is retried (the server or a port is not there)
+    failures: tuple[type[BaseException], ...] = (
+        OSError,
+        ChannelstreamError,
+        http.client.HTTPException,
+    )
 
     def __init__(self, target: Target, stop: threading.Event, say: Callable[[str], None]) -> None:
         super().__init__(name=self.name_, daemon=True)
@@ -136,7 +211,7 @@ class Worker(threading.Thread):
                 if self.failing:
                     self.say(f"{self.name_}: the server answers again")
                 self.failing = False
-            except (OSError, ChannelstreamError, http.client.HTTPException) as err:
+            except self.failures as err:
                 if not self.failing:
                     self.say(f"{self.name_}: {err}; retrying every {RETRY:g} s")
                 self.failing = True
@@ -339,6 +414,152 @@ class Bot(Worker):
                 pass
 
 
+class Detector(Worker):
+    """The ``zmq`` worker: array-1.0 images to a ZMQ source (see the module doc)."""
+
+    name_ = "zmq"
+    failures = (*Worker.failures, zmq.ZMQError, mflow.ConnectError)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.feed: Feed = self.target.zmq
+        self.stream: mflow.Stream | None = None
+        self.frame = 0
+        self.untaken = 0
+        self.rng = numpy.random.default_rng()
+        self.y, self.x = numpy.mgrid[0 : IMAGE_SHAPE[0], 0 : IMAGE_SHAPE[1]]
+
+    def image(self) -> numpy.ndarray:
+        """A spot circling on a noisy background."""
+        angle = self.frame / 10
+        cy = IMAGE_SHAPE[0] / 2 + 5 * numpy.sin(angle)
+        cx = IMAGE_SHAPE[1] / 2 + 5 * numpy.cos(angle)
+        spot = 900 * numpy.exp(-((self.x - cx) ** 2 + (self.y - cy) ** 2) / 6)
+        return (100 + spot + self.rng.poisson(5, IMAGE_SHAPE)).astype(numpy.uint16)
+
+    def step(self) -> None:
+        if self.stream is None:
+            mode = mflow.PUB if self.feed.mode == "pub" else mflow.PUSH
+            self.stream = mflow.connect(
+                self.feed.address, conn_type=mflow.BIND, mode=mode, queue_size=16, linger=0
+            )
+        self.frame += 1
+        image = self.image()
+        header = {  # what changes first: the page shows a header's first values
+            "htype": "array-1.0",
+            "frame": self.frame,
+            "mean": round(float(image.mean()), 1),
+            "max": int(image.max()),
+            "exposure_ms": 250,
+            "type": "uint16",
+            "shape": list(IMAGE_SHAPE),
+            "source": "make demo-data",
+        }
+        # never waits: a PUSH with no server connected takes nothing (counted)
+        if self.stream.forward({"header": header, "data": [image]}, block=False):
+            self.done += 1
+        else:
+            self.untaken += 1
+        self.stop.wait(ZMQ_INTERVAL)
+
+    def report(self) -> str:
+        return (
+            f"{self.done} images sent to {self.feed.address}"
+            + (f" ({self.untaken} not taken: no server connected)" if self.untaken else "")
+        )
+
+    def finish(self) -> None:
+        if self.stream is not None:
+            self.stream.disconnect()
+
+
+class Telescope(Worker):
+    """The ``g3`` worker: a G3 streaming server for a G3 source (see the module doc)."""
+
+    name_ = "g3"
+    failures = (*Worker.failures, g3.G3Error)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.feed: Feed = self.target.g3
+        self.sender: g3.G3NetworkSender | None = None
+        self.sample = 0
+        self.scans = 0
+
+    def start_server(self) -> g3.G3NetworkSender:
+        address = parse_url(self.feed.address)
+        host = "127.0.0.1" if address.host == "localhost" else address.host
+        sender = g3.G3NetworkSender(
+            hostname=f"*@{host}", port=address.port, max_queue_size=64, drain_timeout=1.0
+        )
+        observation = g3.G3Frame(g3.G3FrameType.Observation)
+        observation["source"] = "demo-sky"
+        observation["observation_id"] = int(time.time())
+        observation["by"] = "make demo-data"
+        calibration = g3.G3Frame(g3.G3FrameType.Calibration)
+        calibration["band_ghz"] = 150.0
+        calibration["gain"] = 1.25
+        calibration["detectors"] = 16
+        sender.Process(observation)
+        sender.Process(calibration)
+        return sender
+
+    def step(self) -> None:
+        if self.sender is None:
+            self.sender = self.start_server()
+        self.sample += 1
+        angle = self.sample * G3_INTERVAL / 20
+        frame = g3.G3Frame(g3.G3FrameType.Timepoint)
+        frame["sample"] = self.sample
+        frame["az_deg"] = round(180 + 30 * math.sin(angle), 3)
+        frame["el_deg"] = round(45 + 2 * math.cos(angle / 3), 3)
+        frame["bolo_mK"] = round(300 + random.gauss(0, 1.5), 2)
+        frame["tracking"] = self.sample % SCAN_EVERY != 0
+        self.sender.Process(frame)
+        self.done += 1
+        if self.sample % SCAN_EVERY == 0:
+            self.scans += 1
+            scan = g3.G3Frame(g3.G3FrameType.Scan)
+            scan["scan"] = self.scans
+            scan["samples"] = SCAN_EVERY
+            scan["direction"] = "left" if self.scans % 2 else "right"
+            self.sender.Process(scan)
+            self.done += 1
+        self.stop.wait(G3_INTERVAL)
+
+    def report(self) -> str:
+        clients = len(self.sender.clients) if self.sender is not None else 0
+        return f"{self.done} frames served at {self.feed.address} ({clients} client(s) now)"
+
+    def finish(self) -> None:
+        if self.sender is not None:  # drains (1 s at most) and closes its clients' sockets
+            self.sender.Process(g3.G3Frame(g3.G3FrameType.EndProcessing))
+
+
+def feeds_said(target: Target) -> list[str]:
+    """What demo-data says it feeds, one line per sender."""
+    lines = []
+    if target.zmq is not None:
+        feed = target.zmq
+        lines.append(
+            f"zmq: array-1.0 images ({IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} uint16, "
+            f"{1 / ZMQ_INTERVAL:g}/s) from a {feed.mode.upper()} bound at {feed.address}, "
+            f"for {feed.door} (channel {feed.channel})"
+        )
+    else:
+        lines.append("zmq: no zmq.sources entry connects to this machine: no images")
+    if target.g3 is not None:
+        feed = target.g3
+        lines.append(
+            f"g3: Observation and Calibration, then Timepoint frames ({1 / G3_INTERVAL:g}/s) "
+            f"and a Scan every {SCAN_EVERY}, served at {feed.address}, for {feed.door} "
+            f"(channel {feed.channel})"
+        )
+    else:
+        lines.append("g3: no g3.sources entry connects to this machine: no frames")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo.data", description=__doc__.split("\n")[0])
     parser.add_argument("--ini", default="development.ini", type=Path, help="the server's ini file")
@@ -360,8 +581,13 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    workers = [cls(target, stop, say) for cls in (Packets, Loom, Bot)]
+    kinds: list[type[Worker]] = [Packets, Loom, Bot]
+    kinds += [Detector] if target.zmq is not None else []
+    kinds += [Telescope] if target.g3 is not None else []
+    workers = [cls(target, stop, say) for cls in kinds]
     say(f"demo-data: sending to {target.url} (open {target.url}/demo); Ctrl-C stops")
+    for line in feeds_said(target):
+        say(line)
     for worker in workers:
         worker.start()
     while not stop.wait(0.5):

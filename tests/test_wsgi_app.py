@@ -61,7 +61,11 @@ def test_healthz(probe_server):
     assert body["state"] == "running"
     assert body["version"] == "0.1.0"
     assert body["uptime_seconds"] >= 0
-    assert list(body["doors"]) == ["channelstream-gc", "tcp-streamer", "socketio", "loom"]
+    assert list(body["doors"]) == [
+        "channelstream-gc", "tcp-streamer", "socketio", "loom",
+        "zmq-source:detector", "g3-source:1",  # the demo's feeds: waiting for make demo-data
+    ]
+    assert body["doors"]["zmq-source:detector"]["state"] == "waiting"
     assert body["doors"]["channelstream-gc"]["state"] == "running"
     assert body["hub"]["running"] is True
 

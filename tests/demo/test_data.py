@@ -1,6 +1,11 @@
 """``make demo-data`` (demo/data.py) against the real server: it reads the
-server from the ini, makes packets, a loom stream and the bot's chat move, and
-stops cleanly on Ctrl-C (its build log ends finished, not aborted)."""
+server from the ini, makes packets, a loom stream, the bot's chat, the ZMQ
+detector and the G3 telescope move, and stops cleanly on Ctrl-C (its build log
+ends finished, not aborted; the sources go back to waiting, healthy).
+
+The servers are development.ini copies whose demo feeds connect to free ports
+(tests/support/server.py): demo-data reads them from the copy, so a ``make
+demo-data`` running beside the tests is never involved."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from demo.backend import BOT_USER, DEFAULT_CHANNELS
-from demo.data import read_target
+from demo.data import Feed, read_target
 from tests.demo.conftest import expect, start_server
 from tests.support.api import SECRET, api_client
 from tests.support.server import QUIET_WARNINGS, REPO
@@ -54,6 +59,30 @@ def test_read_target_takes_the_ini_and_the_environment(tmp_path: Path):
     )
     assert (target.url, target.secret, target.ingest_token) == ("http://h:1", "s2", "p1")
     assert read_target(ini, "http://given:2/", environ={}).url == "http://given:2"
+    assert (target.zmq, target.g3) == (None, None)  # no source to feed
+
+
+def test_read_target_finds_the_sources_that_connect_to_this_machine(tmp_path: Path):
+    ini = tmp_path / "x.ini"
+    ini.write_text(
+        "[app:main]\nuse = egg:channelstream\nsecret = s1\n"
+        'zmq.sources = [{"address": "tcp://*:9100", "channel": "bound"},\n'
+        '    {"address": "tcp://daq.example:9999", "channel": "far"},\n'
+        '    {"address": "tcp://localhost:9998", "channel": "spectra", "mode": "sub"}]\n'
+        "g3.sources = tcp://daq.example:4536, tcp://*@127.0.0.1:4537, tcp://127.0.0.1:4538\n"
+        "g3.channel = sky\n"
+        "[server:main]\nuse = egg:channelstream\nport = 8123\n"
+    )
+    target = read_target(ini, None, environ={})
+    assert target.zmq == Feed("tcp://127.0.0.1:9998", "spectra", "zmq-source:spectra", "pub")
+    assert target.g3 == Feed("tcp://127.0.0.1:4538", "sky", "g3-source:3")
+    development = read_target(REPO / "development.ini", None, environ={})
+    assert development.zmq == Feed("tcp://127.0.0.1:9999", "detector", "zmq-source:detector")
+    assert development.g3 == Feed("tcp://127.0.0.1:4538", "g3", "g3-source:1")
+
+
+def door(server, name: str) -> dict:
+    return server.get("/healthz").json()["doors"][name]
 
 
 def test_demo_data_makes_everything_move_and_stops_on_ctrl_c(tmp_path: Path):
@@ -89,12 +118,40 @@ def test_demo_data_makes_everything_move_and_stops_on_ctrl_c(tmp_path: Path):
             history = wait_for(bot_messages, what="a message of the bot")
             assert history[0]["message"]["text"]
             assert BOT_USER in hub.info(channels=["lobby"])["channels"]["lobby"]["users"]
+            # the detector's images through zmq-source:detector, the telescope's frames
+            # through g3-source:1 (metadata first, then data), health ok all along
+            detector = wait_for(
+                lambda: (d := door(server, "zmq-source:detector"))["received"] >= 3 and d,
+                what="images of the detector",
+            )
+            assert detector["state"] == "connected" and detector["malformed"] == 0
+            telescope = wait_for(
+                lambda: (d := door(server, "g3-source:1"))["data_frames"] >= 3 and d,
+                what="Timepoint frames of the telescope",
+            )
+            assert telescope["state"] == "connected" and telescope["errors"] == 0
+            assert telescope["types"]["Observation"] == telescope["types"]["Calibration"] == 1
+            assert server.get("/healthz").json()["status"] == "ok"
         finally:
             data.send_signal(signal.SIGINT)
             output = data.communicate(timeout=30)[0].decode()
         assert data.returncode == 0, output
         assert "demo-data: stopped" in output
         assert SECRET not in output
+        feeds = read_target(server.ini, None)
+        assert (
+            f"zmq: array-1.0 images (16x16 uint16, 4/s) from a PUSH bound at {feeds.zmq.address}, "
+            "for zmq-source:detector (channel detector)"
+        ) in output
+        assert f"served at {feeds.g3.address}, for g3-source:1 (channel g3)" in output
+        # both sources wait for their sender again, quietly and healthily
+        wait_for(
+            lambda: door(server, "zmq-source:detector")["state"] == "waiting"
+            and door(server, "g3-source:1")["state"] == "waiting",
+            what="the sources waiting again",
+        )
+        assert door(server, "g3-source:1").get("last_error") is None
+        assert server.get("/healthz").json()["status"] == "ok"
         states = {s["id"]: s["state"] for s in server.get("/streams").json()["streams"]}
         assert states and set(states.values()) == {"finished"}, states
         lobby = api_client(server).info(channels=["lobby"])["channels"]["lobby"]
@@ -132,6 +189,24 @@ def test_with_demo_data_every_panel_moves_within_a_minute(tmp_path: Path, open_p
                 re.compile(r"\((\d{4,}|[2-9]\d\d|1[2-9]\d) received\)"), timeout=40_000
             )
             expect(page.page.locator("[data-test=admin-stats]")).to_contain_text("connections")
+            # the frame panels: the detector's images (htype, header scalars), the
+            # telescope's frames (frame type, scalar objects), each with a rate
+            detector = page.page.locator('[data-test="frames-channel:detector"]')
+            telescope = page.page.locator('[data-test="frames-channel:g3"]')
+            expect(detector.locator("[data-test=door]")).to_have_text(
+                "zmq-source:detector: connected"
+            )
+            expect(telescope.locator("[data-test=door]")).to_have_text("g3-source:1: connected")
+            row = detector.locator("[data-test=frames] tr").first
+            expect(row).to_contain_text("array-1.0")
+            expect(row).to_contain_text('"shape":[16,16]')
+            expect(row).to_contain_text(re.compile(r'"frame":\d+'))
+            expect(telescope.locator("[data-test=frames]")).to_contain_text("Timepoint")
+            expect(telescope.locator("[data-test=frames]")).to_contain_text(
+                re.compile(r'"az_deg":\d')
+            )
+            for panel in (detector, telescope):  # about 4 frames a second
+                expect(panel.locator(".spark-now")).to_have_text(re.compile(r"^[2-9]\.\d$"))
             page.page.set_viewport_size({"width": 1280, "height": 760})
             page.screenshot("overview")
         finally:

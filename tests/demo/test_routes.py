@@ -85,7 +85,11 @@ def test_the_config_says_what_the_page_can_show(demo_server):
     assert config["packets"]["socketio_path"] == "/socket.io"
     assert config["packets"]["namespace"] == "/stream"
     assert config["loom"] == {"available": True, "reason": None}
-    assert config["frames"] == []
+    # development.ini's demo feeds (what make demo-data sends to)
+    assert [(f["channel"], f["door"], f["health"]) for f in config["frames"]] == [
+        ("channel:detector", "zmq", ["zmq-source:detector"]),
+        ("channel:g3", "g3", ["g3-source:1"]),
+    ]
     assert config["stats"]["available"] is True
 
 
@@ -381,7 +385,7 @@ def zmq_like(channel: str, frame: int) -> dict[str, Any]:
 
 def test_a_frame_channel_is_tapped_as_server_sent_events(tmp_path: Path):
     sources = json.dumps([{"address": "tcp://127.0.0.1:9", "channel": "det"}])
-    with start_server(tmp_path, **{"zmq.sources": sources}) as server:
+    with start_server(tmp_path, **{"zmq.sources": sources, "g3.sources": None}) as server:
         config = ok(call(server, "GET", "config"))
         assert config["frames"] == [
             {

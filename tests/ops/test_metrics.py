@@ -92,8 +92,18 @@ def test_metrics_parse_and_name_every_figure(api_server):
     door_states = {
         labels: v for (metric, labels), v in found.items() if metric == "channelstream_door_state"
     }
-    gc_door = {dict(labels)["state"]: v for labels, v in door_states.items()}
+
+    def states(door: str) -> dict[str, float]:
+        return {
+            dict(labels)["state"]: v
+            for labels, v in door_states.items()
+            if dict(labels)["door"] == door
+        }
+
+    gc_door = states("channelstream-gc")
     assert gc_door["running"] == 1 and sum(gc_door.values()) == 1
+    detector = states("zmq-source:detector")  # development.ini's demo feed, nobody sending
+    assert detector["waiting"] == 1 and sum(detector.values()) == 1
     assert value(found, "channelstream_door_restarts_total", door="channelstream-gc") == 0
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -37,6 +38,11 @@ QUIET_WARNINGS = "ignore:pkg_resources is deprecated:UserWarning"
 #: [app:main] keys that swap in the test-only probe app (tests/support/testapp.py).
 PROBE_APP = {"use": None, "paste.app_factory": "tests.support.testapp:make_app"}
 
+#: Keys whose loopback addresses a copy moves to free ports: development.ini's
+#: demo feeds, sources that connect to the senders of ``make demo-data``.
+DEMO_FEEDS = ("zmq.sources", "g3.sources")
+_LOOPBACK_PORT = re.compile(r"(tcp://127\.0\.0\.1:)(\d+)")
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """Return a TCP port that was free on ``host`` a moment ago."""
@@ -47,6 +53,21 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 class ServerFailed(AssertionError):
     """The server did not come up (or did not stop); the message holds its stderr."""
+
+
+def moved_demo_feeds(source: Path) -> dict[str, str]:
+    """``source``'s :data:`DEMO_FEEDS` with every ``tcp://127.0.0.1:<port>`` on a port
+    free now: a copy's sources connect where nobody sends (``waiting``), never to a
+    ``make demo-data`` running beside the tests (nor does it lose frames to them)."""
+    parser = configparser.RawConfigParser()
+    parser.read(source, encoding="utf-8")
+    if not parser.has_section("app:main"):
+        return {}
+    return {
+        key: _LOOPBACK_PORT.sub(lambda m: f"{m.group(1)}{free_port()}", parser["app:main"][key])
+        for key in DEMO_FEEDS
+        if parser.has_option("app:main", key)
+    }
 
 
 def write_ini(
@@ -79,7 +100,8 @@ class RunningServer:
     """One server subprocess on a free loopback port.
 
     :param ini: the ini file to copy; its [server:main] host/port and its
-        ``tcp_streamer.listen`` are replaced by free loopback ports.
+        ``tcp_streamer.listen`` are replaced by free loopback ports, and so are
+        the loopback ports its demo feeds connect to (:func:`moved_demo_feeds`).
     :param tmp_dir: where the copy, stdout and stderr files go.
     :param app: [app:main] keys to set (``None`` removes a key).
     :param server: [server:main] keys to set.
@@ -107,7 +129,11 @@ class RunningServer:
         self.tmp_dir = Path(tmp_dir)
         source = Path(ini)
         server_keys = {"host": "127.0.0.1", "port": str(self.port), **(server or {})}
-        app_keys = {"tcp_streamer.listen": f"127.0.0.1:{self.tcp_streamer_port}", **(app or {})}
+        app_keys = {
+            "tcp_streamer.listen": f"127.0.0.1:{self.tcp_streamer_port}",
+            **moved_demo_feeds(source),
+            **(app or {}),
+        }
         self.ini = write_ini(source, self.tmp_dir / source.name, app=app_keys, server=server_keys)
         self.command = list(command) if command is not None else [str(BIN / "pserve"), "{ini}"]
         self.env = dict(env or {})

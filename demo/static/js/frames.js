@@ -31,11 +31,14 @@
               values: merged(f.fields, f.values)};
     },
     // the ZMQ door's frames: {"message": {"htype", "header": {...}, "parts": [...]}}
+    // (the header's values but its htype, which is the kind)
     "zmq": function (f) {
       var values = f.values || {};
       var header = {};
       Object.keys(values).forEach(function (key) {
-        if (key.indexOf("message.header.") === 0) { header[key.slice(15)] = values[key]; }
+        if (key.indexOf("message.header.") === 0 && key !== "message.header.htype") {
+          header[key.slice(15)] = values[key];
+        }
       });
       return {kind: values["message.htype"] || f.type || f.kind,
               values: Object.keys(header).length ? header : values};
@@ -72,10 +75,10 @@
           '{{total}} frames seen, {{skipped}} skipped by the tap</p>' +
           '<figure class="wide"><figcaption>frames/s</figcaption>' +
           '<sparkline series="rate" wide="true"></sparkline></figure>' +
-          '<table class="frames-table" data-test="frames">' +
+          '<div class="frames-scroll"><table class="frames-table" data-test="frames">' +
           '<tr ng-repeat="f in frames track by f.key"><td class="time">{{f.time}}</td>' +
           '<td>#{{f.offset}}</td><td><b>{{f.kind}}</b></td><td class="meta">{{f.values}}</td>' +
-          '<td class="num">{{f.size ? f.size + " B" : ""}}</td></tr></table>',
+          '<td class="num">{{f.size ? f.size + " B" : ""}}</td></tr></table></div>',
         link: function (scope) {
           var entry = scope.entry;
           var describe = frameDescribers[entry.door] || frameDescribers["default"];
