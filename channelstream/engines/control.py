@@ -245,7 +245,12 @@ class Control:
             log.error("redis control channel: skipped a packet that is not ours: %s", err)
             return
         if "from" in packet:  # a broadcast: served here unless it is ours
-            if packet["from"] != self.process_id and not self._pool.full():
+            if packet["from"] == self.process_id:
+                return
+            if self._pool.full():
+                self.refused_busy += 1
+                log.warning("redis control channel: too busy for broadcast %r", packet.get("op"))
+            else:
                 self._pool.spawn(self._serve, packet)
             return
         if "reply_to" not in packet:  # an answer to one of our calls

@@ -57,6 +57,8 @@ T = TypeVar("T")
 
 #: Channels ``/info`` lists at most from the shared index (all channels).
 MAX_LISTED_CHANNELS = 10_000
+#: Members of one channel refreshed by one script call.
+REFRESH_SLICE = 500
 
 
 def new_process_id() -> str:
@@ -420,7 +422,10 @@ class RedisDirectory(Directory):
             for user in users:
                 self.records.refresh_user(pipe, user)
             for name, members in snapshot.items():
-                self.presence.join(pipe, hub_channel(name), members, now)
+                # In slices: one script call holds Redis for as long as it runs.
+                for start in range(0, len(members), REFRESH_SLICE):
+                    slice_ = members[start : start + REFRESH_SLICE]
+                    self.presence.join(pipe, hub_channel(name), slice_, now)
                 pipe.zadd(self._index, {name: now + self.presence.ttl_ms})
                 if self.settings_ttl_ms:
                     pipe.pexpire(self._settings_key(name), self.settings_ttl_ms)
@@ -445,8 +450,9 @@ class RedisDirectory(Directory):
             "url": self.where,
             "presence_ttl": self.ttl,
             "expired_members": self.expired,
-            "control": self.control.status(),
         }
+        # Flat, so that /metrics shows the numbers (channelstream_door_control_calls...).
+        info.update({f"control_{key}": value for key, value in self.control.status().items()})
         if self._last_error is not None:
             info["last_error"] = self._last_error
         return info

@@ -35,3 +35,21 @@ def test_the_local_directory_answers_from_the_chat_itself():
     assert chat.directory.owner(first["conn_id"]) is None
     assert chat.directory.user_exists("ann") and not chat.directory.user_exists("bob")
     assert chat.directory.channel_names() == ["r"] and chat.directory.channel_exists("r")
+
+
+def test_the_local_engine_loads_no_engine():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from channelstream.settings import default_settings; "
+        "from channelstream.wsgi_app import build_app; "
+        "from channelstream.chat import CHAT_KEY; "
+        "chat = build_app(default_settings()).registry[CHAT_KEY]; "
+        "print(type(chat.directory).__name__, "
+        "sorted(m for m in sys.modules if m.startswith('channelstream.engines.')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert loaded.stdout.split() == ["Directory", "[]"]  # (socket.io itself imports redis-py)
