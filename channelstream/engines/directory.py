@@ -136,6 +136,8 @@ class RedisDirectory(Directory):
         if client is None:
             raise EngineUnavailable(f"the chat directory on redis ({self.where}) is not started")
         try:
+            if not self.presence.loaded:  # Redis was down when the service started
+                self.presence.load(client)
             try:
                 answer = work(client)
             except redis.exceptions.NoScriptError:

@@ -116,6 +116,11 @@ class Presence:
         base = f"{self.key_prefix}{{{channel}}}"
         return [f"{base}:members", f"{base}:expiry", f"{base}:users"]
 
+    @property
+    def loaded(self) -> bool:
+        """Whether :meth:`load` ran (it cannot while Redis is down at start)."""
+        return len(self._sha) == 3
+
     def load(self, client: Any) -> None:
         """Load the scripts into Redis (again after a restart or ``SCRIPT FLUSH``)."""
         for name, text in (("join", JOIN_SCRIPT), ("leave", LEAVE_SCRIPT), ("sweep", SWEEP_SCRIPT)):

@@ -363,3 +363,20 @@ def test_channel_config_on_one_process_reaches_the_channel_on_the_others(trio):
         assert kate["channels"] == [name]
     finally:
         judy.close()
+
+
+def test_a_process_started_while_redis_is_down_joins_in_when_it_is_up(own_redis, tmp_path):  # noqa: F811
+    url, start, stop = own_redis
+    stop()
+    (tmp_path / "srv").mkdir()
+    app = directory_app(url, "cs-dir-late:")
+    with RunningServer(REPO / "development.ini", tmp_path / "srv", app=app) as server:
+        health = requests.get(server.url + "/healthz", timeout=10).json()
+        assert health["doors"]["chat-redis"]["state"] == "retrying"
+        with pytest.raises(ChannelstreamError) as refused:
+            api(server).info()
+        assert refused.value.status == 503 and "redis" in refused.value.message
+        start()
+        name = room()
+        wait_for(lambda: _status(lambda: Client(server, f"lee-{name}", [name])) == 200, timeout=30)
+        assert _users(server, name) == [f"lee-{name}"]
