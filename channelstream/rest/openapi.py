@@ -174,7 +174,11 @@ _ERRORS = {
     "409": "The connection id belongs to another user.",
     "413": "The body is over max_body_size.",
     "422": "A field does not validate; `field` names the first, `errors` lists all.",
-    "503": "Too many signed calls within the window (replay cache full); see Retry-After.",
+    "503": "Too many signed calls within the window (replay cache full); see Retry-After."
+    " With hub.engine = redis also: Redis is unavailable, or the process that owns the"
+    " connection no longer listens (stopped or died).",
+    "504": "hub.engine = redis: the process that owns the connection did not answer within"
+    " redis.control_timeout.",
 }
 _API_ERRORS = ("400", "401", "403", "413", "422", "503")
 
@@ -187,19 +191,19 @@ API_OPERATIONS: dict[str, tuple[str, type[BaseModel] | None, dict[str, Any], tup
         "Connect a user: a new (or reused) connection, joined to channels.",
         schemas.ConnectBody,
         ref("ConnectAnswer"),
-        ("409",),
+        ("409", "504"),
     ),
     "subscribe": (
         "Join a connection to channels (created if need be).",
         schemas.SubscribeBody,
         ref("SubscribeAnswer"),
-        ("404",),
+        ("404", "504"),
     ),
     "unsubscribe": (
         "Take a connection out of channels.",
         schemas.SubscribeBody,
         ref("UnsubscribeAnswer"),
-        ("404",),
+        ("404", "504"),
     ),
     "user_state": (
         "Merge a user's state; notify_state channels hear of public changes.",
@@ -230,7 +234,7 @@ API_OPERATIONS: dict[str, tuple[str, type[BaseModel] | None, dict[str, Any], tup
         "Close a connection now; true if it existed.",
         schemas.DisconnectBody,
         {"type": "boolean"},
-        (),
+        ("504",),
     ),
 }
 
