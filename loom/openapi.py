@@ -47,7 +47,9 @@ _ERRORS = {
     "413": "The body's Content-Length is over `loom.max_stream_bytes`.",
     "503": "`loom.max_streams` streams are live already, the process is short of file "
     "descriptors (`loom.fd_reserve` of RLIMIT_NOFILE kept free), or the storage is not "
-    "open (starting, stopping, or another process serves this folder).",
+    "open (starting, stopping, or another process serves this folder on the local bus); "
+    "on a process that follows the folder's owner, a write (`POST`, `DELETE`) gets code "
+    "`not_owner` with `owner` {pid, url} and `X-Loom-Owner`.",
 }
 
 

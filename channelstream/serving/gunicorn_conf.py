@@ -38,7 +38,7 @@ from typing import Any
 import gevent
 
 from channelstream.serving.locks import try_lock
-from channelstream.serving.runtime import find_runtime
+from channelstream.serving.runtime import advertised_url, find_runtime
 
 log = logging.getLogger("channelstream.gunicorn")
 
@@ -77,8 +77,7 @@ def _worker_url(worker: Any) -> str | None:
         except OSError:
             continue
         if isinstance(address, tuple):
-            host = address[0]
-            return f"http://[{host}]:{address[1]}" if ":" in host else f"http://{host}:{address[1]}"
+            return advertised_url(address[0], address[1])
     return None
 
 

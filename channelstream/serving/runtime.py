@@ -19,6 +19,7 @@ import enum
 import gc
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -204,6 +205,14 @@ class Runtime:
             "doors": doors,
             "hub": hub,
         }
+
+
+def advertised_url(host: str, port: int) -> str:
+    """``http://host:port`` as other processes would reach it: a wildcard bind
+    (``0.0.0.0``, ``::``) is named by this host's name."""
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.getfqdn()
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 # -- where the app keeps its runtime ------------------------------------------------

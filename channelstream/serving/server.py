@@ -48,7 +48,7 @@ from ..settings import SettingsError, parse_value
 from ..settings.parsers import Parser, as_list, duration, integer, non_empty
 from ..web.httpserver import WSGIServer
 from .doors import DoorStartError, listen_socket
-from .runtime import Runtime, find_runtime
+from .runtime import Runtime, advertised_url, find_runtime
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class Server:
         self.http = WSGIServer(listener, self.app, raw_websocket_paths=paths, limits=limits)
         self.http.start()
         if self.runtime is not None:
-            self.runtime.url = self.url
+            self.runtime.url = advertised_url(self.options.host, self.http.server_port)
             try:
                 self.runtime.start()
             except BaseException as err:
