@@ -5,7 +5,8 @@ A is started first and owns the folder (its lock file); B follows it
 byte in order, and the end; B answers writes with a 503 naming A; a stream
 that went live before B started is tailed on B from where it stands; B
 takes the folder over when A is SIGKILLed (the stream A left live ends on
-B's tails, aborted) and then takes writes.
+B's tails, aborted) and then takes writes; with Redis down a tail on B still
+ends (B reads the folder), and B follows again when Redis is back.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 import redis
 import requests
 
-from tests.engines.test_redis import require_redis
+from tests.engines.test_redis import own_redis, require_redis  # noqa: F401 (a fixture)
 from tests.loom.conftest import LOOM_STREAM, popen, wait_for_stream
 from tests.loom.test_tail import read_until
 from tests.support.server import REPO, RunningServer
@@ -155,3 +156,43 @@ def test_b_takes_the_folder_over_when_a_is_killed(pair):
     assert requests.get(f"{second.url}/stream/after", timeout=5).content == b"written on B"
     producer.kill()
     producer.wait()
+
+
+def test_redis_down_a_tail_on_b_still_ends_and_b_follows_again_when_it_is_back(
+    own_redis, tmp_path  # noqa: F811 (the fixture)
+):
+    url, start, stop = own_redis
+    app = {**loom_app(tmp_path / "shared", "cs-loom-down:"), "redis.url": url}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with RunningServer(REPO / "development.ini", tmp_path / "a", app=app) as first, \
+            RunningServer(REPO / "development.ini", tmp_path / "b", app=app) as second:
+        wait_for(lambda: loom_door(second)["mirror"]["following"], timeout=10, what="B")
+        producer = popen([LOOM_STREAM, first.url, "outage"], stdin=subprocess.PIPE)
+        producer.stdin.write(b"before\n")
+        producer.stdin.flush()
+        wait_for_stream(second, "outage", lambda info: info["stored"] == 7)
+        tail = curl_get(second, "/stream/outage")
+        read_until(tail, tail.stdout, b"before\n")
+        stop()  # no events reach B now
+        producer.stdin.write(b"during\n")
+        producer.stdin.close()
+        assert producer.wait(10) == 0
+        # the end is on disk: B's next read of the folder ends the tail, every byte sent
+        assert tail.communicate(timeout=15)[0] == b"during\n"
+        relay = wait_for(lambda: loom_door(first)["relay"]["engine"] == "down" and
+                         loom_door(first)["relay"], timeout=10, what="A's relay down")
+        assert relay["pending"] >= 1
+        start()
+        wait_for(lambda: loom_door(first)["relay"]["pending"] == 0, timeout=20,
+                 what="A's events sent")
+        wait_for(lambda: loom_door(second)["mirror"]["following"], timeout=20, what="B again")
+        producer = popen([LOOM_STREAM, first.url, "after"], stdin=subprocess.PIPE)
+        producer.stdin.write(b"live again\n")
+        producer.stdin.flush()
+        wait_for_stream(second, "after", lambda info: info["stored"] == 11)
+        tail = curl_get(second, "/stream/after")
+        read_until(tail, tail.stdout, b"live again\n")
+        producer.stdin.close()
+        assert producer.wait(10) == 0
+        assert tail.communicate(timeout=10)[0] == b""
