@@ -6,7 +6,9 @@
   by offsets: no gap, no duplicate, while messages keep coming;
 - a door that one process must run (``g3.listen``) runs in one worker, the
   others hold it back (``standby``, /healthz ``ok``), and another worker
-  takes it over when that one dies.
+  takes it over when that one dies;
+- loom: one worker owns the folder and takes writes (the others answer 503
+  naming it), every worker serves reads.
 
 Each ``/ws`` client here makes its connection (``/connect``) and opens its
 websocket over one kept-alive TCP connection, so that both reach the same
@@ -291,3 +293,46 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_loom_under_three_workers_one_owns_every_one_reads(server, prefix):
+    token = {"Authorization": "Bearer t0ken"}
+    running = server(
+        "production.ini",
+        server={"workers": "3", "control_socket_disable": "true"},
+        app={"redis.url": require_redis(), "redis.key_prefix": prefix},
+        env={**ENV, "CHANNELSTREAM_LOOM_TOKENS": "t0ken"},
+    )
+    roles: dict[int, str] = {}
+
+    def every_worker_seen() -> bool:
+        body = running.get("/healthz", auth=ADMIN).json()
+        roles[body["pid"]] = body["doors"]["loom"]["role"]
+        return len(roles) == 3
+
+    wait_for(every_worker_seen, timeout=30, what="3 workers")
+    assert sorted(roles.values()) == ["follower", "follower", "owner"]
+    owner = next(pid for pid, role in roles.items() if role == "owner")
+    answers = []
+    for n in range(30):  # a POST lands on any worker: only the owner takes it
+        answer = requests.post(f"{running.url}/stream/w-{n}", data=b"log", headers=token,
+                               timeout=10)
+        answers.append(answer.status_code)
+        if answer.status_code == 201:
+            break
+        assert answer.status_code == 503 and answer.json()["code"] == "not_owner"
+        assert answer.json()["owner"]["pid"] == str(owner)
+    assert answers[-1] == 201, answers
+    created = f"w-{len(answers) - 1}"
+    knows: dict[int, int] = {}
+
+    def every_worker_knows_it() -> bool:  # a follower, once the owner's event came
+        body = running.get("/healthz", auth=ADMIN).json()
+        knows[body["pid"]] = body["doors"]["loom"]["streams"]
+        return len(knows) == 3 and min(knows.values()) == 1
+
+    wait_for(every_worker_knows_it, timeout=30, what="every worker to know the stream")
+    for _ in range(9):  # whichever worker answers serves it
+        got = requests.get(f"{running.url}/stream/{created}", headers=token, timeout=10)
+        assert got.status_code == 200 and got.content == b"log"
+    assert running.stop() == 0
