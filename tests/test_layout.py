@@ -7,7 +7,8 @@
   domain packages ``chat`` and ``packets``, and the HTTP edge);
 - the domain packages and the operations routes import no door;
 - a door's library (``mflow``, ``g3``) imports nothing of channelstream
-  outside itself, but for its ``door.py``, which adapts it to the hub;
+  outside itself, but for its ``door`` package, which adapts it to the hub
+  (and which the library's other modules do not import);
 - the signing client imports no framework (a backend may use it alone).
 """
 
@@ -27,10 +28,18 @@ REPO = Path(__file__).resolve().parents[1]
 DOORS = frozenset({"rest", "transports", "sio", "tcp_streamer", "amqp", "loom", "mflow", "g3"})
 #: Packages that doors share.
 DOMAIN = frozenset({"chat", "packets"})
-#: Door packages whose modules are a library usable without the service (but ``door.py``).
+#: Door packages whose modules are a library usable without the service (but ``door``).
 LIBRARIES = frozenset({"mflow", "g3"})
+#: The subpackage of a library that adapts it to the hub (``channelstream.<library>.door``).
+LIBRARY_DOOR = "door"
 #: What the hub core may import besides itself.
 HUB_ALLOWED = frozenset({"gevent"})
+
+
+def is_library_door(module: str) -> bool:
+    """``channelstream.<library>.door`` or a module of it (``...door.source``)."""
+    parts = module.split(".")
+    return len(parts) > 2 and parts[1] in LIBRARIES and parts[2] == LIBRARY_DOOR
 
 
 def modules() -> Iterator[tuple[str, Path]]:
@@ -114,11 +123,21 @@ def test_domain_packages_and_operations_import_no_door():
 def test_a_door_library_imports_nothing_of_channelstream_outside_itself():
     def bad(name: str, target: str) -> bool:
         here = area(name)
-        if here not in LIBRARIES or name.split(".")[-1] == "door":
+        if here not in LIBRARIES or is_library_door(name):
             return False
         return target.split(".")[0] in ("channelstream", "loom") and area(target) != here
 
     assert offences(bad) == []
+
+
+@pytest.mark.parametrize("library", sorted(LIBRARIES))
+def test_a_door_library_leaves_its_door_package_to_the_service(library):
+    """The door package is there, and no library module imports it (it imports the hub)."""
+    names = {name for name, _ in modules() if area(name) == library}
+    assert f"channelstream.{library}.door" in names
+    assert offences(
+        lambda n, t: n in names and not is_library_door(n) and is_library_door(t)
+    ) == []
 
 
 def test_the_signing_client_loads_no_framework():

@@ -32,7 +32,9 @@ throughput statistics), :mod:`.green` (plain or gevent pyzmq),
 :mod:`.monitor` (no_client_action), :mod:`.dumpfiles` (m_dump's layout),
 :mod:`.split` (m_split's core), :mod:`.cli` (the ``m_*`` tools).
 
-This package imports nothing from the rest of channelstream.
+This package imports nothing from the rest of channelstream, but for
+:mod:`.door` (``zmq.sources`` and ``zmq.outputs`` on the hub), which adapts
+it to the hub and which none of the library's modules imports.
 """
 
 from __future__ import annotations
