@@ -1,8 +1,9 @@
 """G3 frames, interoperable with spt3g 1.0.2: codec, files, TCP readers, senders, a
 streaming server and a pipeline; ``channelstream.g3.core`` stands in for ``spt3g.core``.
 
-This package imports nothing from the rest of channelstream (a service door
-adapts it to the hub). Modules, bottom up:
+This package imports nothing from the rest of channelstream, but for
+:mod:`.door` (``g3.sources`` and ``g3.listen`` on the hub), which adapts it to
+the hub and which none of the library's modules imports. Modules, bottom up:
 
 * :mod:`.wire`: the frame bytes (layout, CRC-32C, limits) as pure functions;
 * :mod:`.frametype`, :mod:`.objects`, :mod:`.frame`: ``G3FrameType``, the

@@ -295,15 +295,15 @@ def test_a_source_stuck_connecting_stops_at_once(caplog):
 def test_a_connecting_source_waits_for_its_server_quietly(caplog, monkeypatch):
     """Nothing listens where it connects: ``waiting`` (healthy), said once, no error;
     then its server comes (``connected``, frames published) and goes (``waiting``)."""
-    from channelstream.g3 import door as g3door
     from channelstream.g3.concurrency import GREENLETS
+    from channelstream.g3.door import source as g3source
     from channelstream.g3.server import StreamServer
     from channelstream.g3.sources import TcpSource
     from channelstream.serving.doors import HEALTHY_STATES
     from tests.support.server import free_port
 
-    monkeypatch.setattr(g3door, "RETRY_INITIAL", 0.02)
-    monkeypatch.setattr(g3door, "WAIT_MAX", 0.05)
+    monkeypatch.setattr(g3source, "RETRY_INITIAL", 0.02)
+    monkeypatch.setattr(g3source, "WAIT_MAX", 0.05)
     attempts = []
 
     class Counted(TcpSource):
@@ -311,7 +311,7 @@ def test_a_connecting_source_waits_for_its_server_quietly(caplog, monkeypatch):
             attempts.append(1)
             return super().open()
 
-    monkeypatch.setattr(g3door, "TcpSource", Counted)
+    monkeypatch.setattr(g3source, "TcpSource", Counted)
     port = free_port()
     hub = Hub()
     hub.start()
@@ -320,7 +320,7 @@ def test_a_connecting_source_waits_for_its_server_quietly(caplog, monkeypatch):
     hub.subscribe(outbox, "channel:g3")
     server = None
     try:
-        with caplog.at_level(logging.INFO, logger="channelstream.g3.door"):
+        with caplog.at_level(logging.INFO, logger="channelstream.g3.door.source"):
             source.start()
             wait_for(lambda: len(attempts) >= 5, what="five refused connections")
             status = source.status()
@@ -335,7 +335,7 @@ def test_a_connecting_source_waits_for_its_server_quietly(caplog, monkeypatch):
             wait_for(lambda: source.status()["state"] == "waiting", what="waiting again")
             count = len(attempts)
             wait_for(lambda: len(attempts) >= count + 3, what="refused again")
-        said = [r.getMessage() for r in caplog.records if r.name == "channelstream.g3.door"]
+        said = [r.getMessage() for r in caplog.records if r.name == "channelstream.g3.door.source"]
         assert len([s for s in said if "waiting for a G3 server" in s]) == 1, said
         assert f"waiting for a G3 server at tcp://127.0.0.1:{port} (connection refused)" in said[0]
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
