@@ -16,6 +16,7 @@ later changes reuse this helper: pass ``app={...}`` to set door keys.
 
 from __future__ import annotations
 
+import atexit
 import configparser
 import os
 import re
@@ -24,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -42,6 +44,38 @@ PROBE_APP = {"use": None, "paste.app_factory": "tests.support.testapp:make_app"}
 #: demo feeds, sources that connect to the senders of ``make demo-data``.
 DEMO_FEEDS = ("zmq.sources", "g3.sources")
 _LOOPBACK_PORT = re.compile(r"(tcp://127\.0\.0\.1:)(\d+)")
+
+
+#: (redis.url or None for the ini's, prefix) of the servers given their own prefix;
+#: their keys are deleted when the test run ends (a server may restart in a test
+#: and must find its keys again).
+_OWN_PREFIXES: list[tuple[str | None, str]] = []
+
+
+@atexit.register
+def _delete_own_redis_keys() -> None:
+    if not _OWN_PREFIXES:
+        return
+    import redis
+
+    for url, prefix in _OWN_PREFIXES:
+        try:
+            client = redis.Redis.from_url(url or "redis://127.0.0.1:6379/0", socket_timeout=2)
+            keys = list(client.scan_iter(match=prefix + "*", count=1000))
+            for start in range(0, len(keys), 1000):
+                client.delete(*keys[start : start + 1000])
+            client.close()
+        except redis.RedisError:
+            pass  # Redis is not there: nothing to delete
+
+
+def _uses_redis(source: Path, app: Mapping[str, str | None]) -> bool:
+    """True if the copy will run ``hub.engine = redis`` (production.ini does)."""
+    if "hub.engine" in app:
+        return app["hub.engine"] == "redis"
+    parser = configparser.RawConfigParser()
+    parser.read(source, encoding="utf-8")
+    return parser.get("app:main", "hub.engine", fallback="local").strip() == "redis"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -134,6 +168,15 @@ class RunningServer:
             **moved_demo_feeds(source),
             **(app or {}),
         }
+        #: A key prefix of this server's own when its copy runs on Redis and the
+        #: test names none (tests that share Redis between servers name theirs):
+        #: no test sees another's channels, presence or loom events; deleted on exit.
+        self.own_redis_prefix: str | None = None
+        if (_uses_redis(source, app_keys) and "redis.key_prefix" not in app_keys
+                and "CHANNELSTREAM_REDIS_KEY_PREFIX" not in (env or {})):
+            self.own_redis_prefix = f"test-{uuid.uuid4().hex[:12]}:"
+            app_keys["redis.key_prefix"] = self.own_redis_prefix
+            _OWN_PREFIXES.append((app_keys.get("redis.url"), self.own_redis_prefix))
         self.ini = write_ini(source, self.tmp_dir / source.name, app=app_keys, server=server_keys)
         self.command = list(command) if command is not None else [str(BIN / "pserve"), "{ini}"]
         self.env = dict(env or {})
