@@ -1,8 +1,8 @@
 """How a settings field is declared: its parser, its default as ini text, its doc.
 
-:func:`setting` is used in the dataclasses of :mod:`channelstream.settings`
+:func:`setting` is used in the dataclasses of :mod:`channelstream.settings.keys`
 (and by any door that declares its own group); the key of a field follows
-from its place (see :mod:`channelstream.settings`).
+from its place (see :mod:`channelstream.settings.keys`).
 """
 
 from __future__ import annotations
