@@ -43,6 +43,7 @@ sockets stay open; everything recovers when Redis is back.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -203,7 +204,8 @@ class RedisBus(Bus):
     def start(self) -> None:
         """Make the client (nothing is connected until first used) and start the reader."""
         self._client = redis.Redis.from_url(
-            self.url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
+            self.url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30,
+            client_name=f"channelstream-{os.getpid()}",  # who is who in CLIENT LIST
         )
         self._publish = self._client.register_script(PUBLISH_SCRIPT)
         self._position = self._client.register_script(POSITION_SCRIPT)
@@ -492,7 +494,8 @@ class RedisBus(Bus):
                 follow.name, follow.last + 1, upto - 1,
             )
             follow.last = upto - 1
-            self._adopt(follow.name, follow.epoch, follow.last)  # type: ignore[misc]
+            # its subscribers here missed them: the hub closes their outboxes (resume)
+            self._adopt(follow.name, follow.epoch, follow.last, lost=True)  # type: ignore[misc]
 
     def _new_epoch_seen(self, follow: _Follow, message: Message) -> None:
         """Redis lost the channel and a new epoch began: all of it is new here.

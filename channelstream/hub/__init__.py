@@ -10,7 +10,7 @@ from .channel import Channel, ChannelConfig
 from .filters import Decimation, Filter
 from .hub import Hub, HubConfig, HubState
 from .message import DATA, STICKY, Message
-from .outbox import REASON_OVERFLOW, REASON_SHUTDOWN, Outbox
+from .outbox import REASON_LOST, REASON_OVERFLOW, REASON_SHUTDOWN, Outbox
 from .subscription import Start, Subscription
 from .writer import run_writer
 
@@ -27,6 +27,7 @@ __all__ = [
     "LocalBus",
     "Message",
     "Outbox",
+    "REASON_LOST",
     "REASON_OVERFLOW",
     "REASON_SHUTDOWN",
     "STICKY",

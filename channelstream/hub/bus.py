@@ -27,9 +27,13 @@ For an engine bus (``sequences = True``) also:
 * ``attach_engine(deliver, adopt)`` is called once, by the hub, before
   ``start``: ``deliver(channel, messages)`` hands sequenced messages (offset
   order, no gap, each the next of the channel's epoch); ``adopt(channel,
-  epoch, last_offset)`` tells the hub where a channel stands when the process
-  starts following it, and again when the engine's epoch changed (the
-  engine lost its data) or a gap could not be filled from its history.
+  epoch, last_offset, lost=False)`` tells the hub where a channel stands when
+  the process starts following it, and again when the engine's epoch changed
+  (the engine lost its data: what follows carries the new epoch) or, with
+  ``lost=True``, when a gap could not be filled from its history: the
+  channel's subscribers here missed messages that others got, and the hub
+  closes their outboxes (:data:`~.outbox.REASON_LOST`) so that their
+  clients resume and learn it, never a silent gap.
 * ``watch(channel)`` returns once the process follows the channel (every
   publish after it will be delivered) and ``adopt`` was called; it may block
   the calling greenlet on the engine.
@@ -43,13 +47,18 @@ For an engine bus (``sequences = True``) also:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from .message import Message
 
 Receive = Callable[[Message], Message]
 ReceiveMany = Callable[[list[Message]], list[Message]]
 Deliver = Callable[[str, list[Message]], None]
-Adopt = Callable[[str, str, int], None]
+
+
+class Adopt(Protocol):
+    def __call__(self, channel: str, epoch: str, last_offset: int, lost: bool = False) -> None:
+        ...
 
 
 class EngineUnavailable(RuntimeError):

@@ -25,7 +25,7 @@ from .bus import Bus, EngineUnavailable, LocalBus
 from .channel import Channel, ChannelConfig
 from .filters import Decimation, Filter
 from .message import Message
-from .outbox import REASON_SHUTDOWN, Outbox
+from .outbox import REASON_LOST, REASON_SHUTDOWN, Outbox
 from .subscription import AFTER, Start, Subscription
 
 log = logging.getLogger(__name__)
@@ -395,10 +395,13 @@ class Hub:
         if channel is not None:  # else no longer followed here: nobody needs it
             channel.receive_sequenced(messages)
 
-    def _adopt(self, name: str, epoch: str, last_offset: int) -> None:
+    def _adopt(self, name: str, epoch: str, last_offset: int, lost: bool = False) -> None:
         channel = self._channels.get(name)
         if channel is not None:
             channel.adopt(epoch, last_offset)
+            if lost:  # its subscribers here missed messages: they must resume and be told
+                for sub in channel.subscriptions:
+                    sub.outbox.close(REASON_LOST)
 
     # -- collection -----------------------------------------------------------------
 

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 #: Reasons given to ``Outbox.close``.
 REASON_OVERFLOW = "outbox over its hard limit"
 REASON_SHUTDOWN = "server shutting down"
+#: The shared engine could not deliver some of a channel's messages to this process.
+REASON_LOST = "messages lost on the way: resume"
 
 
 class _Waker:

@@ -11,6 +11,7 @@ and Redis down gives 503s and a degraded /healthz until it is back.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -187,6 +188,58 @@ def test_redis_losing_the_channel_gives_resume_failed_then_live(pair, prefix):
         assert failed and failed[0]["channel"] == room and "epoch" in failed[0]["reason"]
         live = back.messages(1)
         assert live[-1]["message"] == {"n": 3} and live[-1]["epoch"] != old["epoch"]
+    finally:
+        back.close()
+
+
+def _kill_pubsub_of(server: RunningServer) -> None:
+    """Close ``server``'s pub/sub connection from Redis's side (as a network cut would)."""
+    engine = redis.Redis.from_url(REDIS_URL)
+    name = f"channelstream-{server.process.pid}"
+    ids = [c["id"] for c in engine.client_list() if c.get("name") == name and int(c["sub"])]
+    assert ids, f"no pub/sub connection named {name}"
+    for client_id in ids:
+        engine.client_kill_filter(_id=client_id)
+
+
+def _close_frame(ws: websocket.WebSocket, timeout: float = 20.0) -> tuple[int, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert time.monotonic() < deadline, "no close frame"
+        ws.settimeout(max(0.1, deadline - time.monotonic()))
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return int.from_bytes(data[:2], "big"), data[2:].decode()
+
+
+def test_messages_the_engine_could_not_deliver_close_the_clients_that_missed_them(pair, prefix):
+    """A gap the stream no longer holds is never silent: the clients of the
+    process that missed it are closed with the reason, and their resume says
+    ``resume_failed`` (history no longer reaches back), then live."""
+    first, second = pair
+    room = channel()
+    listener = Listener(second, room)
+    post(first, room, 1)
+    (seen,) = listener.messages(1)
+    second.process.send_signal(signal.SIGSTOP)
+    try:
+        _kill_pubsub_of(second)
+        post(first, room, 2, 3, 4)  # second is away: these never reach it live
+        engine = redis.Redis.from_url(REDIS_URL)
+        engine.xtrim(f"{prefix}{{channel:{room}}}:log", maxlen=0)  # nor from the stream
+    finally:
+        second.process.send_signal(signal.SIGCONT)
+    code, reason = _close_frame(listener.ws)
+    assert (code, reason) == (4000, "messages lost on the way: resume")
+    assert [f["message"] for f in listener.messages(1)] == [{"n": 1}]  # nothing else came
+    listener.close()
+    back = Listener(second, room, resume={room: [seen["epoch"], seen["offset"]]})
+    try:
+        post(first, room, 5)
+        live = back.messages(1)
+        failed = [f for f in back.frames if f.get("type") == "resume_failed"]
+        assert failed and failed[0]["channel"] == room
+        assert [f["message"] for f in live] == [{"n": 5}]
     finally:
         back.close()
 

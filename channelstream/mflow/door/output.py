@@ -16,7 +16,7 @@ import gevent
 import zmq
 
 from ...chat.routing import hub_channel
-from ...hub import REASON_OVERFLOW, Decimation, Hub, Outbox
+from ...hub import REASON_LOST, REASON_OVERFLOW, Decimation, Hub, Outbox
 from ...settings.endpoints import ZmqEndpoint
 from ..stream import Stream
 from .endpoint import ZmqContext, ZmqDoor
@@ -69,6 +69,10 @@ class ZmqOutput(ZmqDoor):
                     self.overflows += 1
                     log.warning("%s: over hub.outbox_hard_limit undroppable messages: its "
                                 "outbox was closed; subscribed again", self.name)
+                    continue
+                if outbox.close_reason == REASON_LOST and not self.stopping:
+                    log.warning("%s: the shared engine lost messages of %s on the way; "
+                                "subscribed again", self.name, self.endpoint.channel)
                     continue
                 return
         finally:
