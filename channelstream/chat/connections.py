@@ -45,6 +45,9 @@ class Connection:
         #: The position last told to a resume-aware client, per ``resume`` key
         #: (see :class:`~channelstream.chat.transport.Positions`).
         self.told: dict[str, tuple[str, int]] = {}
+        #: The process it was handed over to (``ChatState.hand_over``): it closed
+        #: here without leaving its channels, which it is still in over there.
+        self.moved_to: str | None = None
 
     def attach(self, transport: Transport) -> Transport | None:
         """Make ``transport`` the one that drains the outbox; return the one it replaces."""

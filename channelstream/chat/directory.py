@@ -9,8 +9,10 @@ directory:
   (``members``) and which channels exist (``channel_names``);
 - user state: changes (``update_user``), reads (``states``), whether a user
   exists (``user_exists``), the channels a user is in (``channels_of``);
-- connections: which process owns a connection (``owner``) and running an
-  operation there (``forward``);
+- connections: which process owns a connection (``owner``), running an
+  operation there (``forward``), and taking it over for a transport that
+  attached here (``take_over``: the owner hands it over, or, the owner dead,
+  it is rebuilt from what the engine recorded);
 - channel settings, so that a process that meets a channel for the first
   time takes the settings another gave it (``settings`` / ``save_settings``).
 
@@ -32,7 +34,7 @@ directory's next refresh. ``forward`` raises what the owner refused with
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .channels import ChannelSettings
@@ -81,6 +83,24 @@ class Directory:
         """Run ``op`` (``connect``, ``subscribe``, ``unsubscribe``, ``disconnect``)
         with ``args`` on process ``owner``, which has ``conn_id``; its answer."""
         raise RuntimeError("a local directory has no other process")
+
+    def take_over(
+        self, conn_id: str, adopt: Callable[[dict[str, Any]], Connection]
+    ) -> Connection | None:
+        """Move ``conn_id`` of another process here: ``adopt(state)`` makes
+        it; None if no process has it (or another greenlet here took it).
+
+        ``state`` is the connection's as :meth:`ChatState.hand_over
+        <channelstream.chat.state.ChatState.hand_over>` gives it (its owner
+        handed it over and dropped it without parting its channels), or as the
+        engine recorded it when the owner is gone (``conn_id``, ``username``,
+        ``channels``, ``granted`` only). The directory records this process
+        as the owner first, and hands the connection to nobody else until
+        ``adopt`` returned. Two processes taking one connection: one gets it,
+        the other a :class:`~channelstream.errors.Conflict`. May wait
+        (bounded); raises as :meth:`forward` does.
+        """
+        return None
 
     # -- presence ---------------------------------------------------------------------
 

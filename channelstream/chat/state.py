@@ -33,13 +33,15 @@ from .frames import PM_RESUME_KEY, presence_frame, user_state_frame
 from .info import Info, channels_info
 from .joins import ClientJoins
 from .messages import MessageRouter
-from .routing import channel_message, hub_channel, user_channel
+from .routing import channel_message, hub_channel, resume_key, user_channel
 from .users import User
 
 log = logging.getLogger(__name__)
 
 #: Reason given to transports of a connection that was collected or closed.
 REASON_GONE = "connection closed"
+#: Reason given to the transport of a connection handed over to another process.
+REASON_MOVED = "connection moved to another process"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +150,12 @@ class ChatState:
             "channels_info": self.channels_info(self._info_for(names, info)),
         }
 
-    def _new_connection(self, conn_id: str, user: User, now: float) -> Connection:
+    def _new_connection(
+        self, conn_id: str, user: User, now: float, start: Start | None = None
+    ) -> Connection:
         outbox = self.hub.open_outbox(name=conn_id)
         connection = Connection(conn_id, user, outbox, now)
-        self.hub.subscribe(outbox, user_channel(user.name), principal=user.name)
+        self.hub.subscribe(outbox, user_channel(user.name), start=start, principal=user.name)
         # The hub closes the outbox past its hard limit or at shutdown: the
         # connection goes with it (its client resumes by offset elsewhere).
         outbox.on_close(lambda _outbox: self._forget_connection(connection))
@@ -165,6 +169,88 @@ class ChatState:
         connection = self.connections.get(conn_id)
         if connection is None:
             raise NotFound(f"unknown connection {conn_id}", field="conn_id")
+        return connection
+
+    def find_connection(self, conn_id: str) -> Connection:
+        """The connection a transport attaches to: this process's, else taken
+        over from the process that has it (``Directory.take_over``), or 404.
+
+        Only a shared directory takes over (it may wait, bounded, and raise
+        409, 503 or 504); with ``hub.engine = local`` this is :meth:`connection`.
+        """
+        connection = self.connections.get(conn_id)
+        if connection is None and conn_id and self.directory.shared:
+            connection = self.directory.take_over(conn_id, self._adopt)
+            if connection is None:  # another transport of this process took it meanwhile
+                connection = self.connections.get(conn_id)
+        if connection is None:
+            raise NotFound(f"unknown connection {conn_id}", field="conn_id")
+        return connection
+
+    def hand_over(self, conn_id: str, to: str) -> dict[str, Any]:
+        """Give connection ``conn_id`` to process ``to``: its state, as JSON.
+
+        The connection closes here without leaving its channels (no parted
+        frame, its shared presence stays: ``to`` takes it over, the same
+        connection id) and its transport is kicked. The state: ``conn_id``,
+        ``username``, ``channels``, ``granted``, ``told`` (see
+        :class:`~channelstream.chat.transport.Positions`) and ``positions``
+        (``resume`` keys -> where the outbox's reader stood: what was queued
+        here is delivered there). Never yields.
+        """
+        connection = self.connection(conn_id)
+        state = {
+            "conn_id": conn_id,
+            "username": connection.user.name,
+            "channels": sorted(connection.channels),
+            "granted": sorted(connection.granted),
+            "told": {key: list(pos) for key, pos in connection.told.items()},
+            "positions": {
+                resume_key(name): list(pos)
+                for name, pos in connection.outbox.positions().items()
+            },
+        }
+        connection.moved_to = to
+        connection.outbox.close(REASON_MOVED, discard=True)  # calls _forget_connection
+        return state
+
+    def _adopt(self, state: Mapping[str, Any]) -> Connection:
+        """Make the connection :meth:`hand_over` (or the engine's record) described.
+
+        Each stream starts where the previous owner's reader stood (live when
+        not known); its channels are joined again with the same connection
+        id, which the shared presence still lists: no joined frame.
+        """
+        now = self._monotonic()
+        name = str(state["username"])
+        user = self.users.get(name)
+        if user is None:
+            user = self.users[name] = User(name, now)
+            record = self.directory.states([name]).get(name)
+            if record is not None:
+                user.state, user.public_keys = record
+        user.last_active = now
+        positions = state.get("positions") or {}
+
+        def start(key: str) -> Start | None:
+            position = positions.get(key)
+            return None if position is None else Start.after(str(position[0]), int(position[1]))
+
+        connection = self._new_connection(str(state["conn_id"]), user, now, start(""))
+        connection.granted.update(state.get("granted") or ())
+        connection.told.update(
+            {key: (str(pos[0]), int(pos[1])) for key, pos in (state.get("told") or {}).items()}
+        )
+        for channel in sorted(set(state.get("channels") or ())):
+            self._join(connection, channel, None, now, start(channel))
+        for subscription in connection.outbox.subscriptions.values():
+            if subscription.resume_error is not None:  # e.g. history no longer reaches back
+                log.info(
+                    "connection %s taken over: %s goes on live (%s)",
+                    connection.id, subscription.channel.name, subscription.resume_error,
+                )
+                subscription.resume_error = None
+        log.info("connection %s of %r taken over from another process", connection.id, name)
         return connection
 
     def user(self, name: str) -> User:
@@ -199,13 +285,15 @@ class ChatState:
             self.slow_disconnects += 1
             log.info("connection %s was too slow: closed", connection.id)
         now = self._monotonic()
+        moved = connection.moved_to is not None  # still in its channels, over there
         for name in sorted(connection.channels):
-            self._leave(connection, name, now)
+            self._leave(connection, name, now, quiet=moved)
         self.connections.pop(connection.id, None)
         user = connection.user
         user.connections.pop(connection.id, None)
         user.last_active = now
-        self.directory.closed(connection)
+        if not moved:
+            self.directory.closed(connection)
         transport = connection.transport
         if transport is not None:
             transport.kick(connection.outbox.close_reason or REASON_GONE)
@@ -228,8 +316,12 @@ class ChatState:
         channels go on from what the connection still had queued. A
         ``resume_aware`` client that does not name a stream it was told of
         (``Connection.told``: the frame telling it was lost) resumes it from
-        what it was told.
+        what it was told. A connection that closed (or moved to another
+        process) since the transport found it kicks the transport at once.
         """
+        if connection.closed:  # it closed or moved away while the transport was on its way
+            transport.kick(connection.outbox.close_reason or REASON_GONE)
+            return []
         previous = connection.attach(transport)
         if previous is not None and previous is not transport:
             previous.kick("replaced by a newer transport")
@@ -382,12 +474,19 @@ class ChatState:
         )
 
     def _join(
-        self, connection: Connection, name: str, settings: ChannelSettings | None, now: float
+        self,
+        connection: Connection,
+        name: str,
+        settings: ChannelSettings | None,
+        now: float,
+        start: Start | None = None,
     ) -> None:
         channel = self._channel(name, settings, now)
         if name in connection.channels:
             return
-        self.hub.subscribe(connection.outbox, hub_channel(name), principal=connection.user.name)
+        self.hub.subscribe(
+            connection.outbox, hub_channel(name), start=start, principal=connection.user.name
+        )
         connection.channels.add(name)
         user = connection.user.name
         channel.members.setdefault(user, set()).add(connection.id)
@@ -396,7 +495,11 @@ class ChatState:
         if first and channel.settings.notify_presence:
             self._presence(channel, connection.user, "joined")
 
-    def _leave(self, connection: Connection, name: str, now: float) -> None:
+    def _leave(
+        self, connection: Connection, name: str, now: float, *, quiet: bool = False
+    ) -> None:
+        """``quiet``: the connection went to another process; it leaves this
+        process's view only (no parted frame, shared presence untouched)."""
         connection.channels.discard(name)
         subscription: Subscription | None = connection.outbox.subscriptions.get(hub_channel(name))
         if subscription is not None:
@@ -412,6 +515,8 @@ class ChatState:
         channel.touch(now)
         if not ids:
             del channel.members[user]
+        if quiet:
+            return
         if self.directory.parted(name, user, connection.id) and channel.settings.notify_presence:
             self._presence(channel, connection.user, "parted")
 

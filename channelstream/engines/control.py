@@ -17,7 +17,7 @@ answers with one ``PUBLISH`` on the caller's channel::
 Contract of :meth:`Control.call`, every wait bounded:
 
 - ``PUBLISH`` answered 0 receivers: nobody listens there (the process
-  stopped or died): :class:`~channelstream.errors.Unavailable` (503) at once;
+  stopped or died): :class:`OwnerGone` (503) at once;
 - no answer within ``timeout``: :class:`GatewayTimeout` (504);
 - Redis down, or this process's own subscription not up: ``EngineUnavailable``
   (503 naming Redis);
@@ -63,6 +63,12 @@ class GatewayTimeout(ClientError):
 
     status = 504
     code = "owner_timeout"
+
+
+class OwnerGone(Unavailable):
+    """Nobody listens on the process's control channel: it stopped or died."""
+
+    code = "owner_gone"
 
 
 class Refused(ClientError):
@@ -172,7 +178,7 @@ class Control:
                 raise EngineUnavailable(f"redis at {self.where} is unavailable: {err}") from None
             if not receivers:
                 self.owners_gone += 1
-                raise Unavailable(
+                raise OwnerGone(
                     f"{what} belongs to process {process_id}, which no longer listens on"
                     f" redis at {self.where} (stopped or died); its records expire soon"
                 )
@@ -296,4 +302,4 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-__all__ = ["Control", "GatewayTimeout", "Refused"]
+__all__ = ["Control", "GatewayTimeout", "OwnerGone", "Refused"]

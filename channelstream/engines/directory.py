@@ -13,7 +13,16 @@ a :class:`RedisDirectory` (the contract is :mod:`channelstream.chat.directory`):
   sweeps the presence of its channels: members whose process stopped
   refreshing them expire, and their ``parted`` frames go to the channel
   (reads sweep too, so an expired member is never listed). The users of a
-  process killed with SIGKILL thus part within ``redis.presence_ttl``.
+  process killed with SIGKILL thus part within ``redis.presence_ttl``;
+- a transport that attaches here to a connection of another process takes it
+  over (:meth:`RedisDirectory.take_over`): the owner, asked over its control
+  channel (``handover``), records this process as the owner, drops the
+  connection without parting it and answers its state; the presence members
+  stay as they are (keyed by the connection id, which does not change), so
+  nobody sees a part or a join. The owner gone (nobody on its control
+  channel), the connection is rebuilt from its record (user, channels) under
+  a compare-and-set on the owner: of two processes doing so, the first wins,
+  the other answers 409.
 
 Redis down: reads (``/info``, ``/user_state``, forwarding) raise
 :class:`~channelstream.hub.bus.EngineUnavailable` (503 naming Redis) and the
@@ -36,19 +45,20 @@ from typing import Any, TypeVar
 
 import redis
 import redis.exceptions
+from gevent.event import Event
 
 from ..chat.channels import ChannelSettings
 from ..chat.connections import Connection
 from ..chat.directory import Directory, from_wire
 from ..chat.routing import hub_channel
 from ..chat.users import User
-from ..errors import Unavailable
+from ..errors import Conflict, NotFound, Unavailable
 from ..hub.bus import EngineUnavailable
 from ..serving.doors import DoorState, SupervisedLoop
 from ..strict_json import dumps
-from .control import DOWN, Control
+from .control import DOWN, Control, OwnerGone, Refused
 from .presence import Presence
-from .records import Records, StateConflict
+from .records import Records, StateConflict, Taken
 from .redis import redact
 
 log = logging.getLogger(__name__)
@@ -108,7 +118,18 @@ class RedisDirectory(Directory):
         self._last_error: str | None = None
         #: members parted because their process stopped refreshing them
         self.expired = 0
-        for op in ("connect", "subscribe", "unsubscribe", "disconnect", "settings"):
+        #: connections taken over here: handed over by their owner, rebuilt from
+        #: the record of a dead one; and handed over from here to another process
+        self.taken_over = 0
+        self.rebuilt = 0
+        self.handed_over = 0
+        #: conn id -> the process it is being handed over to / was since the
+        #: last refresh's snapshot (the refresh must not write it back as ours)
+        self._moving: dict[str, str] = {}
+        self._handed: dict[str, str] = {}
+        #: conn id -> set when this process's take-over of it ends
+        self._taking: dict[str, Event] = {}
+        for op in ("connect", "subscribe", "unsubscribe", "disconnect", "settings", "handover"):
             self.control.handle(op, getattr(self, f"_serve_{op}"))
 
     # -- Redis access ------------------------------------------------------------------
@@ -170,10 +191,19 @@ class RedisDirectory(Directory):
     # -- connections ---------------------------------------------------------------------
 
     def opened(self, connection: Connection) -> None:
-        self._quietly(
-            "recording a connection",
-            lambda c: self.records.own(c, connection.id, connection.user.name, self.process_id),
-        )
+        def record(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=False)
+            self.records.own(pipe, connection.id, connection.user.name, self.process_id)
+            self.records.memberships(pipe, connection.id, connection.channels, connection.granted)
+            pipe.execute()
+
+        self._quietly("recording a connection", record)
+
+    def _memberships(self, client: Any, conn_id: str) -> None:
+        """Record the channels of ``conn_id`` (of this process) if it is still open."""
+        connection = self._chat.connections.get(conn_id)
+        if connection is not None and not connection.closed:
+            self.records.memberships(client, conn_id, connection.channels, connection.granted)
 
     def closed(self, connection: Connection) -> None:
         self._quietly(
@@ -189,6 +219,64 @@ class RedisDirectory(Directory):
 
     def forward(self, owner: str, op: str, args: dict[str, Any], conn_id: str) -> Any:
         return self.control.call(owner, op, args, f"connection {conn_id}")
+
+    def take_over(
+        self, conn_id: str, adopt: Callable[[dict[str, Any]], Connection]
+    ) -> Connection | None:
+        """See the contract (:meth:`Directory.take_over`) and the module doc.
+
+        Transports of this process attaching to one connection at once take
+        it over once: the others wait for that (bounded), then find it here.
+        Until ``adopt`` returned, another process asking for it gets a 409.
+        """
+        pending = self._taking.get(conn_id)
+        if pending is not None:
+            pending.wait(self.control.timeout + 1.0)
+            return None
+        done = self._taking[conn_id] = Event()
+        try:
+            state = self._take_over(conn_id)
+            return None if state is None else adopt(state)
+        finally:
+            del self._taking[conn_id]
+            done.set()
+
+    def _take_over(self, conn_id: str) -> dict[str, Any] | None:
+        found = self._redis(lambda c: self.records.owner(c, conn_id))
+        if found is None:
+            return None
+        owner = found[0]
+        if owner != self.process_id:  # (ours but not here: a handover whose taker gave up)
+            try:
+                state = self.control.call(
+                    owner, "handover", {"conn_id": conn_id, "to": self.process_id},
+                    f"connection {conn_id}",
+                )
+                self.taken_over += 1
+                return state
+            except OwnerGone:
+                log.info("connection %s: its process %s is gone; rebuilt here", conn_id, owner)
+            except Refused as err:
+                if err.status != 404:
+                    raise
+                # It closed meanwhile (its record is gone: unknown below), or its
+                # owner handed it to a process that gave up waiting: rebuilt here.
+        try:
+            record = self._redis(
+                lambda c: self.records.claim(c, conn_id, owner, self.process_id)
+            )
+        except Taken as err:
+            raise Conflict(str(err), field="conn_id") from None
+        if record is None:
+            return None
+        if record["channels"] is None:  # written before records kept channels: not enough
+            self._quietly(
+                "forgetting a connection",
+                lambda c: self.records.disown(c, conn_id, self.process_id),
+            )
+            return None
+        self.rebuilt += 1
+        return record
 
     # -- what other processes ask of this one (the control channel) -------------------------
 
@@ -222,6 +310,38 @@ class RedisDirectory(Directory):
             self._chat.settings_changed(str(args["channel"]), settings)
         return None
 
+    def _serve_handover(self, args: dict[str, Any]) -> Any:
+        """Another process took a transport of a connection of this one: hand it over."""
+        conn_id, to = str(args["conn_id"]), str(args["to"])
+        if conn_id in self._taking:  # its owner named this process: being taken over here
+            raise Conflict(
+                f"connection {conn_id} is being taken over by process {self.process_id}",
+                field="conn_id",
+            )
+        connection = self._chat.connections.get(conn_id)
+        if connection is None or connection.closed:
+            raise NotFound(
+                f"connection {conn_id} is not on process {self.process_id}", field="conn_id"
+            )
+        moving = self._moving.get(conn_id)
+        if moving is not None:  # two takers: the first asked wins
+            raise Conflict(
+                f"connection {conn_id} is being handed over to process {moving}", field="conn_id"
+            )
+        self._moving[conn_id] = to
+        try:
+            self._redis(lambda c: self.records.own(c, conn_id, connection.user.name, to))
+            if self._chat.connections.get(conn_id) is not connection:  # closed meanwhile
+                self._quietly(
+                    "forgetting a connection", lambda c: self.records.disown(c, conn_id, to)
+                )
+                raise NotFound(f"connection {conn_id} closed", field="conn_id")
+            self._handed[conn_id] = to
+            self.handed_over += 1
+            return self._chat.hand_over(conn_id, to)
+        finally:
+            self._moving.pop(conn_id, None)
+
     def _local(self, conn_id: str) -> str:
         """A forwarded call runs on a connection of this process, never forwards again."""
         self._chat.connection(conn_id)  # 404 if it closed meanwhile
@@ -236,6 +356,7 @@ class RedisDirectory(Directory):
             first = user in {_text(name) for name in firsts}
             pipe = client.pipeline(transaction=False)
             pipe.zadd(self._index, {channel: now + self.presence.ttl_ms})
+            self._memberships(pipe, conn_id)
             if first:
                 self.records.in_channel(pipe, user, channel, True)
                 # Its joined frame shows the state: another process may have changed it.
@@ -252,7 +373,10 @@ class RedisDirectory(Directory):
 
     def parted(self, channel: str, user: str, conn_id: str) -> bool:
         def leave(client: redis.Redis) -> bool:
-            answer = self.presence.leave(client, hub_channel(channel), conn_id)
+            pipe = client.pipeline(transaction=False)
+            self.presence.leave(pipe, hub_channel(channel), conn_id)
+            self._memberships(pipe, conn_id)
+            answer = pipe.execute()[0]
             last = bool(answer) and int(answer[1]) == 1
             if last:
                 self.records.in_channel(client, user, channel, False)
@@ -414,13 +538,15 @@ class RedisDirectory(Directory):
             for name, channel in chat.channels.items()
             if channel.members
         }
-        owned = [(c.id, c.user.name) for c in chat.connections.values()]
-        users = sorted({user for _, user in owned})
+        owned = [(c.id, c.user.name, c.channels, c.granted) for c in chat.connections.values()]
+        users = sorted({user for _, user, _, _ in owned})
+        self._handed.clear()  # handed over before this snapshot: not in it
 
         def write(client: redis.Redis) -> None:
             pipe = client.pipeline(transaction=False)
-            for conn_id, user in owned:
+            for conn_id, user, channels, granted in owned:
                 self.records.own(pipe, conn_id, user, self.process_id)
+                self.records.memberships(pipe, conn_id, channels, granted)
             for user in users:
                 self.records.refresh_user(pipe, user)
             for name, members in snapshot.items():
@@ -434,10 +560,21 @@ class RedisDirectory(Directory):
             pipe.execute()
 
         self._redis(write)
+        # A connection handed over while the pipeline was on its way was written
+        # back as ours: its new owner's again (its presence is the new owner's too).
+        handed = dict(self._handed)
+        for conn_id, user, _, _ in owned:
+            if conn_id in handed:
+                self._quietly(
+                    "a handover",
+                    lambda c, i=conn_id, u=user: self.records.own(c, i, u, handed[i]),
+                )
         # A connection that left while the pipeline was on its way was written back: undo.
         for name, members in snapshot.items():
             channel = chat.channels.get(name)
             for conn_id, user in members:
+                if conn_id in handed:
+                    continue
                 if channel is None or conn_id not in channel.members.get(user, ()):
                     self._quietly(
                         "a leave",
@@ -452,6 +589,9 @@ class RedisDirectory(Directory):
             "url": self.where,
             "presence_ttl": self.ttl,
             "expired_members": self.expired,
+            "taken_over": self.taken_over,
+            "rebuilt": self.rebuilt,
+            "handed_over": self.handed_over,
         }
         # Flat, so that /metrics shows the numbers (channelstream_door_control_calls...).
         info.update({f"control_{key}": value for key, value in self.control.status().items()})

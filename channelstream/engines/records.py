@@ -2,11 +2,17 @@
 
 Keys under the engine's prefix:
 
-- ``chat:conn:<id>``, a hash ``{user, owner}``: the process id that owns
-  the connection (its control channel, :mod:`.control`). Written by the
-  owner at ``/connect``, refreshed on its timer, deleted when the connection
-  closes; it expires ``redis.presence_ttl`` after the owner's last refresh,
-  so the connections of a killed process are soon unknown everywhere.
+- ``chat:conn:<id>``, a hash ``{user, owner, channels, granted}``: the
+  process id that owns the connection (its control channel, :mod:`.control`)
+  and, as JSON lists, the channels it is in and those the backend gave it
+  (enough to rebuild it on another process when the owner died:
+  :meth:`Records.claim`). Written by the owner at ``/connect``, its channels
+  at each join and leave, refreshed on its timer, deleted when the
+  connection closes; it expires ``redis.presence_ttl`` after the owner's last
+  refresh, so the connections of a killed process are soon unknown everywhere.
+  A process that takes a connection over (a transport attached there) sets
+  itself as owner: the owner that hands it over does, or, the owner dead,
+  the taker under ``WATCH`` (two takers: the first wins).
 - ``chat:user:{<name>}``, a hash ``{state, keys}`` (JSON): the user's state
   and its public keys, shared by every process. Kept ``gc_users_after``
   after the last refresh by a process that has one of its connections.
@@ -45,6 +51,10 @@ class StateConflict(RuntimeError):
     """A user's state kept changing under a read-modify-write."""
 
 
+class Taken(RuntimeError):
+    """Another process took the connection over first (:meth:`Records.claim`)."""
+
+
 class Records:
     """The connection and user records under ``key_prefix`` (see the module doc).
 
@@ -76,6 +86,53 @@ class Records:
         key = self.conn_key(conn_id)
         client.hset(key, mapping={"user": user, "owner": owner})
         client.pexpire(key, self.ttl_ms)
+
+    def memberships(
+        self, client: Any, conn_id: str, channels: Iterable[str], granted: Iterable[str]
+    ) -> None:
+        """Record the channels ``conn_id`` is in and those it was given."""
+        key = self.conn_key(conn_id)
+        client.hset(
+            key, mapping={"channels": dumps(sorted(channels)), "granted": dumps(sorted(granted))}
+        )
+        client.pexpire(key, self.ttl_ms)
+
+    def claim(
+        self, client: Any, conn_id: str, owner: str, new_owner: str
+    ) -> dict[str, Any] | None:
+        """Make ``new_owner`` the owner of ``conn_id`` if ``owner`` still is
+        (compare-and-set under ``WATCH``); answers the record (``username``,
+        ``channels``: None if not recorded, ``granted``), or None if there is none.
+
+        :raises Taken: another process took it meanwhile, or it is gone.
+        """
+        key = self.conn_key(conn_id)
+        with client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                found, user, channels, granted = pipe.hmget(
+                    key, "owner", "user", "channels", "granted"
+                )
+                if found is None:
+                    return None
+                if _text(found) != owner:
+                    raise Taken(
+                        f"connection {conn_id} was taken over by process {_text(found)}"
+                    )
+                pipe.multi()
+                pipe.hset(key, "owner", new_owner)
+                pipe.pexpire(key, self.ttl_ms)
+                pipe.execute()
+            except redis.exceptions.WatchError:
+                raise Taken(
+                    f"connection {conn_id} was taken over by another process at the same time"
+                ) from None
+        return {
+            "conn_id": conn_id,
+            "username": _text(user),
+            "channels": json.loads(channels) if channels is not None else None,
+            "granted": json.loads(granted) if granted is not None else [],
+        }
 
     def disown(self, client: Any, conn_id: str, owner: str) -> None:
         """Forget ``conn_id`` (only if ``owner`` still owns it: a newer owner keeps it)."""
@@ -157,4 +214,4 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-__all__ = ["Records", "StateConflict", "UserRecord"]
+__all__ = ["Records", "StateConflict", "Taken", "UserRecord"]

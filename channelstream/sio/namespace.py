@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import socketio
 
-from ..errors import ClientError
+from ..errors import ClientError, NotFound
+from ..hub.bus import EngineUnavailable
 from ..packets import TIME_KEY, BadQuery, parse_query
 from .auth import AuthError, credentials
 from .session import Session
@@ -90,9 +91,12 @@ class StreamNamespace(socketio.Namespace):
     def _connection(self, creds: Any) -> Connection:
         chat = self.sessions.chat
         if creds.conn_id is not None:
-            connection = chat.connections.get(creds.conn_id)
-            if connection is None:
-                raise AuthError("unknown connection")
+            try:  # (a connection of another process is taken over: hub.engine = redis)
+                connection = chat.find_connection(creds.conn_id)
+            except NotFound:
+                raise AuthError("unknown connection") from None
+            except (ClientError, EngineUnavailable) as err:  # 409, 503, 504: said as they are
+                raise AuthError(str(err)) from None
             if creds.username is not None and connection.user.name != creds.username:
                 raise AuthError("the connection belongs to another user")
             return connection

@@ -41,7 +41,7 @@ def listen_view(request: Request) -> Response:
         raise BadRequest("callback: not a JavaScript function name", field="callback")
     resume = parse_resume(request.GET.get("resume"))
     resume_aware = "resume" in request.GET
-    connection = chat.connection(request.GET.get("conn_id", ""))
+    connection = chat.find_connection(request.GET.get("conn_id", ""))
     transport = PollTransport()
     transport.greenlet = getcurrent()
     outbox = connection.outbox

@@ -39,7 +39,7 @@ def sse_view(request: Request) -> Response:
     resume.update(parse_resume(request.GET.get("resume")))
     # A client that brings positions keeps them (EventSource does, by itself).
     resume_aware = bool(last_event_id) or "resume" in request.GET
-    connection = chat.connection(request.GET.get("conn_id", ""))
+    connection = chat.find_connection(request.GET.get("conn_id", ""))
     response = Response(
         app_iter=_events(
             chat, connection, resume, runtime.settings.client_heartbeat, resume_aware

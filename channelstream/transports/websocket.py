@@ -44,7 +44,7 @@ from ..chat.connections import Connection
 from ..chat.frames import encode_batch, live_json, resume_failed
 from ..chat.resume import parse_resume
 from ..chat.transport import Positions, Transport
-from ..errors import BadRequest
+from ..errors import BadRequest, NotFound
 from ..hub import Message
 from ..web.websocket import LastBatchFrame, WebSocket, close_now
 from ..web.wsframes import (
@@ -216,6 +216,14 @@ def websocket_view(request: Request) -> Response:
         resume = parse_resume(params.get("resume", [None])[0])
     except BadRequest as err:
         resume, bad_resume = {}, err.message
+    connection = chat.connections.get(conn_id)
+    if connection is None and bad_resume is None:
+        # A connection of another process is taken over before the upgrade:
+        # what prevents it (409, 503, 504) is answered as JSON, not as a close.
+        try:
+            connection = chat.find_connection(conn_id)
+        except NotFound:
+            pass
     try:
         sock = takeover()
     except HandshakeError as err:
@@ -223,7 +231,6 @@ def websocket_view(request: Request) -> Response:
     if bad_resume is not None:
         close_now(sock, CLOSE_POLICY, bad_resume)
         return Response()
-    connection = chat.connections.get(conn_id)
     if connection is None:
         close_now(sock, CLOSE_UNKNOWN, "unknown connection")
         return Response()

@@ -17,6 +17,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -48,11 +49,13 @@ def directory_app(url: str, prefix: str, **extra: str) -> dict[str, str]:
     }
 
 
-def start_servers(tmp_path_factory, url: str, prefix: str, count: int) -> list[RunningServer]:
+def start_servers(
+    tmp_path_factory, url: str, prefix: str, count: int, **extra: str
+) -> list[RunningServer]:
     servers = []
     for index in range(count):
         folder = tmp_path_factory.mktemp(f"p{index}")
-        app = directory_app(url, prefix)
+        app = directory_app(url, prefix, **extra)
         servers.append(RunningServer(REPO / "development.ini", folder, app=app))
     for server in servers:
         server.start()
@@ -66,17 +69,25 @@ def delete_keys(url: str, prefix: str) -> None:
         engine.delete(*keys)
 
 
-@pytest.fixture(scope="module")
-def trio(tmp_path_factory) -> Iterator[list[RunningServer]]:
+@contextmanager
+def running(tmp_path_factory, stem: str, count: int, **extra: str) -> Iterator[list[RunningServer]]:
+    """``count`` servers on the shared Redis under a prefix of their own
+    (``<stem>-<random>:``, deleted after), with ``extra`` app keys."""
     url = require_redis()
-    prefix = f"cs-dir-{uuid.uuid4().hex[:8]}:"
-    servers = start_servers(tmp_path_factory, url, prefix, 3)
+    prefix = f"{stem}-{uuid.uuid4().hex[:8]}:"
+    servers = start_servers(tmp_path_factory, url, prefix, count, **extra)
     try:
         yield servers
     finally:
         for server in servers:
             server.__exit__(None, None, None)
         delete_keys(url, prefix)
+
+
+@pytest.fixture(scope="module")
+def trio(tmp_path_factory) -> Iterator[list[RunningServer]]:
+    with running(tmp_path_factory, "cs-dir", 3) as servers:
+        yield servers
 
 
 def api(server: RunningServer) -> ChannelstreamClient:
