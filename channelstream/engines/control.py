@@ -115,6 +115,12 @@ class Control:
         self.timeouts = 0
         self.owners_gone = 0
 
+    def rename(self, process_id: str) -> None:
+        """Be ``process_id`` from now on (before :meth:`start`): a gunicorn
+        worker forked from the master that built this is a process of its own."""
+        self.process_id = process_id
+        self.topic = self.topic_of(process_id)
+
     def topic_of(self, process_id: str) -> str:
         return f"{self.key_prefix}ctl:{process_id}"
 

@@ -135,7 +135,14 @@ class RedisDirectory(Directory):
     # -- Redis access ------------------------------------------------------------------
 
     def open(self) -> None:
-        """Connect (reported, not fatal, when Redis is down) and start the control channel."""
+        """Connect (reported, not fatal, when Redis is down) and start the control channel.
+
+        The process id is made here, in the process that runs the service: the
+        directory may have been built in gunicorn's master, whose workers
+        would otherwise all share one id (one owner name, one control channel).
+        """
+        self.process_id = new_process_id()
+        self.control.rename(self.process_id)
         self._client = redis.Redis.from_url(
             self.url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
         )

@@ -11,14 +11,14 @@
   naming it), every worker serves reads.
 
 Each ``/ws`` client here makes its connection (``/connect``) and opens its
-websocket over one kept-alive TCP connection, so that both reach the same
-worker: a connection lives in the worker that made it (behind one port,
-that is what a deployment must arrange; see README, Scale out).
+websocket over separate TCP connections, so they land on any workers: the
+worker that takes the websocket takes the connection over from the one that
+made it (README, Scale out). Which worker holds it is read from its record in
+Redis.
 """
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import os
@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import redis
 import requests
 import websocket
 
@@ -53,8 +54,6 @@ ENV = {"CHANNELSTREAM_SECRET": GUNICORN_SECRET, "CHANNELSTREAM_ADMIN_SECRET": "a
 def prefix() -> Iterator[str]:
     name = f"cs-workers-{uuid.uuid4().hex[:8]}:"
     yield name
-    import redis
-
     client = redis.Redis.from_url(require_redis())
     keys = list(client.scan_iter(match=f"{name}*"))
     if keys:
@@ -77,16 +76,22 @@ def publisher(server, prefix: str) -> RunningServer:
     return server("development.ini", app=app)
 
 
-class WorkerClient:
-    """A ``/ws`` client of one gunicorn worker: health (its pid), ``/connect`` and the
-    upgrade go over one TCP connection, so they reach the same worker."""
+def owner_pid(prefix: str, conn_id: str) -> int:
+    """The pid of the worker that owns ``conn_id`` (its record in Redis names it)."""
+    owner = redis.Redis.from_url(require_redis()).hget(f"{prefix}chat:conn:{conn_id}", "owner")
+    assert owner is not None, f"no record of {conn_id}"
+    return int(owner.decode().split(":")[-2])  # host:pid:random
 
-    def __init__(self, url: str, room: str, resume: dict | None = None) -> None:
+
+class WorkerClient:
+    """A ``/ws`` client of gunicorn's port: ``/connect`` and the upgrade go over
+    separate TCP connections, so each lands on any worker. :attr:`made_on`:
+    the pid of the worker that made the connection; :attr:`pid`: of the one
+    holding the websocket (it took the connection over if they differ)."""
+
+    def __init__(self, url: str, prefix: str, room: str, resume: dict | None = None) -> None:
         host, port = url.split("//", 1)[1].split(":")
         conn = http.client.HTTPConnection(host, int(port), timeout=10)
-        auth = "Basic " + base64.b64encode(b"%s:%s" % tuple(x.encode() for x in ADMIN)).decode()
-        conn.request("GET", "/healthz", headers={"Authorization": auth})
-        self.pid = json.loads(conn.getresponse().read())["pid"]
         body = json.dumps({"username": f"u-{uuid.uuid4().hex[:6]}", "channels": [room]}).encode()
         conn.request("POST", "/connect", body=body, headers={
             "Content-Type": "application/json",
@@ -95,11 +100,13 @@ class WorkerClient:
         answer = conn.getresponse()
         assert answer.status == 200, answer.read()
         self.conn_id = json.loads(answer.read())["conn_id"]
+        conn.close()
+        self.made_on = owner_pid(prefix, self.conn_id)
         path = f"/ws?conn_id={self.conn_id}"
         if resume is not None:
             path += "&resume=" + quote(json.dumps(resume))
-        self.ws = websocket.create_connection(f"ws://{host}:{port}{path}", socket=conn.sock,
-                                              timeout=10)
+        self.ws = websocket.create_connection(f"ws://{host}:{port}{path}", timeout=10)
+        self.pid = owner_pid(prefix, self.conn_id)  # taken over before the upgrade's answer
         self.frames: list[dict] = []
 
     def messages(self, count: int, timeout: float = 30.0) -> list[dict]:
@@ -131,24 +138,26 @@ class WorkerClient:
         self.ws.close()
 
 
-def reconnect(url: str, room: str, resume: dict) -> WorkerClient:
+def reconnect(url: str, prefix: str, room: str, resume: dict) -> WorkerClient:
     """A new client resuming at ``resume``; again if a worker took it as it died."""
     for _ in range(3):
         try:
-            return WorkerClient(url, room, resume=resume)
+            return WorkerClient(url, prefix, room, resume=resume)
         except (OSError, http.client.HTTPException, websocket.WebSocketException):
             time.sleep(0.2)
-    return WorkerClient(url, room, resume=resume)
+    return WorkerClient(url, prefix, room, resume=resume)
 
 
-def spread(url: str, room: str, workers: int, per_worker: int = 2) -> list[WorkerClient]:
+def spread(
+    url: str, prefix: str, room: str, workers: int, per_worker: int = 2
+) -> list[WorkerClient]:
     """Clients until every worker has ``per_worker`` (the kernel picks the worker)."""
     clients: list[WorkerClient] = []
     for _ in range(60):
         counts = {pid: sum(1 for c in clients if c.pid == pid) for pid in {c.pid for c in clients}}
         if len(counts) == workers and min(counts.values()) >= per_worker:
             return clients
-        clients.append(WorkerClient(url, room))
+        clients.append(WorkerClient(url, prefix, room))
     raise AssertionError(f"clients did not spread over {workers} workers: {counts}")
 
 
@@ -169,8 +178,10 @@ def test_websocket_clients_spread_over_three_workers_get_one_order(server, prefi
     poster = publisher(server, prefix)
     room = f"room-{uuid.uuid4().hex[:8]}"
     reference = Listener(poster, room)  # makes the room on the posting process
-    clients = spread(running.url, room, 3)
+    clients = spread(running.url, prefix, room, 3)
     try:
+        # /connect and /ws landed on different workers (taken over) for some of them
+        assert any(c.made_on != c.pid for c in clients), [(c.made_on, c.pid) for c in clients]
         api = ChannelstreamClient(poster.url, SECRET)
 
         def flood(start: int) -> None:
@@ -199,7 +210,7 @@ def test_a_killed_worker_is_replaced_and_its_clients_resume_on_another(server, p
     poster = publisher(server, prefix)
     room = f"room-{uuid.uuid4().hex[:8]}"
     reference = Listener(poster, room)
-    clients = spread(running.url, room, 3)
+    clients = spread(running.url, prefix, room, 3)
     api = ChannelstreamClient(poster.url, SECRET)
     total = 300
     stop = threading.Event()
@@ -225,7 +236,7 @@ def test_a_killed_worker_is_replaced_and_its_clients_resume_on_another(server, p
         reference.messages(max(len(c.received()) for c in doomed) + 5)
         for client in doomed:
             last = client.received()[-1]
-            back = reconnect(running.url, room, {room: [last["epoch"], last["offset"]]})
+            back = reconnect(running.url, prefix, room, {room: [last["epoch"], last["offset"]]})
             assert back.pid != victim
             resumed.append((client, back))
         thread.join(30)
