@@ -2,7 +2,9 @@
 
 ``/ws``, ``/listen`` and ``/sse`` carry one connection's frames (made by
 ``/connect``) to a browser or an app; the ``conn_id`` is the credential, so
-they take no signature. Frames are JSON arrays of message objects; see the
+they take no signature. With ``hub.engine = redis`` a transport that reaches
+a process that does not hold its connection takes it over first (409, 503,
+504 when it cannot). Frames are JSON arrays of message objects; see the
 README ("Client transports") for each frame's fields. Pure data.
 """
 
@@ -45,6 +47,20 @@ _RESUME = {
 
 _UNKNOWN = error_response("Unknown connection (`field`: `conn_id`).")
 _BAD = error_response("A malformed parameter (`resume`, `callback`, `Last-Event-ID`).")
+#: hub.engine = redis: a connection of another process is taken over first.
+_TAKEN = error_response(
+    "hub.engine = redis: another transport of this connection took it over on another "
+    "process at the same time (the message names the process)."
+)
+_MOVE_UNAVAILABLE = error_response(
+    "hub.engine = redis: the connection is another process's and could not be taken "
+    "over: Redis unavailable (named), or its process is too busy."
+)
+_MOVE_TIMEOUT = error_response(
+    "hub.engine = redis: the process that owns the connection did not hand it over "
+    "within `redis.control_timeout`."
+)
+_MOVES = {"409": _TAKEN, "503": _MOVE_UNAVAILABLE, "504": _MOVE_TIMEOUT}
 
 
 def _operation(operation_id: str, summary: str, **fields: Any) -> dict[str, Any]:
@@ -68,6 +84,7 @@ PATHS: dict[str, Any] = {
             responses={
                 "101": {"description": "Switching to the websocket protocol."},
                 "400": error_response("Not a websocket upgrade."),
+                **_MOVES,
             },
         )
     },
@@ -96,6 +113,7 @@ PATHS: dict[str, Any] = {
                 },
                 "400": _BAD,
                 "404": _UNKNOWN,
+                **_MOVES,
             },
         )
     },
@@ -122,6 +140,7 @@ PATHS: dict[str, Any] = {
                 },
                 "400": _BAD,
                 "404": _UNKNOWN,
+                **_MOVES,
             },
         )
     },
