@@ -296,3 +296,42 @@ def test_the_owner_killed_the_connection_is_rebuilt_from_its_record(tmp_path_fac
             assert orphan not in parted
         ws.close()
         watcher.close()
+
+
+def test_an_owner_that_does_not_answer_gets_a_504_then_the_connection_moves(trio):
+    first, second, third = trio
+    name = room()
+    conn_id = connect(first, f"patient-{name}", [name])
+    first.process.send_signal(signal.SIGSTOP)  # hung: the handover is not answered
+    try:
+        began = time.monotonic()
+        with pytest.raises(websocket.WebSocketBadStatusException) as hung:
+            Socket(second, conn_id)
+        assert hung.value.status_code == 504 and time.monotonic() - began < 5  # bounded
+        body = json.loads(hung.value.resp_body)
+        assert body["code"] == "owner_timeout" and conn_id in body["error"]
+    finally:
+        first.process.send_signal(signal.SIGCONT)
+    # The first hands it over late, to a taker that gave up: the second rebuilds it
+    # from its record (or is handed it, if the first was quicker this time).
+    ws = wait_for_socket(second, conn_id)
+    try:
+        post(third, name, n=1)
+        ws.wait(lambda f: f.get("message") == {"n": 1})
+        assert all(connections(s, name) == {f"patient-{name}": [conn_id]} for s in trio)
+    finally:
+        ws.close()
+
+
+def wait_for_socket(server: RunningServer, conn_id: str) -> Socket:
+    found: list[Socket] = []
+
+    def attached() -> bool:
+        try:
+            found.append(Socket(server, conn_id))
+        except websocket.WebSocketBadStatusException:
+            return False
+        return found[-1].read_for(0.2)
+
+    wait_for(attached, timeout=10, what=f"a websocket of {conn_id}")
+    return found[-1]
