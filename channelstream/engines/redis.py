@@ -54,6 +54,7 @@ import gevent
 import redis
 import redis.exceptions
 from gevent.event import Event
+from gevent.lock import RLock
 
 from ..hub.bus import Adopt, Bus, Deliver, EngineUnavailable
 from ..hub.channel import ChannelConfig
@@ -63,7 +64,8 @@ from ..hub.wire import WireError, pack, unpack
 log = logging.getLogger(__name__)
 
 #: KEYS: meta, log. ARGV: packed message, history size, log ttl (s, 0 = none),
-#: pub/sub channel, epoch for a channel that has none. Returns {offset, epoch}.
+#: pub/sub channel, epoch for a channel that has none, the publisher's tag for
+#: it (may be empty). Publishes "offset:epoch:tag:packed". Returns {offset, epoch}.
 PUBLISH_SCRIPT = """
 local epoch = redis.call("hget", KEYS[1], "e")
 if not epoch then
@@ -77,7 +79,7 @@ if tonumber(ARGV[2]) > 0 then
     redis.call("expire", KEYS[2], ARGV[3])
   end
 end
-redis.call("publish", ARGV[4], offset .. ":" .. epoch .. ":" .. ARGV[1])
+redis.call("publish", ARGV[4], offset .. ":" .. epoch .. ":" .. ARGV[6] .. ":" .. ARGV[1])
 return {offset, epoch}
 """
 
@@ -102,6 +104,8 @@ _DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSErro
 WATCH_TIMEOUT = 10.0
 #: Pub/sub messages read before the reader hands them on (one batch per channel).
 READ_BATCH = 512
+#: Own publishes remembered until they come back from Redis (oldest forgotten first).
+OWN_MAX = 10_000
 
 
 def redact(url: str) -> str:
@@ -163,10 +167,20 @@ class RedisBus(Bus):
         self._adopt: Adopt | None = None
         self._client: redis.Redis | None = None
         self._pubsub: Any = None
+        # redis-py's PubSub makes its connection on the first command: two
+        # greenlets subscribing at once would each make one, and the SUBSCRIBE
+        # sent on the one it forgets is never confirmed. One at a time.
+        self._pubsub_lock = RLock()
         self._publish: Any = None
         self._position: Any = None
         self._follows: dict[str, _Follow] = {}
         self._by_key: dict[str, _Follow] = {}
+        # Messages this process published to channels it follows, by their tag:
+        # they come back from Redis as themselves (their class, its raw parts
+        # and cached encodings), not as a copy unpacked from the wire.
+        self._own: dict[bytes, Message] = {}
+        self._own_prefix = secrets.token_hex(4)
+        self._own_count = 0
         self._reader: gevent.Greenlet | None = None
         self._stopping = False
         self._up = False
@@ -271,10 +285,14 @@ class RedisBus(Bus):
         client = self._require()
         now = int(time.time() * 1000)
         calls: list[tuple[str, ...]] = []
+        tags: list[bytes] = []
         for message in messages:
             if not message.time_ms:
                 message.time_ms = now
             config = self._config_of(message.channel)
+            tag = self._remember_own(message) if message.channel in self._follows else b""
+            if tag:
+                tags.append(tag)
             calls.append(
                 (
                     self._meta(message.channel),
@@ -284,6 +302,7 @@ class RedisBus(Bus):
                     str(int(config.history_seconds)),
                     self._topic(message.channel),
                     _new_epoch(),
+                    tag,
                 )
             )
         try:
@@ -296,8 +315,10 @@ class RedisBus(Bus):
                         "Redis lost the publish script again right after SCRIPT LOAD"
                     )
         except _DOWN as err:
+            self._forget_own(tags)
             raise self._down(err) from None
         except redis.exceptions.NoScriptError as err:
+            self._forget_own(tags)
             raise EngineUnavailable(f"redis at {self.where}: {err}") from None
         self._up = True
         self.published += len(messages)
@@ -331,7 +352,8 @@ class RedisBus(Bus):
             follow = self._follows[channel] = _Follow(channel, self._topic(channel))
             self._by_key[follow.key] = follow
             try:
-                self._pubsub.subscribe(follow.key)
+                with self._pubsub_lock:
+                    self._pubsub.subscribe(follow.key)
             except _DOWN as err:
                 self._forget(follow)
                 raise self._down(err) from None
@@ -350,7 +372,8 @@ class RedisBus(Bus):
             return
         self._forget(follow)
         try:
-            self._pubsub.unsubscribe(follow.key)
+            with self._pubsub_lock:
+                self._pubsub.unsubscribe(follow.key)
         except _DOWN as err:  # the reconnect subscribes to followed channels only
             self._down(err)
 
@@ -524,7 +547,8 @@ class RedisBus(Bus):
         if not follows:
             return
         try:
-            self._pubsub.subscribe(*[f.key for f in follows])
+            with self._pubsub_lock:
+                self._pubsub.subscribe(*[f.key for f in follows])
             for follow in follows:
                 epoch, last = self._position(keys=[self._meta(follow.name)], args=[_new_epoch()])
                 epoch, last = _text(epoch), int(last)
@@ -551,10 +575,25 @@ class RedisBus(Bus):
         self._last_error = f"{type(err).__name__}: {err}"
         return EngineUnavailable(f"redis at {self.where} is unavailable: {err}")
 
+    def _remember_own(self, message: Message) -> bytes:
+        self._own_count += 1
+        tag = f"{self._own_prefix}.{self._own_count}".encode()
+        own = self._own
+        own[tag] = message
+        if len(own) > OWN_MAX:  # never came back (a gap, a reconnect): forget the oldest
+            del own[next(iter(own))]
+        return tag
+
+    def _forget_own(self, tags: list[bytes]) -> None:
+        for tag in tags:
+            self._own.pop(tag, None)
+
     def _parse(self, data: bytes) -> Message | None:
         try:
-            offset, epoch, packed = data.split(b":", 2)
-            message = unpack(packed)
+            offset, epoch, tag, packed = data.split(b":", 3)
+            message = self._own.pop(tag, None) if tag else None
+            if message is None:
+                message = unpack(packed)
             message.offset = int(offset)
             message.epoch = epoch.decode()
         except (ValueError, WireError) as err:

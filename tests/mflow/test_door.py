@@ -377,3 +377,43 @@ def test_sigterm_stops_promptly_with_sources_and_outputs_running(tmp_path: Path)
     assert "Traceback" not in server.stderr
     assert "did not stop" not in server.stderr and "killing it" not in server.stderr
     assert "did not terminate" not in server.stderr
+
+
+def test_pass_through_stays_byte_identical_on_the_redis_engine(tmp_path: Path):
+    """With hub.engine = redis a message comes back to its own process through
+    Redis: an output beside its source still sends the source's parts."""
+    from tests.engines.test_redis import require_redis
+
+    source, output = tcp(), tcp()
+    app = zmq_app(
+        [{"address": source, "conn_type": "bind", "channel": "pass", "name": "passer"}],
+        [{"address": output, "conn_type": "bind", "channel": "pass", "name": "all"}],
+        **{"hub.engine": "redis", "redis.url": require_redis()},
+    )
+    todo = [[bytes(p) for p in encode(message)] for _, message in samples.everything()][:5]
+    with RunningServer(REPO / "development.ini", tmp_path, app=app) as server:
+        every = reader(output)
+        sender = pusher(source)
+        try:
+            first = []
+
+            def through() -> bool:  # the output follows the channel once one comes out
+                sender.send_multipart(todo[0])
+                message = every.receive(block=False)
+                if message is not None:
+                    first.append(message.frames)
+                return bool(first)
+
+            wait_for(through, what="a message through the output")
+            for parts in todo[1:]:
+                sender.send_multipart(parts)
+            got = first[:1]
+            while len(got) < len(todo):
+                frames = every.receive().frames
+                if len(got) > 1 or frames != todo[0]:  # copies of the probe sent meanwhile
+                    got.append(frames)
+        finally:
+            every.disconnect()
+            sender.close()
+        assert door(server, "zmq-source:passer")["malformed"] == 0
+    assert got == todo

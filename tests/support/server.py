@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import redis  # imported now: the atexit cleanup cannot import it at shutdown
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,8 +57,6 @@ _OWN_PREFIXES: list[tuple[str | None, str]] = []
 def _delete_own_redis_keys() -> None:
     if not _OWN_PREFIXES:
         return
-    import redis
-
     for url, prefix in _OWN_PREFIXES:
         try:
             client = redis.Redis.from_url(url or "redis://127.0.0.1:6379/0", socket_timeout=2)
