@@ -45,8 +45,9 @@ setup(
         "numpy",
         "plaster-pastedeploy",
         "prometheus-client",
-        # hub.engine = redis: channels shared by many processes and nodes
-        "redis",
+        # hub.engine = redis: channels shared by many processes and nodes; hiredis
+        # parses replies and pub/sub messages in C (redis-py uses it when present)
+        "redis[hiredis]",
         "pydantic>=2",
         # CRC-32C of G3 frames (channelstream.g3); hardware-accelerated
         "crc32c>=2.3",
