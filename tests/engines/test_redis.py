@@ -129,22 +129,26 @@ def test_concurrent_posts_on_two_processes_give_every_client_one_order(pair):
     try:
 
         def flood(server: RunningServer, start: int) -> None:
-            for n in range(start, start + 300, 10):  # 30 posts of 10 each
+            for n in range(start, start + 1000, 10):  # 100 posts of 10 each
                 post(server, room, *range(n, n + 10))
 
         threads = [
             threading.Thread(target=flood, args=(first, 0)),
-            threading.Thread(target=flood, args=(second, 1000)),
+            threading.Thread(target=flood, args=(second, 10_000)),
         ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        seen = [[(f["offset"], f["message"]["n"]) for f in lst.messages(600)] for lst in listeners]
+        seen = [
+            [(f["offset"], f["message"]["n"]) for f in lst.messages(2000, timeout=60)]
+            for lst in listeners
+        ]
         assert seen[0] == seen[1]
-        assert [offset for offset, _ in seen[0]] == list(range(1, 601))
-        mine = [n for _, n in seen[0] if n < 1000]
-        assert mine == sorted(mine)  # each poster's order is kept
+        assert [offset for offset, _ in seen[0]] == list(range(1, 2001))
+        for start in (0, 10_000):  # each poster's order is kept
+            mine = [n for _, n in seen[0] if start <= n < start + 1000]
+            assert mine == list(range(start, start + 1000))
     finally:
         for listener in listeners:
             listener.close()
