@@ -12,7 +12,6 @@ everything back without a restart.
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 import uuid
@@ -22,13 +21,13 @@ from contextlib import contextmanager
 import pytest
 import redis
 import requests
-import websocket
 
 from channelstream.client import ChannelstreamClient, ChannelstreamError
 from tests.support.api import API_APP, SECRET
 from tests.support.server import REPO, RunningServer
 from tests.support.wait import wait_for
 
+from .sockets import Socket
 from .test_redis import REDIS_URL, own_redis, require_redis  # noqa: F401 (own_redis: a fixture)
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
@@ -105,7 +104,7 @@ PRESENCE = {
 }
 
 
-class Client:
+class Client(Socket):
     """A user connected on ``server`` (``/connect`` there) with a websocket there."""
 
     def __init__(self, server: RunningServer, name: str, channels: list[str], **extra) -> None:
@@ -113,40 +112,7 @@ class Client:
         configs = dict.fromkeys(channels, PRESENCE)
         answer = api(server).connect(name, channels, channel_configs=configs, **extra)
         self.conn_id = answer["conn_id"]
-        url = server.url.replace("http://", "ws://") + f"/ws?conn_id={self.conn_id}"
-        self.ws = websocket.create_connection(url, timeout=10)
-        self.frames: list[dict] = []
-
-    def wait(self, match, timeout: float = 15.0) -> dict:
-        """The first frame (seen or to come) for which ``match(frame)`` is true."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for frame in self.frames:
-                if match(frame):
-                    return frame
-            left = deadline - time.monotonic()
-            assert left > 0, f"no such frame; got {self.frames}"
-            self.ws.settimeout(left)
-            self.frames.extend(json.loads(self.ws.recv()))
-
-    def closed(self, timeout: float = 10.0) -> bool:
-        """True once the server closed the websocket."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
-            try:
-                data = self.ws.recv()
-            except websocket.WebSocketConnectionClosedException:
-                return True
-            except websocket.WebSocketTimeoutException:
-                return False
-            if not data:
-                return True
-            self.frames.extend(json.loads(data))
-        return False
-
-    def close(self) -> None:
-        self.ws.close()
+        super().__init__(server, self.conn_id)
 
 
 def presence(user: str, action: str):

@@ -18,7 +18,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from urllib.parse import quote
 
 import pytest
 import requests
@@ -28,6 +27,7 @@ from tests.sio.clients import StreamClient
 from tests.support.server import RunningServer
 from tests.support.wait import wait_for
 
+from .sockets import Socket
 from .test_directory import PRESENCE, TTL, api, presence, room, running
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
@@ -47,53 +47,6 @@ def connect(server: RunningServer, name: str, channels: list[str]) -> str:
     """``/connect`` on ``server`` (no transport there); the conn_id."""
     configs = dict.fromkeys(channels, PRESENCE)
     return api(server).connect(name, channels, channel_configs=configs)["conn_id"]
-
-
-class Socket:
-    """A ``/ws`` of ``conn_id`` on ``server``."""
-
-    def __init__(self, server: RunningServer, conn_id: str, resume: dict | None = None) -> None:
-        url = server.url.replace("http://", "ws://") + f"/ws?conn_id={conn_id}"
-        if resume is not None:
-            url += "&resume=" + quote(json.dumps(resume))
-        self.ws = websocket.create_connection(url, timeout=10)
-        self.frames: list[dict] = []
-        self.close_code: int | None = None
-
-    def wait(self, match, timeout: float = 15.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            for frame in self.frames:
-                if match(frame):
-                    return frame
-            left = deadline - time.monotonic()
-            assert left > 0, f"no such frame; got {self.frames}"
-            self.ws.settimeout(left)
-            self.frames.extend(json.loads(self.ws.recv()))
-
-    def messages(self) -> list[dict]:
-        return [f for f in self.frames if f.get("type") == "message"]
-
-    def read_for(self, seconds: float) -> bool:
-        """Read what comes for ``seconds``; False if the server closed the socket."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.ws.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                opcode, data = self.ws.recv_data(control_frame=True)
-            except websocket.WebSocketTimeoutException:
-                return True
-            except (websocket.WebSocketConnectionClosedException, OSError):
-                return False
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                self.close_code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
-                return False
-            if opcode == websocket.ABNF.OPCODE_TEXT:
-                self.frames.extend(json.loads(data))
-        return True
-
-    def close(self) -> None:
-        self.ws.close()
 
 
 def post(server: RunningServer, channel: str, **message) -> None:
