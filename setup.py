@@ -85,7 +85,10 @@ setup(
     },
     entry_points={
         "paste.app_factory": ["main = channelstream.wsgi_app:make_app"],
-        "paste.server_runner": ["main = channelstream.serving.server:serve"],
+        "paste.server_runner": [
+            "main = channelstream.serving.server:serve",
+            "gunicorn = channelstream.serving.gunicorn_paste:serve",
+        ],
         "console_scripts": [
             "gatd-publish = channelstream.amqp.cli:run",
             "loom-stream = loom.cli:stream_main",

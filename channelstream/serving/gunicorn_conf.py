@@ -1,7 +1,8 @@
 """gunicorn settings for running the app with gevent workers (production.ini).
 
-Use it from ``[server:main]`` (``use = egg:gunicorn#main`` and ``config =
-python:channelstream.serving.gunicorn_conf``) or on the command line
+Use it from ``[server:main]`` (``use = egg:channelstream#gunicorn``, gunicorn's
+runner after gevent's patch, see :mod:`channelstream.serving.gunicorn_paste`, and
+``config = python:channelstream.serving.gunicorn_conf``) or on the command line
 (``gunicorn --paste production.ini -c python:channelstream.serving.gunicorn_conf``).
 
 The app may be built in the master (pserve builds it before gunicorn

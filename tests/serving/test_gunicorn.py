@@ -38,6 +38,8 @@ def test_production_ini_serves_from_gevent_workers_with_secrets(server):
     assert "Using worker: channelstream.serving.gunicorn_worker.Worker" in stderr
     assert f"runtime started (pid {body['pid']}" in stderr
     assert f"runtime stopped (pid {body['pid']})" in stderr
+    # the app, built in the master, imported ssl after gevent's patch (egg:channelstream#gunicorn)
+    assert "MonkeyPatchWarning" not in stderr
 
 
 def test_gunicorn_paste_works_too(tmp_path):
@@ -59,6 +61,7 @@ def test_gunicorn_paste_works_too(tmp_path):
         assert body["state"] == "running"
         assert body["pid"] != running.process.pid
     assert running.returncode == 0
+    assert "MonkeyPatchWarning" not in running.stderr  # the app loads in the patched worker
 
 
 def test_workers_upgrade_websockets_and_end_streams_on_sigterm(server):
