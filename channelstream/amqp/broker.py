@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -241,6 +243,27 @@ def declare_stream(
     return channel
 
 
+@contextmanager
+def probe_connection(connection: BlockingConnection) -> Iterator[BlockingConnection]:
+    """A connection of its own, to the same broker, for a short-lived stream consumer.
+
+    When such a consumer is cancelled (or its channel closed) pika rejects
+    the deliveries it holds and any that arrive meanwhile, and a stream
+    queue answers a reject by closing the whole connection (540
+    NOT_IMPLEMENTED): on a connection of its own that closes only the probe,
+    never the connection that publishes or reads the stream.
+    """
+    probe = BlockingConnection(connection._impl.params)  # pika keeps the parameters there
+    try:
+        yield probe
+    finally:
+        try:
+            if probe.is_open:
+                probe.close()
+        except pika.exceptions.AMQPError:  # the broker closed it (a reject): it is closed
+            pass
+
+
 def _check_stream(connection: BlockingConnection, name: str) -> None:
     """Raise :class:`StreamMismatch` unless ``name`` is a stream.
 
@@ -248,25 +271,25 @@ def _check_stream(connection: BlockingConnection, name: str) -> None:
     ``queue.declare``; only a stream consumer's ``x-stream-offset`` finds
     it out. So: a consumer at ``next`` (nothing is delivered), cancelled at once.
     """
-    probe = connection.channel()
-    try:
-        probe.basic_qos(prefetch_count=1)
-        tag = probe.basic_consume(
-            name, lambda *_args: None, arguments={"x-stream-offset": "next"}
-        )
-        probe.basic_cancel(tag)
-    except pika.exceptions.ChannelClosedByBroker as err:
-        text = err.reply_text or ""
-        if err.reply_code == _PRECONDITION_FAILED and "queue type" in text:
-            raise StreamMismatch(f"queue {name!r} exists but is not a stream ({text})") from None
-        raise
-    finally:
-        if probe.is_open:
-            probe.close()
+    with probe_connection(connection) as probing:
+        probe = probing.channel()
+        try:
+            probe.basic_qos(prefetch_count=1)
+            probe.basic_consume(name, lambda *_args: None, arguments={"x-stream-offset": "next"})
+        except pika.exceptions.ChannelClosedByBroker as err:
+            text = err.reply_text or ""
+            if err.reply_code == _PRECONDITION_FAILED and "queue type" in text:
+                raise StreamMismatch(
+                    f"queue {name!r} exists but is not a stream ({text})"
+                ) from None
+            raise
+        # the consumer was accepted: a stream. Closing the probe may reject a message
+        # published meanwhile, which closes the probe's connection: nothing else.
 
 
 __all__ = [
     "EXCHANGE_TYPE",
+    "probe_connection",
     "MAX_SEGMENT_BYTES",
     "MIN_SEGMENT_BYTES",
     "BadBrokerUrl",

@@ -70,7 +70,7 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 
 from ..hub import Hub, Message
 from ..settings import AmqpSettings
-from .broker import declare_exchange, declare_stream, stream_arguments
+from .broker import declare_exchange, declare_stream, probe_connection, stream_arguments
 from .deliveries import MARKER_HEADER, Delivery, StreamMeta, meta_of
 from .ingest import AmqpIngestDoor
 from .sink import BrokerSink
@@ -160,17 +160,16 @@ class AmqpStreamDoor(AmqpIngestDoor):
     ) -> tuple[BlockingChannel, str, dict[str, Any] | None]:
         channel = declare_exchange(connection, connection.channel(), self.exchange)
         channel = declare_stream(connection, channel, self.stream, self.exchange, self.arguments)
-        side = connection.channel()
-        try:
+        # the marker and the tail's consumer on a connection of their own: a stream
+        # answers pika's reject of what that consumer holds by closing the connection
+        with probe_connection(connection) as probing:
+            side = probing.channel()
             marker = uuid.uuid4().hex
             side.confirm_delivery()
             side.basic_publish(
                 "", self.stream, b"", pika.BasicProperties(headers={MARKER_HEADER: marker})
             )
-            tail = self._tail(connection, side)
-        finally:
-            if side.is_open:
-                side.close()
+            tail = self._tail(probing, side)
         if self._last is not None and tail <= self._last:
             self._resets += 1
             log.warning(

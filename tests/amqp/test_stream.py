@@ -431,3 +431,29 @@ def test_every_gunicorn_worker_reads_the_one_stream_and_gets_every_post(
     wait_for(lambda: seen(lambda d: d["consumed"] == 10), what="10 packets in each worker")
     assert sum(door["posted"] for door in workers.values()) == 10
     assert running.stop() == 0
+
+
+def test_checking_a_stream_while_packets_flow_into_it_leaves_the_connection_open(
+    broker_url, exchange, stream_name
+):
+    """declare_stream's probe consumer is cancelled at once; pika rejects what it got
+    meanwhile, and a stream answers a reject by closing the connection: the probe has
+    a connection of its own, so the caller's stays open (POST /packets got 503s)."""
+    from channelstream.amqp.broker import declare_exchange, declare_stream
+
+    arguments = stream_arguments(60_000, 1 << 30)
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        channel = declare_exchange(connection, connection.channel(), exchange)
+        declare_stream(connection, channel, stream_name, exchange, arguments)
+        publisher = NumberedPublisher(broker_url, exchange, new_run(), pause=0)
+        publisher.start()
+        try:
+            wait_for(lambda: publisher.sent >= 20, what="packets flowing")
+            for _ in range(30):
+                declare_stream(connection, connection.channel(), stream_name, exchange, arguments)
+                assert connection.is_open
+        finally:
+            assert publisher.stop() > 20
+    finally:
+        connection.close()
