@@ -14,7 +14,10 @@ directory:
   attached here (``take_over``: the owner hands it over, or, the owner dead,
   it is rebuilt from what the engine recorded);
 - channel settings, so that a process that meets a channel for the first
-  time takes the settings another gave it (``settings`` / ``save_settings``).
+  time takes the settings another gave it (``settings`` / ``save_settings``);
+- the message history ``/info`` shows (``store_history``): the entries of a
+  ``POST /message`` (``remember``), its edits and deletes
+  (``change_history``), the histories of the channels listed (``histories``).
 
 :class:`LocalDirectory` (``hub.engine = local``) answers all of it from the
 ChatState itself, in process, without I/O: nothing changes for one process.
@@ -27,7 +30,10 @@ raise :class:`~channelstream.hub.bus.EngineUnavailable` when the shared
 engine cannot answer; the notes of a join or leave (``joined``/``parted``,
 called after the ChatState changed its own view) never raise: when the engine
 cannot take them they are decided locally and the engine catches up on the
-directory's next refresh. ``forward`` raises what the owner refused with
+directory's next refresh. ``remember`` and ``change_history`` raise
+EngineUnavailable too, before anything is published: a POST, PATCH or DELETE
+whose history the engine cannot take answers 503 and sends nothing.
+``forward`` raises what the owner refused with
 (:class:`~channelstream.errors.ClientError`) or why it could not be asked.
 """
 
@@ -41,6 +47,7 @@ from .channels import ChannelSettings
 from .info import Info
 
 if TYPE_CHECKING:
+    from .channels import ChatChannel
     from .connections import Connection
     from .state import ChatState
     from .users import User
@@ -177,6 +184,36 @@ class Directory:
 
     def save_settings(self, channel: str, settings: ChannelSettings) -> None:
         """``channel`` was given ``settings`` here."""
+
+    # -- message history (``store_history``, shown by ``/info``) -------------------------
+
+    def remember(self, entries: Sequence[tuple[ChatChannel, dict[str, Any]]]) -> None:
+        """Keep the entries of one ``POST /message`` in their channels' histories,
+        in order, each history trimmed to its channel's ``history_limit``.
+
+        The caller (:class:`~channelstream.chat.messages.MessageRouter`) passes
+        only entries of channels whose settings have ``store_history`` (a POST
+        to other channels never calls it), before it publishes anything.
+        """
+        for channel, entry in entries:
+            channel.remember(entry)
+
+    def change_history(
+        self, changes: Sequence[tuple[ChatChannel, str, dict[str, Any] | None]]
+    ) -> None:
+        """Apply one ``PATCH`` or ``DELETE /message``, in order: for each
+        ``(channel, uuid, changes)`` the first entry of ``uuid`` in the
+        channel's history takes ``changes`` (``dict.update``), or is removed
+        when ``changes`` is None; a uuid not there is skipped."""
+        for channel, message_uuid, edit in changes:
+            if edit is None:
+                channel.delete(message_uuid)
+            else:
+                channel.edit(message_uuid, edit)
+
+    def histories(self, channels: Sequence[ChatChannel]) -> list[list[dict[str, Any]]]:
+        """The history of each of ``channels``, oldest entry first (``/info``)."""
+        return [list(channel.history) for channel in channels]
 
     def status(self) -> dict[str, Any]:
         return {"directory": "local"}

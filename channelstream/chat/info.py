@@ -34,9 +34,9 @@ class Info:
 def channels_info(chat: ChatState, info: Info) -> dict[str, Any]:
     """``channels_info``: ``{"channels": {name: ...}, "users": [...]}``.
 
-    Members and user states are the directory's (every process's, when it
-    is shared); a channel only other processes have is listed with the
-    settings they gave it and this process's empty history.
+    Members, user states and message histories are the directory's (every
+    process's, when it is shared; all histories read in one call); a channel
+    only other processes have is listed with the settings they gave it.
     """
     if info.channels is None:
         names = sorted(set(chat.channels) | set(chat.directory.channel_names()))
@@ -45,8 +45,7 @@ def channels_info(chat: ChatState, info: Info) -> dict[str, Any]:
     excluded = set(info.exclude_channels)
     names = [name for name in names if name not in excluded]
     members_of = chat.directory.members(names)
-    channels: dict[str, Any] = {}
-    users: set[str] = set()
+    listed: list[tuple[ChatChannel, dict[str, list[str]]]] = []
     for name in names:
         channel = chat.channels.get(name)
         members = members_of.get(name)
@@ -55,20 +54,28 @@ def channels_info(chat: ChatState, info: Info) -> dict[str, Any]:
         if channel is None:  # only on other processes
             channel = ChatChannel(name, chat.directory.settings(name) or ChannelSettings(), 0)
             channel.uuid = str(uuid_module.uuid5(uuid_module.NAMESPACE_URL, name))
-        members = members or {}
-        listed = sorted(members) if info.include_users else []
-        users.update(listed)
+        listed.append((channel, members or {}))
+    if info.include_history:
+        histories = chat.directory.histories([channel for channel, _ in listed])
+    else:
+        histories = [[] for _ in listed]
+    channels: dict[str, Any] = {}
+    users: set[str] = set()
+    for (channel, members), history in zip(listed, histories, strict=True):
+        name = channel.name
+        names_here = sorted(members) if info.include_users else []
+        users.update(names_here)
         hub_state = chat.hub.channel(hub_channel(name))
         entry: dict[str, Any] = {
             "uuid": channel.uuid,
             "name": name,
             "long_name": None,
             "settings": channel.settings.as_dict(),
-            "history": list(channel.history) if info.include_history else [],
+            "history": history,
             "last_active": channel.last_active_iso,
             "total_connections": sum(len(ids) for ids in members.values()),
-            "total_users": len(listed),
-            "users": listed,
+            "total_users": len(names_here),
+            "users": names_here,
             "epoch": hub_state.epoch if hub_state is not None else None,
             "last_offset": hub_state.last_offset if hub_state is not None else 0,
         }

@@ -75,9 +75,7 @@ class ChatState:
         self.directory = directory or LocalDirectory()
         self.directory.bind(self)
         #: ``POST``/``PATCH``/``DELETE /message`` (:mod:`.messages`)
-        self.messages = MessageRouter(
-            hub, self.find_channel, self.directory.user_exists, self.now
-        )
+        self.messages = MessageRouter(hub, self.find_channel, self.directory, self.now)
         #: what clients may join themselves (:mod:`.joins`); a door sets its rules
         self.joins = ClientJoins(self)
         #: connections closed because their outbox passed its hard limit

@@ -22,13 +22,18 @@ a :class:`RedisDirectory` (the contract is :mod:`channelstream.chat.directory`):
   nobody sees a part or a join. The owner gone (nobody on its control
   channel), the connection is rebuilt from its record (user, channels) under
   a compare-and-set on the owner: of two processes doing so, the first wins,
-  the other answers 409.
+  the other answers 409;
+- the message history of ``/info`` (``store_history``) is :mod:`.history`: a
+  list per channel, written by the process that takes the POST, PATCH or
+  DELETE (one pipeline per POST, only for channels that store history), read
+  by any; its expiry is refreshed like the channel's settings.
 
 Redis down: reads (``/info``, ``/user_state``, forwarding) raise
 :class:`~channelstream.hub.bus.EngineUnavailable` (503 naming Redis) and the
 service says ``retrying`` (``/healthz`` degraded); joins and leaves are then
 decided locally and the next refresh writes this process's view again. Nothing
-needs a restart.
+needs a restart. A POST whose history entries Redis cannot take answers 503
+before anything is published.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ import redis
 import redis.exceptions
 from gevent.event import Event
 
-from ..chat.channels import ChannelSettings
+from ..chat.channels import ChannelSettings, ChatChannel
 from ..chat.connections import Connection
 from ..chat.directory import Directory, from_wire
 from ..chat.routing import hub_channel
@@ -57,6 +62,7 @@ from ..hub.bus import EngineUnavailable
 from ..serving.doors import DoorState, SupervisedLoop
 from ..strict_json import dumps
 from .control import DOWN, Control, OwnerGone, Refused
+from .history import MessageHistory
 from .presence import Presence
 from .records import Records, StateConflict, Taken
 from .redis import redact
@@ -111,6 +117,7 @@ class RedisDirectory(Directory):
         self.process_id = new_process_id()
         self.presence = Presence(key_prefix, presence_ttl)
         self.records = Records(key_prefix, presence_ttl, user_ttl)
+        self.history = MessageHistory(key_prefix)
         self.control = Control(key_prefix, self.process_id, control_timeout, self.where)
         self.service = DirectoryService(self)
         self._client: redis.Redis | None = None
@@ -146,6 +153,7 @@ class RedisDirectory(Directory):
         self._client = redis.Redis.from_url(
             self.url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
         )
+        self.history.register(self._client)
         try:
             self.presence.load(self._client)
             self._up = True
@@ -534,6 +542,52 @@ class RedisDirectory(Directory):
         except EngineUnavailable as err:
             log.warning("chat directory: settings of %r not told to others: %s", channel, err)
 
+    # -- message history (``store_history``) --------------------------------------------------
+
+    def remember(self, entries: Sequence[tuple[ChatChannel, dict[str, Any]]]) -> None:
+        """One MULTI pipeline: each channel's entries appended, its list trimmed
+        and its expiry set; Redis down -> EngineUnavailable, nothing kept."""
+        grouped: dict[str, tuple[ChatChannel, list[dict[str, Any]]]] = {}
+        for channel, entry in entries:
+            grouped.setdefault(channel.name, (channel, []))[1].append(entry)
+
+        def write(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=True)
+            for name, (channel, kept) in grouped.items():
+                limit = channel.settings.history_limit
+                self.history.append(pipe, hub_channel(name), kept, limit, self.settings_ttl_ms)
+            pipe.execute()
+
+        if grouped:
+            self._redis(write)
+
+    def change_history(
+        self, changes: Sequence[tuple[ChatChannel, str, dict[str, Any] | None]]
+    ) -> None:
+        """One pipeline of the edit script, one call per change (each atomic)."""
+
+        def write(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=False)
+            for channel, message_uuid, edit in changes:
+                self.history.change(pipe, hub_channel(channel.name), message_uuid, edit)
+            pipe.execute()
+
+        if changes:
+            self._redis(write)
+
+    def histories(self, channels: Sequence[ChatChannel]) -> list[list[dict[str, Any]]]:
+        """One pipeline: the newest ``history_limit`` entries of each channel."""
+        if not channels:
+            return []
+
+        def read(client: redis.Redis) -> list:
+            pipe = client.pipeline(transaction=False)
+            for channel in channels:
+                self.history.read(pipe, hub_channel(channel.name), channel.settings.history_limit)
+            return pipe.execute()
+
+        return [self.history.parse(elements) for elements in self._redis(read)]
+
     # -- the refresh ------------------------------------------------------------------------
 
     def refresh(self) -> None:
@@ -564,6 +618,7 @@ class RedisDirectory(Directory):
                 pipe.zadd(self._index, {name: now + self.presence.ttl_ms})
                 if self.settings_ttl_ms:
                     pipe.pexpire(self._settings_key(name), self.settings_ttl_ms)
+                    self.history.expire(pipe, hub_channel(name), self.settings_ttl_ms)
             pipe.execute()
 
         self._redis(write)

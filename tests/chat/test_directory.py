@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from channelstream.chat import ChatState
 from channelstream.chat.channels import ChannelSettings
 from channelstream.chat.directory import LocalDirectory, from_wire, to_wire
 from channelstream.chat.info import Info
 from channelstream.hub import Hub
+from channelstream.hub.bus import EngineUnavailable
 
 
 def test_forwarded_arguments_survive_the_wire_typed():
@@ -53,3 +56,92 @@ def test_the_local_engine_loads_no_engine():
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert loaded.stdout.split() == ["Directory", "[]"]  # (socket.io itself imports redis-py)
+
+
+class HistorySpy(LocalDirectory):
+    """The local directory, recording its history calls; ``down`` makes them raise."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+        self.down = False
+
+    def remember(self, entries):
+        self.calls.append(("remember", [(c.name, e["uuid"]) for c, e in entries]))
+        if self.down:
+            raise EngineUnavailable("redis at test is unavailable")
+        super().remember(entries)
+
+    def change_history(self, changes):
+        self.calls.append(("change", [(c.name, u, e is None) for c, u, e in changes]))
+        if self.down:
+            raise EngineUnavailable("redis at test is unavailable")
+        super().change_history(changes)
+
+
+def history_of(chat, name):
+    info = chat.channels_info(Info(channels=(name,), include_users=False))
+    return info["channels"][name]["history"]
+
+
+def test_the_local_directory_keeps_history_in_the_channel_trimmed_with_edits_and_deletes():
+    spy = HistorySpy()
+    chat = ChatState(Hub(), directory=spy)
+    chat.channel_config({"kept": ChannelSettings(store_history=True, history_size=3)})
+    chat.channel_config({"plain": ChannelSettings()})
+    posted = chat.post_messages(
+        [{"channel": "kept", "user": "ann", "message": {"n": n, "l": []}} for n in range(4)]
+        + [{"channel": "kept", "user": "ann", "message": {"n": 9}, "no_history": True}]
+        + [{"channel": "plain", "user": "ann", "message": {"n": 5}}]
+    )
+    # One call for the POST, only the kept channel's items without no_history.
+    assert spy.calls == [("remember", [("kept", item["uuid"]) for item in posted[:4]])]
+    assert [h["message"] for h in history_of(chat, "kept")] == [
+        {"n": n, "l": []} for n in (1, 2, 3)  # history_size 3
+    ]
+    assert history_of(chat, "plain") == [] and list(chat.channels["plain"].history) == []
+    chat.edit_messages([{"uuid": posted[2]["uuid"], "channel": "kept", "message": {"n": 20}}])
+    chat.delete_messages(
+        [{"uuid": posted[1]["uuid"], "channel": "kept"}, {"uuid": "none", "channel": "kept"}]
+    )
+    assert spy.calls[-1] == (
+        "change",
+        [("kept", posted[1]["uuid"], True), ("kept", "none", True)],  # one call per DELETE
+    )
+    history = history_of(chat, "kept")
+    assert [h["message"] for h in history] == [{"n": 20}, {"n": 3, "l": []}]
+    assert history[0]["edited"] is not None and history[1]["edited"] is None
+    assert set(history[1]) == {
+        "channel", "uuid", "timestamp", "user", "message", "edited", "type",
+        "pm_users", "exclude_users",
+    }  # fmt: skip
+    assert chat.channels["kept"].messages == 5 and chat.messages_posted == 6
+
+
+def test_a_post_to_channels_without_history_never_asks_the_directory():
+    spy = HistorySpy()
+    chat = ChatState(Hub(), directory=spy)
+    chat.connect("ann", channels=["plain"])
+    chat.post_messages([{"channel": "plain", "user": "ann", "message": {"n": n}} for n in range(3)])
+    chat.post_messages([{"pm_users": ["ann"], "user": "sys", "message": {}}])
+    assert spy.calls == []
+
+
+def test_history_the_directory_cannot_take_stops_the_post_before_anything_is_sent():
+    spy = HistorySpy()
+    chat = ChatState(Hub(), directory=spy)
+    chat.channel_config({"kept": ChannelSettings(store_history=True)})
+    conn_id = chat.connect("ann", channels=["kept"])["conn_id"]
+    outbox = chat.connections[conn_id].outbox
+    outbox.drain()
+    kept = {"channel": "kept", "user": "ann", "message": {"n": 1}}
+    posted = chat.post_messages([kept])
+    assert len(outbox.drain()) == 1
+    spy.down = True
+    with pytest.raises(EngineUnavailable):
+        chat.post_messages([{"channel": "kept", "user": "ann", "message": {"n": 2}}])
+    with pytest.raises(EngineUnavailable):
+        chat.delete_messages([{"uuid": posted[0]["uuid"], "channel": "kept"}])
+    assert outbox.drain() == []  # nothing published
+    assert chat.messages_posted == 1 and chat.channels["kept"].messages == 1
+    assert [h["message"] for h in history_of(chat, "kept")] == [{"n": 1}]
