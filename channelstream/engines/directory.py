@@ -13,7 +13,10 @@ a :class:`RedisDirectory` (the contract is :mod:`channelstream.chat.directory`):
   sweeps the presence of its channels: members whose process stopped
   refreshing them expire, and their ``parted`` frames go to the channel
   (reads sweep too, so an expired member is never listed). The users of a
-  process killed with SIGKILL thus part within ``redis.presence_ttl``;
+  process killed with SIGKILL thus part within ``redis.presence_ttl``.
+  The same refresh reads the settings of this process's channels and takes
+  those that differ: a ``/channel_config`` broadcast it missed (its control
+  channel was down) reaches it within a refresh;
 - a transport that attaches here to a connection of another process takes it
   over (:meth:`RedisDirectory.take_over`): the owner, asked over its control
   channel (``handover``), records this process as the owner, drops the
@@ -136,6 +139,11 @@ class RedisDirectory(Directory):
         self._handed: dict[str, str] = {}
         #: conn id -> set when this process's take-over of it ends
         self._taking: dict[str, Event] = {}
+        #: channel -> settings given here that Redis could not take (the refresh writes them)
+        self._unsaved: dict[str, ChannelSettings] = {}
+        #: settings of this process's channels taken from Redis by the refresh (a
+        #: broadcast this process missed)
+        self.settings_caught_up = 0
         for op in ("connect", "subscribe", "unsubscribe", "disconnect", "settings", "handover"):
             self.control.handle(op, getattr(self, f"_serve_{op}"))
 
@@ -534,9 +542,13 @@ class RedisDirectory(Directory):
     def save_settings(self, channel: str, settings: ChannelSettings) -> None:
         raw = dumps(settings.as_dict())
         ttl = self.settings_ttl_ms or None
-        self._quietly(
+        saved = self._quietly(
             "saving channel settings", lambda c: c.set(self._settings_key(channel), raw, px=ttl)
         )
+        if saved is None:  # written by the refresh (which would otherwise read the old ones)
+            self._unsaved[channel] = settings
+        else:
+            self._unsaved.pop(channel, None)
         try:  # processes that have the channel already take them now
             self.control.broadcast("settings", {"channel": channel, "settings": settings.as_dict()})
         except EngineUnavailable as err:
@@ -591,8 +603,19 @@ class RedisDirectory(Directory):
     # -- the refresh ------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Keep alive what this process owns, then sweep its channels (see the module doc)."""
+        """Keep alive what this process owns, then sweep its channels (see the module doc).
+
+        In the same pipeline it reads the settings of this process's channels
+        and takes those that differ (``ChatState.settings_changed``): a
+        ``settings`` broadcast this process missed (its control channel was
+        down) is caught up within a refresh. Settings that changed here while
+        the pipeline was on its way are left to the next refresh; settings
+        that Redis could not take when they were given here are written, not read.
+        """
         chat = self._chat
+        held = {name: channel.settings for name, channel in chat.channels.items()}
+        unsaved = dict(self._unsaved)
+        read = [name for name in held if name not in unsaved]
         now = self._now_ms()
         snapshot = {
             name: [(conn_id, user) for user, ids in channel.members.items() for conn_id in ids]
@@ -603,7 +626,7 @@ class RedisDirectory(Directory):
         users = sorted({user for _, user, _, _ in owned})
         self._handed.clear()  # handed over before this snapshot: not in it
 
-        def write(client: redis.Redis) -> None:
+        def write(client: redis.Redis) -> list:
             pipe = client.pipeline(transaction=False)
             for conn_id, user, channels, granted in owned:
                 self.records.own(pipe, conn_id, user, self.process_id)
@@ -619,9 +642,19 @@ class RedisDirectory(Directory):
                 if self.settings_ttl_ms:
                     pipe.pexpire(self._settings_key(name), self.settings_ttl_ms)
                     self.history.expire(pipe, hub_channel(name), self.settings_ttl_ms)
-            pipe.execute()
+            for name, settings in unsaved.items():
+                raw = dumps(settings.as_dict())
+                pipe.set(self._settings_key(name), raw, px=self.settings_ttl_ms or None)
+            for name in read:
+                pipe.get(self._settings_key(name))
+            answers = pipe.execute()
+            return answers[len(answers) - len(read) :]
 
-        self._redis(write)
+        stored = self._redis(write)
+        for name, settings in unsaved.items():
+            if self._unsaved.get(name) is settings:
+                del self._unsaved[name]
+        self._catch_up_settings(dict(zip(read, stored, strict=True)), held)
         # A connection handed over while the pipeline was on its way was written
         # back as ours: its new owner's again (its presence is the new owner's too).
         handed = dict(self._handed)
@@ -644,6 +677,21 @@ class RedisDirectory(Directory):
                     )
         self._sweep(sorted(chat.channels), read=False)
 
+    def _catch_up_settings(
+        self, stored: Mapping[str, bytes | None], held: Mapping[str, ChannelSettings]
+    ) -> None:
+        """Channels here take the settings Redis has for them (read by the
+        refresh) where they differ, unless theirs changed since they were read."""
+        for name, raw in stored.items():
+            channel = self._chat.channels.get(name)
+            if raw is None or channel is None or channel.settings is not held[name]:
+                continue
+            settings = self._parse_settings(raw)
+            if settings is not None and settings != channel.settings:
+                log.info("chat directory: channel %r takes the settings found in redis", name)
+                self.settings_caught_up += 1
+                self._chat.settings_changed(name, settings)
+
     def status(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             "directory": "redis",
@@ -654,6 +702,7 @@ class RedisDirectory(Directory):
             "taken_over": self.taken_over,
             "rebuilt": self.rebuilt,
             "handed_over": self.handed_over,
+            "settings_caught_up": self.settings_caught_up,
         }
         # Flat, so that /metrics shows the numbers (channelstream_door_control_calls...).
         info.update({f"control_{key}": value for key, value in self.control.status().items()})

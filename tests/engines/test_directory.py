@@ -12,6 +12,7 @@ everything back without a restart.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 import uuid
@@ -22,7 +23,11 @@ import pytest
 import redis
 import requests
 
+from channelstream.chat import ChatState
+from channelstream.chat.channels import ChannelSettings
 from channelstream.client import ChannelstreamClient, ChannelstreamError
+from channelstream.engines.directory import RedisDirectory
+from channelstream.hub import Hub
 from tests.support.api import API_APP, SECRET
 from tests.support.server import REPO, RunningServer
 from tests.support.wait import wait_for
@@ -357,3 +362,68 @@ def test_a_process_started_while_redis_is_down_joins_in_when_it_is_up(own_redis,
         name = room()
         wait_for(lambda: _status(lambda: Client(server, f"lee-{name}", [name])) == 200, timeout=30)
         assert _users(server, name) == [f"lee-{name}"]
+
+
+def test_settings_a_process_missed_are_taken_from_redis_by_its_refresh(trio):
+    first, second, _ = trio
+    name = room()
+    for server in (first, second):  # both hold the channel (no members: kept, gc 1 h)
+        api(server).channel_config({name: {"notify_presence": False}})
+    engine = redis.Redis.from_url(require_redis())
+    (key,) = engine.scan_iter(match=f"*{{channel:{name}}}:settings")
+    # What a broadcast nobody heard leaves: the settings in Redis, the channels unchanged.
+    changed = {"notify_presence": True, "store_history": True, "history_size": 7}
+    assert engine.set(key, json.dumps(changed), keepttl=True)
+
+    def settings(server: RunningServer) -> dict:
+        return api(server).info(channels=[name])["channels"][name]["settings"]
+
+    for server in (first, second):
+        wait_for(
+            lambda server=server: all(settings(server)[k] == v for k, v in changed.items()),
+            timeout=TTL * 2,  # refreshed every TTL / 4
+            what=f"{server.url} took the settings in redis",
+        )
+        door = requests.get(server.url + "/healthz", timeout=10).json()["doors"]["chat-redis"]
+        assert door["settings_caught_up"] >= 1
+    api(first).channel_config({name: {"notify_presence": False}})  # one given here stays
+    wait_for(lambda: not settings(second)["notify_presence"], timeout=TTL * 2)
+    assert not settings(first)["notify_presence"]
+
+
+def test_the_refresh_writes_settings_redis_missed_and_never_undoes_a_change_made_meanwhile():
+    url = require_redis()
+    directory = RedisDirectory(url, key_prefix=f"cs-dir-set-{uuid.uuid4().hex[:8]}:")
+    chat = ChatState(Hub(), directory=directory)
+    good = directory._client = redis.Redis.from_url(url)  # (no control channel: not opened)
+    key = directory._settings_key("r")
+    try:
+        chat.channel_config({"r": ChannelSettings()})
+        given = ChannelSettings(notify_presence=True)
+        directory._client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # Redis unreachable
+        chat.channels["r"].configure(given)  # as /channel_config does, then saves:
+        directory.save_settings("r", given)  # deferred to the refresh
+        directory._client = good
+        directory.refresh()
+        assert chat.channels["r"].settings == given  # written, not undone by the old ones
+        assert ChannelSettings(**json.loads(good.get(key))) == given
+        good.set(key, json.dumps(ChannelSettings(history_size=5).as_dict()))
+        real, raced = directory._redis, []
+
+        def racing(work):  # /channel_config here while the refresh's pipeline is on its way
+            answer = real(work)
+            if not raced:
+                raced.append(True)
+                chat.channel_config({"r": ChannelSettings(history_size=6)})
+            return answer
+
+        directory._redis = racing
+        directory.refresh()
+        assert chat.channels["r"].settings.history_size == 6  # read before: not taken
+        directory.refresh()
+        assert chat.channels["r"].settings.history_size == 6 and directory.settings_caught_up == 0
+        good.set(key, json.dumps(ChannelSettings(history_size=5).as_dict()))  # a missed one
+        directory.refresh()
+        assert chat.channels["r"].settings.history_size == 5 and directory.settings_caught_up == 1
+    finally:
+        delete_keys(url, directory.key_prefix)
