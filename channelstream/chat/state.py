@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import Conflict, NotFound
 from ..hub import REASON_OVERFLOW, ChannelConfig, Hub, Start, Subscription
+from .adoption import subscribe_all
 from .channels import ChannelSettings, ChatChannel
 from .connections import Connection, Transport
 from .directory import Directory, LocalDirectory, to_wire
@@ -148,12 +149,10 @@ class ChatState:
             "channels_info": self.channels_info(self._info_for(names, info)),
         }
 
-    def _new_connection(
-        self, conn_id: str, user: User, now: float, start: Start | None = None
-    ) -> Connection:
+    def _new_connection(self, conn_id: str, user: User, now: float) -> Connection:
         outbox = self.hub.open_outbox(name=conn_id)
         connection = Connection(conn_id, user, outbox, now)
-        self.hub.subscribe(outbox, user_channel(user.name), start=start, principal=user.name)
+        self.hub.subscribe(outbox, user_channel(user.name), principal=user.name)
         # The hub closes the outbox past its hard limit or at shutdown: the
         # connection goes with it (its client resumes by offset elsewhere).
         outbox.on_close(lambda _outbox: self._forget_connection(connection))
@@ -215,9 +214,13 @@ class ChatState:
     def _adopt(self, state: Mapping[str, Any]) -> Connection:
         """Make the connection :meth:`hand_over` (or the engine's record) described.
 
-        Each stream starts where the previous owner's reader stood (live when
-        not known); its channels are joined again with the same connection
-        id, which the shared presence still lists: no joined frame.
+        All or nothing (:mod:`.adoption`): every stream is subscribed first,
+        each where the previous owner's reader stood (live when not known);
+        if one cannot be (``EngineUnavailable``), nothing was written and the
+        error propagates, the record keeping the connection for the next
+        attach. Then its channels are joined again with the same connection
+        id, which the shared presence still lists (no joined frame), and the
+        directory records it with all of them.
         """
         now = self._monotonic()
         name = str(state["username"])
@@ -228,27 +231,27 @@ class ChatState:
             if record is not None:
                 user.state, user.public_keys = record
         user.last_active = now
-        positions = state.get("positions") or {}
-
-        def start(key: str) -> Start | None:
-            position = positions.get(key)
-            return None if position is None else Start.after(str(position[0]), int(position[1]))
-
-        connection = self._new_connection(str(state["conn_id"]), user, now, start(""))
+        conn_id = str(state["conn_id"])
+        channels = sorted(set(state.get("channels") or ()))
+        outbox = subscribe_all(
+            self.hub, conn_id, name, channels, state.get("positions") or {},
+            lambda channel: self._channel(channel, None, now),
+        )
+        connection = Connection(conn_id, user, outbox, now)
         connection.granted.update(state.get("granted") or ())
         connection.told.update(
             {key: (str(pos[0]), int(pos[1])) for key, pos in (state.get("told") or {}).items()}
         )
-        for channel in sorted(set(state.get("channels") or ())):
-            self._join(connection, channel, None, now, start(channel))
-        for subscription in connection.outbox.subscriptions.values():
-            if subscription.resume_error is not None:  # e.g. history no longer reaches back
-                log.info(
-                    "connection %s taken over: %s goes on live (%s)",
-                    connection.id, subscription.channel.name, subscription.resume_error,
-                )
-                subscription.resume_error = None
-        log.info("connection %s of %r taken over from another process", connection.id, name)
+        connection.channels.update(channels)  # before any note: the record lists them all
+        self.connections[conn_id] = connection
+        user.connections[conn_id] = connection
+        self.directory.opened(connection)
+        for channel in channels:
+            self._enter(connection, self._channel(channel, None, now), now)
+        # Last, so that an outbox closed meanwhile (past its hard limit at the
+        # replay, the hub stopping) closes the connection made in full, as ever.
+        outbox.on_close(lambda _outbox: self._forget_connection(connection))
+        log.info("connection %s of %r taken over from another process", conn_id, name)
         return connection
 
     def user(self, name: str) -> User:
@@ -477,15 +480,18 @@ class ChatState:
         name: str,
         settings: ChannelSettings | None,
         now: float,
-        start: Start | None = None,
     ) -> None:
         channel = self._channel(name, settings, now)
         if name in connection.channels:
             return
-        self.hub.subscribe(
-            connection.outbox, hub_channel(name), start=start, principal=connection.user.name
-        )
+        self.hub.subscribe(connection.outbox, hub_channel(name), principal=connection.user.name)
         connection.channels.add(name)
+        self._enter(connection, channel, now)
+
+    def _enter(self, connection: Connection, channel: ChatChannel, now: float) -> None:
+        """The bookkeeping of a join: ``connection`` (its outbox subscribed, its
+        ``channels`` naming ``channel``) becomes a member; presence told."""
+        name = channel.name
         user = connection.user.name
         channel.members.setdefault(user, set()).add(connection.id)
         channel.touch(now)

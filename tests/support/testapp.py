@@ -10,6 +10,9 @@ Probe views, under ``/test/``:
   (``?ignore_stop=1``: one that never ends by itself);
 - ``crash`` / ``client-error``: an internal error and a client error;
 - ``socketio-settings``: the socket.io settings in force;
+- ``engine-refuse?channel=<hub channel>``: from now on the engine refuses to
+  follow that channel (``POST``; ``DELETE`` without a channel: it refuses
+  none again), see :class:`RefusedFollows`;
 - ``api/<anything>`` (``auth="api"``) and ``admin/<anything>``
   (``auth="admin"``), any method: echo what the security layer admitted
   (``{"method", "path_qs", "body", "caller": {"role", "scheme"}}``).
@@ -27,6 +30,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from channelstream.errors import BadRequest
+from channelstream.hub.bus import Bus, EngineUnavailable
 from channelstream.security.gate import require_admin, require_api
 from channelstream.security.signing import request_target
 from channelstream.serving.doors import LoopDoor
@@ -96,6 +100,44 @@ def socketio_settings(request: Request) -> Response:
     return Response(json_body=dataclasses.asdict(settings))
 
 
+class RefusedFollows:
+    """The hub's bus made to refuse following some channels, as the Redis
+    engine does while Redis cannot take a ``SUBSCRIBE``: its ``watch`` raises
+    the engine's own :class:`EngineUnavailable` for those, before asking
+    Redis (so the channel is not followed here); every other channel is
+    followed as ever. Installed on the first ``engine-refuse`` call only.
+    """
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.names: set[str] = set()
+        self._watch = bus.watch
+        bus.watch = self.watch  # type: ignore[method-assign]
+
+    def watch(self, channel: str) -> None:
+        if channel in self.names:
+            where = getattr(self.bus, "where", self.bus.name)
+            raise EngineUnavailable(
+                f"redis at {where} is unavailable: following {channel!r} refused"
+                " (test probe engine-refuse)"
+            )
+        self._watch(channel)
+
+
+def engine_refuse(request: Request) -> Response:
+    registry = request.registry
+    refused = registry.get("test.refused_follows")
+    if refused is None:
+        refused = registry["test.refused_follows"] = RefusedFollows(
+            get_runtime(registry).hub.bus
+        )
+    if request.method == "DELETE":
+        refused.names.clear()
+    else:
+        refused.names.add(request.GET["channel"])
+    return Response(json_body=sorted(refused.names))
+
+
 def echo(request: Request) -> Response:
     admin = request.matchdict["role"] == "admin"
     caller = require_admin(request) if admin else require_api(request)
@@ -119,6 +161,7 @@ def includeme(config: Configurator) -> None:
         ("crash", crash),
         ("client-error", client_error),
         ("socketio-settings", socketio_settings),
+        ("engine-refuse", engine_refuse),
     ):
         config.add_route(f"test-{name}", f"/test/{name}")
         config.add_view(view, route_name=f"test-{name}")
