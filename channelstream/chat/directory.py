@@ -14,7 +14,8 @@ directory:
   attached here (``take_over``: the owner hands it over, or, the owner dead,
   it is rebuilt from what the engine recorded);
 - channel settings, so that a process that meets a channel for the first
-  time takes the settings another gave it (``settings`` / ``save_settings``);
+  time takes the settings another gave it (``settings``; ``save_settings``
+  for ``/channel_config``, ``save_join_settings`` for those given with a join);
 - the message history ``/info`` shows (``store_history``): the entries of a
   ``POST /message`` (``remember``), its edits and deletes
   (``change_history``), the histories of the channels listed (``histories``).
@@ -30,9 +31,13 @@ raise :class:`~channelstream.hub.bus.EngineUnavailable` when the shared
 engine cannot answer; the notes of a join or leave (``joined``/``parted``,
 called after the ChatState changed its own view) never raise: when the engine
 cannot take them they are decided locally and the engine catches up on the
-directory's next refresh. ``remember`` and ``change_history`` raise
+directory's next refresh; so do the settings given with a join
+(``save_join_settings``). ``remember`` and ``change_history`` raise
 EngineUnavailable too, before anything is published: a POST, PATCH or DELETE
-whose history the engine cannot take answers 503 and sends nothing.
+whose history the engine cannot take answers 503 and sends nothing; so does
+``save_settings``, before anything is saved or told: a ``/channel_config``
+the engine cannot take answers 503 and changes nothing. The local directory
+never raises.
 ``forward`` raises what the owner refused with
 (:class:`~channelstream.errors.ClientError`) or why it could not be asked.
 """
@@ -182,8 +187,24 @@ class Directory:
         """Settings another process gave ``channel``, if any."""
         return None
 
-    def save_settings(self, channel: str, settings: ChannelSettings) -> None:
-        """``channel`` was given ``settings`` here."""
+    def save_settings(self, configs: Mapping[str, ChannelSettings]) -> None:
+        """``/channel_config`` gives each channel of ``configs`` its settings:
+        kept for every process and told to those that have the channel.
+
+        All or nothing: raises :class:`~channelstream.hub.bus.EngineUnavailable`
+        when the engine cannot take them, having saved and told nothing. The
+        caller (:meth:`ChatState.channel_config
+        <channelstream.chat.state.ChatState.channel_config>`) calls it before
+        it changes any channel, so that a refusal changes nothing anywhere.
+        The local directory keeps nothing and never fails.
+        """
+
+    def save_join_settings(self, channel: str, settings: ChannelSettings) -> None:
+        """A join made ``channel`` here with the ``settings`` given with it (no
+        process had settings for it): kept and told like :meth:`save_settings`,
+        but, as the other notes of a join, never raises: settings the engine
+        cannot take now are written by the directory's next refresh."""
+        self.save_settings({channel: settings})
 
     # -- message history (``store_history``, shown by ``/info``) -------------------------
 

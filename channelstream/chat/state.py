@@ -441,9 +441,13 @@ class ChatState:
             if known is not None:
                 settings = known
             elif settings is not None:
-                self.directory.save_settings(name, settings)
-            channel = self.channels[name] = ChatChannel(name, settings or ChannelSettings(), now)
-            self._configure_hub_channel(channel)
+                self.directory.save_join_settings(name, settings)
+            channel = self._make_channel(name, settings or ChannelSettings(), now)
+        return channel
+
+    def _make_channel(self, name: str, settings: ChannelSettings, now: float) -> ChatChannel:
+        channel = self.channels[name] = ChatChannel(name, settings, now)
+        self._configure_hub_channel(channel)
         return channel
 
     def _configure_hub_channel(self, channel: ChatChannel) -> None:
@@ -583,16 +587,21 @@ class ChatState:
 
     def channel_config(self, configs: Mapping[str, ChannelSettings]) -> dict[str, Any]:
         """``/channel_config``: set (replace) the settings of channels, creating
-        them; with a shared directory, on every process that has them."""
+        them; with a shared directory, on every process that has them.
+
+        All or nothing: the directory saves them first (``save_settings``); if
+        the engine cannot take them (``EngineUnavailable``: 503), no channel
+        changed, here or elsewhere.
+        """
+        self.directory.save_settings(configs)
         now = self._monotonic()
         for name, settings in configs.items():
             channel = self.channels.get(name)
             if channel is None:
-                channel = self._channel(name, settings, now)
-            if channel.settings != settings:  # (a new one may have taken shared settings)
+                self._make_channel(name, settings, now)
+            elif channel.settings != settings:
                 channel.configure(settings)
                 self._configure_hub_channel(channel)
-            self.directory.save_settings(name, settings)
         return self.channels_info(
             Info(channels=tuple(configs), include_history=False, include_users=False)
         )

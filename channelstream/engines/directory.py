@@ -36,7 +36,8 @@ Redis down: reads (``/info``, ``/user_state``, forwarding) raise
 service says ``retrying`` (``/healthz`` degraded); joins and leaves are then
 decided locally and the next refresh writes this process's view again. Nothing
 needs a restart. A POST whose history entries Redis cannot take answers 503
-before anything is published.
+before anything is published; a ``/channel_config`` whose settings Redis
+cannot take answers 503 before any channel changes, here or elsewhere.
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ class RedisDirectory(Directory):
         self._handed: dict[str, str] = {}
         #: conn id -> set when this process's take-over of it ends
         self._taking: dict[str, Event] = {}
-        #: channel -> settings given here that Redis could not take (the refresh writes them)
+        #: channel -> settings given here with a join that Redis could not take
+        #: (the refresh writes them); /channel_config's are saved or refused
         self._unsaved: dict[str, ChannelSettings] = {}
         #: settings of this process's channels taken from Redis by the refresh (a
         #: broadcast this process missed)
@@ -539,7 +541,26 @@ class RedisDirectory(Directory):
             log.error("chat directory: channel settings unreadable: %s", err)
             return None
 
-    def save_settings(self, channel: str, settings: ChannelSettings) -> None:
+    def save_settings(self, configs: Mapping[str, ChannelSettings]) -> None:
+        """One MULTI sets every channel's key; Redis down -> EngineUnavailable,
+        nothing saved nor told. Then each is broadcast: a process that misses
+        it takes the settings from Redis on its next refresh."""
+        ttl = self.settings_ttl_ms or None
+
+        def write(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=True)
+            for name, settings in configs.items():
+                pipe.set(self._settings_key(name), dumps(settings.as_dict()), px=ttl)
+            pipe.execute()
+
+        if not configs:
+            return
+        self._redis(write)
+        for name, settings in configs.items():
+            self._unsaved.pop(name, None)  # (given with a join): older, not to be written
+            self._tell(name, settings)
+
+    def save_join_settings(self, channel: str, settings: ChannelSettings) -> None:
         raw = dumps(settings.as_dict())
         ttl = self.settings_ttl_ms or None
         saved = self._quietly(
@@ -549,7 +570,12 @@ class RedisDirectory(Directory):
             self._unsaved[channel] = settings
         else:
             self._unsaved.pop(channel, None)
-        try:  # processes that have the channel already take them now
+        self._tell(channel, settings)
+
+    def _tell(self, channel: str, settings: ChannelSettings) -> None:
+        """Processes that have ``channel`` take ``settings`` now (those not
+        listening: from Redis, on their next refresh)."""
+        try:
             self.control.broadcast("settings", {"channel": channel, "settings": settings.as_dict()})
         except EngineUnavailable as err:
             log.warning("chat directory: settings of %r not told to others: %s", channel, err)
@@ -610,7 +636,7 @@ class RedisDirectory(Directory):
         ``settings`` broadcast this process missed (its control channel was
         down) is caught up within a refresh. Settings that changed here while
         the pipeline was on its way are left to the next refresh; settings
-        that Redis could not take when they were given here are written, not read.
+        given here with a join that Redis could not take then are written, not read.
         """
         chat = self._chat
         held = {name: channel.settings for name, channel in chat.channels.items()}

@@ -145,3 +145,36 @@ def test_history_the_directory_cannot_take_stops_the_post_before_anything_is_sen
     assert outbox.drain() == []  # nothing published
     assert chat.messages_posted == 1 and chat.channels["kept"].messages == 1
     assert [h["message"] for h in history_of(chat, "kept")] == [{"n": 1}]
+
+
+class SettingsSpy(LocalDirectory):
+    """The local directory, recording ``save_settings``; ``down`` makes it raise."""
+
+    def __init__(self):
+        super().__init__()
+        self.saved = []
+        self.down = False
+
+    def save_settings(self, configs):
+        if self.down:
+            raise EngineUnavailable("redis at test is unavailable")
+        self.saved.append(dict(configs))
+
+
+def test_a_channel_config_the_directory_cannot_take_changes_no_channel():
+    spy = SettingsSpy()
+    chat = ChatState(Hub(), directory=spy)
+    old = ChannelSettings(notify_presence=True)
+    chat.channel_config({"room": old})
+    hub_config = chat.hub.channel_config("channel:room")
+    spy.down = True
+    new = ChannelSettings(store_history=True, history_size=500)
+    with pytest.raises(EngineUnavailable):
+        chat.channel_config({"room": new, "fresh": new})
+    assert chat.channels["room"].settings is old and "fresh" not in chat.channels
+    assert chat.hub.channel_config("channel:room") == hub_config  # its frames' history too
+    spy.down = False
+    chat.channel_config({"room": new, "fresh": new})  # one call for all the channels
+    assert spy.saved == [{"room": old}, {"room": new, "fresh": new}]
+    assert chat.channels["room"].settings == new == chat.channels["fresh"].settings
+    assert chat.hub.channel_config("channel:room").history_size == 500

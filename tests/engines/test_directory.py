@@ -28,6 +28,7 @@ from channelstream.chat.channels import ChannelSettings
 from channelstream.client import ChannelstreamClient, ChannelstreamError
 from channelstream.engines.directory import RedisDirectory
 from channelstream.hub import Hub
+from channelstream.hub.bus import EngineUnavailable
 from tests.support.api import API_APP, SECRET
 from tests.support.server import REPO, RunningServer
 from tests.support.wait import wait_for
@@ -391,7 +392,7 @@ def test_settings_a_process_missed_are_taken_from_redis_by_its_refresh(trio):
     assert not settings(first)["notify_presence"]
 
 
-def test_the_refresh_writes_settings_redis_missed_and_never_undoes_a_change_made_meanwhile():
+def test_the_refresh_writes_join_settings_redis_missed_and_never_undoes_a_change_made_meanwhile():
     url = require_redis()
     directory = RedisDirectory(url, key_prefix=f"cs-dir-set-{uuid.uuid4().hex[:8]}:")
     chat = ChatState(Hub(), directory=directory)
@@ -401,8 +402,9 @@ def test_the_refresh_writes_settings_redis_missed_and_never_undoes_a_change_made
         chat.channel_config({"r": ChannelSettings()})
         given = ChannelSettings(notify_presence=True)
         directory._client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # Redis unreachable
-        chat.channels["r"].configure(given)  # as /channel_config does, then saves:
-        directory.save_settings("r", given)  # deferred to the refresh
+        del chat.channels["r"]  # (collected here, another process has it:) a join makes it
+        chat._channel("r", given, 0.0)  # with settings Redis cannot take: deferred
+        assert directory._unsaved == {"r": given}
         directory._client = good
         directory.refresh()
         assert chat.channels["r"].settings == given  # written, not undone by the old ones
@@ -427,3 +429,82 @@ def test_the_refresh_writes_settings_redis_missed_and_never_undoes_a_change_made
         assert chat.channels["r"].settings.history_size == 5 and directory.settings_caught_up == 1
     finally:
         delete_keys(url, directory.key_prefix)
+
+
+def test_a_channel_config_redis_cannot_take_changes_nothing_and_leaves_nothing_to_the_refresh():
+    url = require_redis()
+    directory = RedisDirectory(url, key_prefix=f"cs-dir-cfg-{uuid.uuid4().hex[:8]}:")
+    chat = ChatState(Hub(), directory=directory)
+    good = directory._client = redis.Redis.from_url(url)  # (no control channel: not opened)
+    key = directory._settings_key("r")
+    old, new = ChannelSettings(notify_presence=True), ChannelSettings(history_size=3)
+    try:
+        chat.channel_config({"r": old})
+        directory._client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # Redis unreachable
+        with pytest.raises(EngineUnavailable) as refused:
+            chat.channel_config({"r": new, "s": new})
+        assert "redis at" in str(refused.value)
+        assert chat.channels["r"].settings is old and "s" not in chat.channels
+        assert directory._unsaved == {}
+        directory._client = good
+        directory.refresh()
+        assert chat.channels["r"].settings is old
+        assert ChannelSettings(**json.loads(good.get(key))) == old
+        assert good.get(directory._settings_key("s")) is None
+        chat.channel_config({"r": new, "s": new})
+        assert chat.channels["r"].settings == new == chat.channels["s"].settings
+        assert ChannelSettings(**json.loads(good.get(key))) == new
+    finally:
+        delete_keys(url, directory.key_prefix)
+
+
+def test_a_channel_config_while_redis_is_down_is_refused_and_applied_nowhere(
+    own_redis,  # noqa: F811
+    tmp_path_factory,
+):
+    url, start, stop = own_redis
+    one, two = start_servers(tmp_path_factory, url, "cs-dir-cfg:", 2)
+    try:
+        name = room()
+        # The channel on both processes, with members (whose presence shows the refreshes).
+        mona = Client(one, f"mona-{name}", [name])  # its join gives the channel PRESENCE
+        ned = Client(two, f"ned-{name}", [name])
+        changed = {"notify_presence": False, "store_history": True, "history_size": 4}
+
+        def settings(server: RunningServer) -> dict:
+            return api(server).info(channels=[name])["channels"][name]["settings"]
+
+        assert settings(one) == settings(two) == {**settings(one), **PRESENCE}
+        stop()
+        with pytest.raises(ChannelstreamError) as refused:
+            api(one).channel_config({name: changed})
+        assert refused.value.status == 503 and "redis" in refused.value.message
+        other = room()  # a join that would make a channel with settings: refused too
+        with pytest.raises(ChannelstreamError) as joining:
+            api(one).connect(f"otto-{other}", [other], channel_configs={other: changed})
+        assert joining.value.status == 503 and "redis" in joining.value.message
+        start()  # an empty Redis
+        wait_for(
+            lambda: all(_users(s, name) == sorted([mona.name, ned.name]) for s in (one, two)),
+            timeout=30,
+            what="both processes refreshed after the restart",
+        )
+        for server in (one, two):  # the refused settings applied nowhere, written nowhere
+            assert settings(server) == {**settings(server), **PRESENCE}
+            assert not settings(server)["store_history"]
+            assert other not in api(server).info()["channels"]
+        engine = redis.Redis.from_url(url)
+        for key in engine.scan_iter(match=f"*{{channel:{name}}}:settings"):
+            assert json.loads(engine.get(key))["store_history"] is False
+        api(one).channel_config({name: changed})  # Redis up: as ever
+        for server in (one, two):
+            wait_for(
+                lambda server=server: all(settings(server)[k] == v for k, v in changed.items()),
+                timeout=10,
+                what=f"{server.url} took the new settings",
+            )
+        mona.close()
+        ned.close()
+    finally:
+        for server in (one, two):
+            server.__exit__(None, None, None)
