@@ -44,10 +44,16 @@ class ChannelSettings:
 class ChatChannel:
     """One channelstream channel."""
 
-    def __init__(self, name: str, settings: ChannelSettings, now: float) -> None:
+    def __init__(
+        self, name: str, settings: ChannelSettings, now: float, *, given: bool = False
+    ) -> None:
         self.name = name
         self.uuid = str(uuid.uuid4())
         self.settings = settings
+        #: The settings were given (``/channel_config``, a join's ``channel_configs``,
+        #: or another process's, taken from it); False while only the defaults.
+        #: A shared directory writes given settings back if its engine lost them.
+        self.given = given
         self.history: deque[dict[str, Any]] = deque(maxlen=settings.history_limit)
         #: user name -> ids of that user's connections in the channel
         self.members: dict[str, set[str]] = {}
@@ -60,6 +66,7 @@ class ChatChannel:
 
     def configure(self, settings: ChannelSettings) -> None:
         self.settings = settings
+        self.given = True
         if self.history.maxlen != settings.history_limit:
             self.history = deque(self.history, maxlen=settings.history_limit)
 

@@ -442,11 +442,17 @@ class ChatState:
                 settings = known
             elif settings is not None:
                 self.directory.save_join_settings(name, settings)
-            channel = self._make_channel(name, settings or ChannelSettings(), now)
+            channel = self._make_channel(name, settings, now)
         return channel
 
-    def _make_channel(self, name: str, settings: ChannelSettings, now: float) -> ChatChannel:
-        channel = self.channels[name] = ChatChannel(name, settings, now)
+    def _make_channel(
+        self, name: str, settings: ChannelSettings | None, now: float
+    ) -> ChatChannel:
+        """A new channel here: with ``settings`` (given), else the defaults."""
+        channel = ChatChannel(
+            name, settings or ChannelSettings(), now, given=settings is not None
+        )
+        self.channels[name] = channel
         self._configure_hub_channel(channel)
         return channel
 
@@ -579,11 +585,15 @@ class ChatState:
         self.hub.publish(channel_message(channel, frame, audience=audience, excluded=excluded))
 
     def settings_changed(self, name: str, settings: ChannelSettings) -> None:
-        """Another process gave channel ``name`` ``settings``: take them if it is here."""
+        """Another process gave channel ``name`` ``settings``: take them if it is
+        here (given settings, even when they equal the defaults it had)."""
         channel = self.channels.get(name)
-        if channel is not None and channel.settings != settings:
+        if channel is None:
+            return
+        if channel.settings != settings:
             channel.configure(settings)
             self._configure_hub_channel(channel)
+        channel.given = True
 
     def channel_config(self, configs: Mapping[str, ChannelSettings]) -> dict[str, Any]:
         """``/channel_config``: set (replace) the settings of channels, creating

@@ -16,7 +16,9 @@ a :class:`RedisDirectory` (the contract is :mod:`channelstream.chat.directory`):
   process killed with SIGKILL thus part within ``redis.presence_ttl``.
   The same refresh reads the settings of this process's channels and takes
   those that differ: a ``/channel_config`` broadcast it missed (its control
-  channel was down) reaches it within a refresh;
+  channel was down) reaches it within a refresh; and it writes back (SET NX)
+  the given settings of its channels that Redis lost, so that a process
+  meeting such a channel afterwards still takes them;
 - a transport that attaches here to a connection of another process takes it
   over (:meth:`RedisDirectory.take_over`): the owner, asked over its control
   channel (``handover``), records this process as the owner, drops the
@@ -146,6 +148,9 @@ class RedisDirectory(Directory):
         #: settings of this process's channels taken from Redis by the refresh (a
         #: broadcast this process missed)
         self.settings_caught_up = 0
+        #: given settings of this process's channels written back by the refresh
+        #: (Redis had lost them)
+        self.settings_restored = 0
         for op in ("connect", "subscribe", "unsubscribe", "disconnect", "settings", "handover"):
             self.control.handle(op, getattr(self, f"_serve_{op}"))
 
@@ -637,11 +642,19 @@ class RedisDirectory(Directory):
         down) is caught up within a refresh. Settings that changed here while
         the pipeline was on its way are left to the next refresh; settings
         given here with a join that Redis could not take then are written, not read.
+
+        Given settings (``ChatChannel.given``) whose key Redis lost (a restart
+        without persistence, FLUSHALL) are written back in the same pipeline,
+        with SET NX before the read: of processes doing so at once the first
+        wins, and the read shows the others what it wrote (they take it, as
+        above). Channels that only ever had the defaults get no key: a later
+        join's ``channel_configs`` still sets their settings.
         """
         chat = self._chat
         held = {name: channel.settings for name, channel in chat.channels.items()}
         unsaved = dict(self._unsaved)
         read = [name for name in held if name not in unsaved]
+        given = [name for name in read if chat.channels[name].given]
         now = self._now_ms()
         snapshot = {
             name: [(conn_id, user) for user, ids in channel.members.items() for conn_id in ids]
@@ -671,12 +684,20 @@ class RedisDirectory(Directory):
             for name, settings in unsaved.items():
                 raw = dumps(settings.as_dict())
                 pipe.set(self._settings_key(name), raw, px=self.settings_ttl_ms or None)
+            for name in given:  # back if Redis lost them (a process writing first wins)
+                raw = dumps(held[name].as_dict())
+                pipe.set(self._settings_key(name), raw, nx=True, px=self.settings_ttl_ms or None)
             for name in read:
                 pipe.get(self._settings_key(name))
             answers = pipe.execute()
-            return answers[len(answers) - len(read) :]
+            return answers[len(answers) - len(given) - len(read) :]
 
-        stored = self._redis(write)
+        answers = self._redis(write)
+        restored, stored = answers[: len(given)], answers[len(given) :]
+        for name, written in zip(given, restored, strict=True):
+            if written:
+                log.info("chat directory: settings of %r written back to redis", name)
+                self.settings_restored += 1
         for name, settings in unsaved.items():
             if self._unsaved.get(name) is settings:
                 del self._unsaved[name]
@@ -707,16 +728,19 @@ class RedisDirectory(Directory):
         self, stored: Mapping[str, bytes | None], held: Mapping[str, ChannelSettings]
     ) -> None:
         """Channels here take the settings Redis has for them (read by the
-        refresh) where they differ, unless theirs changed since they were read."""
+        refresh) where they differ, unless theirs changed since they were read;
+        either way their settings count as given from then on."""
         for name, raw in stored.items():
             channel = self._chat.channels.get(name)
             if raw is None or channel is None or channel.settings is not held[name]:
                 continue
             settings = self._parse_settings(raw)
-            if settings is not None and settings != channel.settings:
+            if settings is None:
+                continue
+            if settings != channel.settings:
                 log.info("chat directory: channel %r takes the settings found in redis", name)
                 self.settings_caught_up += 1
-                self._chat.settings_changed(name, settings)
+            self._chat.settings_changed(name, settings)
 
     def status(self) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -729,6 +753,7 @@ class RedisDirectory(Directory):
             "rebuilt": self.rebuilt,
             "handed_over": self.handed_over,
             "settings_caught_up": self.settings_caught_up,
+            "settings_restored": self.settings_restored,
         }
         # Flat, so that /metrics shows the numbers (channelstream_door_control_calls...).
         info.update({f"control_{key}": value for key, value in self.control.status().items()})

@@ -334,3 +334,16 @@ def test_an_overflowing_connection_is_closed_and_its_transport_kicked(clock):
     assert chat.stats()["slow_disconnects"] == 1
     assert [f["type"] for f in got] == ["message"] * 3 + ["presence", "message"]
     assert [f["offset"] for f in got] == sorted(f["offset"] for f in got)
+
+
+def test_a_channel_knows_whether_its_settings_were_given_or_are_the_defaults(chat):
+    chat.connect("ann", channels=["plain", "joined"], channel_configs={"joined": PRESENCE})
+    chat.channel_config({"configured": ChannelSettings()})  # the defaults, given
+    chat.connect("ann", channels=["later"])
+    given = {name: channel.given for name, channel in chat.channels.items()}
+    assert given == {"plain": False, "joined": True, "configured": True, "later": False}
+    chat.connect("bob", channels=["plain"], channel_configs={"plain": PRESENCE})  # it exists
+    assert not chat.channels["plain"].given
+    chat.settings_changed("later", ChannelSettings())  # another process's, equal to these
+    chat.channel_config({"plain": PRESENCE})
+    assert chat.channels["later"].given and chat.channels["plain"].given

@@ -508,3 +508,62 @@ def test_a_channel_config_while_redis_is_down_is_refused_and_applied_nowhere(
     finally:
         for server in (one, two):
             server.__exit__(None, None, None)
+
+
+def test_settings_redis_lost_are_written_back_and_a_process_meeting_the_channel_takes_them(trio):
+    first, _, third = trio
+    name, plain = room(), room()
+    kept = {"store_history": True, "history_size": 5}
+    api(first).channel_config({name: kept})
+    api(first).connect(f"olga-{plain}", [plain])  # a channel with the defaults only
+    url = require_redis()
+    engine = redis.Redis.from_url(url)
+    (key,) = engine.scan_iter(match=f"*{{channel:{name}}}:settings")
+    prefix = key.decode()[: key.decode().index("{channel:")]
+    plain_key = f"{prefix}{{channel:{plain}}}:settings"
+    assert engine.get(plain_key) is None
+    delete_keys(url, prefix)  # Redis lost this cluster's data (a restart, FLUSHALL)
+    wait_for(lambda: engine.get(key) is not None, timeout=TTL * 2, what="the settings written back")
+    assert {k: json.loads(engine.get(key))[k] for k in kept} == kept
+    assert engine.get(plain_key) is None  # the same refresh left the default channel's alone
+    door = requests.get(first.url + "/healthz", timeout=10).json()["doors"]["chat-redis"]
+    assert door["settings_restored"] >= 1
+    api(third).connect(f"pia-{name}", [name])  # the third meets the channel for the first time
+    info = api(third).info(channels=[name])["channels"][name]["settings"]
+    assert {k: info[k] for k in kept} == kept
+
+
+def test_the_refresh_writes_back_given_settings_with_set_nx_and_never_a_default_channels():
+    url = require_redis()
+    prefix = f"cs-dir-back-{uuid.uuid4().hex[:8]}:"
+    engine = redis.Redis.from_url(url)
+    one, two = RedisDirectory(url, key_prefix=prefix), RedisDirectory(url, key_prefix=prefix)
+    a, b = ChatState(Hub(), directory=one), ChatState(Hub(), directory=two)
+    one._client, two._client = engine, redis.Redis.from_url(url)  # (no control channels)
+    kept, joined = ChannelSettings(store_history=True, history_size=5), ChannelSettings(True)
+    try:
+        a.channel_config({"cfg": kept})
+        a.connect("ann", channels=["joined"], channel_configs={"joined": joined})
+        a.connect("ann", channels=["plain"])
+        b.connect("bob", channels=["cfg"])  # takes them from Redis
+        assert a.channels["cfg"].given and a.channels["joined"].given and b.channels["cfg"].given
+        assert not a.channels["plain"].given
+        b.channels["cfg"].configure(ChannelSettings(history_size=7))  # (a broadcast it missed)
+        delete_keys(url, prefix)  # Redis lost everything
+        one.refresh()
+        assert one.settings_restored == 2
+        for name, settings in (("cfg", kept), ("joined", joined)):
+            assert ChannelSettings(**json.loads(engine.get(one._settings_key(name)))) == settings
+        assert engine.get(one._settings_key("plain")) is None
+        two.refresh()  # too late: its NX wrote nothing, it takes what the first wrote
+        assert two.settings_restored == 0 and two.settings_caught_up == 1
+        assert b.channels["cfg"].settings == kept
+        assert ChannelSettings(**json.loads(engine.get(one._settings_key("cfg")))) == kept
+        one.refresh()
+        assert one.settings_restored == 2 and engine.get(one._settings_key("plain")) is None
+        # The default channel's settings are still for a join to give, as in 0.7.1.
+        b.connect("bob", channels=["plain"], channel_configs={"plain": joined})
+        assert b.channels["plain"].settings == joined and b.channels["plain"].given
+        assert ChannelSettings(**json.loads(engine.get(one._settings_key("plain")))) == joined
+    finally:
+        delete_keys(url, prefix)
