@@ -201,9 +201,11 @@ class Directory:
 
     def save_join_settings(self, channel: str, settings: ChannelSettings) -> None:
         """A join made ``channel`` here with the ``settings`` given with it (no
-        process had settings for it): kept and told like :meth:`save_settings`,
-        but, as the other notes of a join, never raises: settings the engine
-        cannot take now are written by the directory's next refresh."""
+        process had settings for it): kept and told like :meth:`save_settings`
+        unless another process gave it settings meanwhile (those win, as in
+        0.7.1: this process takes them), and, as the other notes of a join,
+        never raises: settings the engine cannot take now are written by the
+        directory's next refresh, on the same condition."""
         self.save_settings({channel: settings})
 
     # -- message history (``store_history``, shown by ``/info``) -------------------------

@@ -142,9 +142,6 @@ class RedisDirectory(Directory):
         self._handed: dict[str, str] = {}
         #: conn id -> set when this process's take-over of it ends
         self._taking: dict[str, Event] = {}
-        #: channel -> settings given here with a join that Redis could not take
-        #: (the refresh writes them); /channel_config's are saved or refused
-        self._unsaved: dict[str, ChannelSettings] = {}
         #: settings of this process's channels taken from Redis by the refresh (a
         #: broadcast this process missed)
         self.settings_caught_up = 0
@@ -562,20 +559,21 @@ class RedisDirectory(Directory):
             return
         self._redis(write)
         for name, settings in configs.items():
-            self._unsaved.pop(name, None)  # (given with a join): older, not to be written
             self._tell(name, settings)
 
     def save_join_settings(self, channel: str, settings: ChannelSettings) -> None:
+        """Written only if no process gave ``channel`` settings meanwhile (SET NX:
+        as in 0.7.1, a channel that exists keeps its settings; this process then
+        takes them at its next refresh). Not written now (Redis down): the
+        refresh writes them the same way (the channel's settings are given)."""
         raw = dumps(settings.as_dict())
         ttl = self.settings_ttl_ms or None
-        saved = self._quietly(
-            "saving channel settings", lambda c: c.set(self._settings_key(channel), raw, px=ttl)
+        written = self._quietly(
+            "saving channel settings",
+            lambda c: c.set(self._settings_key(channel), raw, nx=True, px=ttl),
         )
-        if saved is None:  # written by the refresh (which would otherwise read the old ones)
-            self._unsaved[channel] = settings
-        else:
-            self._unsaved.pop(channel, None)
-        self._tell(channel, settings)
+        if written:
+            self._tell(channel, settings)
 
     def _tell(self, channel: str, settings: ChannelSettings) -> None:
         """Processes that have ``channel`` take ``settings`` now (those not
@@ -640,11 +638,11 @@ class RedisDirectory(Directory):
         and takes those that differ (``ChatState.settings_changed``): a
         ``settings`` broadcast this process missed (its control channel was
         down) is caught up within a refresh. Settings that changed here while
-        the pipeline was on its way are left to the next refresh; settings
-        given here with a join that Redis could not take then are written, not read.
+        the pipeline was on its way are left to the next refresh.
 
-        Given settings (``ChatChannel.given``) whose key Redis lost (a restart
-        without persistence, FLUSHALL) are written back in the same pipeline,
+        Given settings (``ChatChannel.given``) whose key is missing (Redis lost
+        it: a restart without persistence, FLUSHALL; or a join gave them while
+        Redis was down) are written in the same pipeline,
         with SET NX before the read: of processes doing so at once the first
         wins, and the read shows the others what it wrote (they take it, as
         above). Channels that only ever had the defaults get no key: a later
@@ -652,8 +650,7 @@ class RedisDirectory(Directory):
         """
         chat = self._chat
         held = {name: channel.settings for name, channel in chat.channels.items()}
-        unsaved = dict(self._unsaved)
-        read = [name for name in held if name not in unsaved]
+        read = list(held)
         given = [name for name in read if chat.channels[name].given]
         now = self._now_ms()
         snapshot = {
@@ -681,9 +678,6 @@ class RedisDirectory(Directory):
                 if self.settings_ttl_ms:
                     pipe.pexpire(self._settings_key(name), self.settings_ttl_ms)
                     self.history.expire(pipe, hub_channel(name), self.settings_ttl_ms)
-            for name, settings in unsaved.items():
-                raw = dumps(settings.as_dict())
-                pipe.set(self._settings_key(name), raw, px=self.settings_ttl_ms or None)
             for name in given:  # back if Redis lost them (a process writing first wins)
                 raw = dumps(held[name].as_dict())
                 pipe.set(self._settings_key(name), raw, nx=True, px=self.settings_ttl_ms or None)
@@ -698,9 +692,6 @@ class RedisDirectory(Directory):
             if written:
                 log.info("chat directory: settings of %r written back to redis", name)
                 self.settings_restored += 1
-        for name, settings in unsaved.items():
-            if self._unsaved.get(name) is settings:
-                del self._unsaved[name]
         self._catch_up_settings(dict(zip(read, stored, strict=True)), held)
         # A connection handed over while the pipeline was on its way was written
         # back as ours: its new owner's again (its presence is the new owner's too).

@@ -404,7 +404,7 @@ def test_the_refresh_writes_join_settings_redis_missed_and_never_undoes_a_change
         directory._client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # Redis unreachable
         del chat.channels["r"]  # (collected here, another process has it:) a join makes it
         chat._channel("r", given, 0.0)  # with settings Redis cannot take: deferred
-        assert directory._unsaved == {"r": given}
+        good.delete(key)  # (no process has settings for it: the join's are written)
         directory._client = good
         directory.refresh()
         assert chat.channels["r"].settings == given  # written, not undone by the old ones
@@ -445,7 +445,6 @@ def test_a_channel_config_redis_cannot_take_changes_nothing_and_leaves_nothing_t
             chat.channel_config({"r": new, "s": new})
         assert "redis at" in str(refused.value)
         assert chat.channels["r"].settings is old and "s" not in chat.channels
-        assert directory._unsaved == {}
         directory._client = good
         directory.refresh()
         assert chat.channels["r"].settings is old
@@ -565,5 +564,34 @@ def test_the_refresh_writes_back_given_settings_with_set_nx_and_never_a_default_
         b.connect("bob", channels=["plain"], channel_configs={"plain": joined})
         assert b.channels["plain"].settings == joined and b.channels["plain"].given
         assert ChannelSettings(**json.loads(engine.get(one._settings_key("plain")))) == joined
+    finally:
+        delete_keys(url, prefix)
+
+
+def test_settings_given_with_a_join_never_replace_those_another_process_gave():
+    url = require_redis()
+    prefix = f"cs-dir-join-{uuid.uuid4().hex[:8]}:"
+    engine = redis.Redis.from_url(url)
+    one, two = RedisDirectory(url, key_prefix=prefix), RedisDirectory(url, key_prefix=prefix)
+    a, b = ChatState(Hub(), directory=one), ChatState(Hub(), directory=two)
+    one._client, two._client = engine, redis.Redis.from_url(url)  # (no control channels)
+    first, late = ChannelSettings(store_history=True, history_size=4), ChannelSettings(True)
+    try:
+        # Two joins make the channel at once: each found no settings before writing.
+        a._channel("r", first, 0.0)
+        b.directory.settings = lambda name: None  # (its read came before the other's write)
+        b._channel("r", late, 0.0)
+        del b.directory.settings
+        assert ChannelSettings(**json.loads(engine.get(one._settings_key("r")))) == first
+        two.refresh()  # the second takes the first's, as in 0.7.1
+        assert b.channels["r"].settings == first and two.settings_caught_up == 1
+        # A join while Redis was down, another process's settings given meanwhile.
+        two._client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # Redis unreachable
+        b._channel("s", late, 0.0)
+        a.channel_config({"s": first})
+        two._client = redis.Redis.from_url(url)
+        two.refresh()  # its NX writes nothing; it takes what is there
+        assert b.channels["s"].settings == first
+        assert ChannelSettings(**json.loads(engine.get(one._settings_key("s")))) == first
     finally:
         delete_keys(url, prefix)
