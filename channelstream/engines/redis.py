@@ -100,16 +100,6 @@ return {epoch, offset}
 #: Errors of the Redis client that mean "Redis cannot be reached now".
 _DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
-
-def _buffered(connection: Any) -> bool:
-    """Whether ``connection``'s reply parser holds bytes not parsed yet, without a
-    system call (hiredis's reader; another parser is asked ``can_read(0)``)."""
-    reader = getattr(getattr(connection, "_parser", None), "_reader", None)
-    has_data = getattr(reader, "has_data", None)
-    if has_data is not None:
-        return bool(has_data())
-    return bool(connection.can_read(timeout=0))
-
 #: How long :meth:`RedisBus.watch` waits for Redis to confirm a SUBSCRIBE.
 WATCH_TIMEOUT = 10.0
 #: Pub/sub messages read before the reader hands them on (one batch per channel).
@@ -448,25 +438,20 @@ class RedisBus(Bus):
                 gevent.sleep(delay)
 
     def _listen(self) -> None:
-        # The reader waits on the socket (get_message(timeout=None): one blocking
-        # read, the greenlet parked in the hub), then takes what the reply parser
-        # already holds. A timeout instead makes redis-py poll the socket before
-        # every read (through gevent: watchers, a timer, a switch, and a second
-        # poll to tell a close from data): about twice the CPU per wake-up.
         pubsub = self._pubsub
         while not self._stopping:
-            connection = pubsub.connection
-            if not pubsub.subscribed or connection is None:
+            if not pubsub.subscribed:
                 gevent.sleep(0.05)  # nothing followed yet: no connection to read
                 continue
-            item = pubsub.get_message(timeout=None)
-            if item is None:  # the answer to a health check
+            item = pubsub.get_message(timeout=1.0)
+            if item is None:
                 continue
             batch = [item]
-            while len(batch) < READ_BATCH and _buffered(connection):
-                more = pubsub.get_message(timeout=None)
-                if more is not None:
-                    batch.append(more)
+            while len(batch) < READ_BATCH:
+                more = pubsub.get_message(timeout=0)
+                if more is None:
+                    break
+                batch.append(more)
             self._up = True
             self._handle(batch)
 
