@@ -16,6 +16,9 @@ every message; keep-alive signed posters in this process). The setups
 - ``redis2``: posters on A, every websocket on B;
 - ``redis2half``: posters on A, half the websockets on A, half on B: one
   run gives the latency on the same process and across processes;
+- ``engine``: posters on A, ``--engine-clients`` websockets (one on A, one
+  on B by default), every one timing every message: the latency the engine
+  adds, at half the peak of a fan-out too light to hide it;
 - ``publish``: posters on L, then on A, flat out to a channel nobody
   follows: the server's and Redis's cost of a publish alone;
 - ``probe``: one websocket per following process, posts paced at
@@ -23,10 +26,18 @@ every message; keep-alive signed posters in this process). The setups
   processes: Redis's cost per publish and per following process at one
   rate, a follower's cost per message, the latency of one hop.
 
+Before the servers start, two floors of this machine: one small send to
+each of ``--clients`` loopback sockets in plain Python (:func:`send_floor`:
+the least a fan-out pass costs) and a process woken 200 times a second by a
+one-byte message (:func:`wake_floor`: what each awaited event costs, plain
+and under gevent); the report sets every paced run beside the CPU its sends
+alone would need to reach each client within 10 ms (:func:`floor_bound`).
+
 Each fan-out setup runs every ``--batches`` size flat out for ``--duration``
-seconds, then paced at ``--paced-fraction`` of that peak (where the latency
-is read). For every run: deliveries/s; CPU seconds of each server (psutil),
-per delivery (its own clients' deliveries) and per published message;
+seconds, then paced at ``--paced-fraction`` of that peak, or at
+``--paced-deliveries`` per second (where the latency is read). For every
+run: deliveries/s; CPU seconds of each server (psutil), per delivery (its
+own clients' deliveries) and per published message;
 Redis's own CPU (``INFO cpu``: used_cpu_sys + used_cpu_user, less what it
 used while idle before the run) per publish, its commands per publish, the
 µs its ``evalsha`` calls took inside Redis and the ``SCRIPT EXISTS`` per
@@ -44,7 +55,8 @@ deleted at the end. Without Redis (or psutil), prints "skipped" and exits 0.
 Usage: python bench/cluster.py [--clients 1000] [--batches 1,10] [--duration 5]
        [--publish-seconds 3] [--probe-posts-per-s 200]
        [--redis-url redis://127.0.0.1:6379/0]
-       [--setups local1,redis1,redis2,redis2half,publish,probe]
+       [--engine-clients 2] [--paced-fraction 0.5 | --paced-deliveries N]
+       [--setups local1,redis1,redis2,redis2half,engine,publish,probe]
        [--json] [--save FILE] [--report FILE]
 """
 
@@ -64,16 +76,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _support import REPO, CpuWatch, git_state, machine_info, percentile, quiet_access_log
 from fanout_ws import Bench
 
-#: What the engine does not share yet, and how this bench works around it: a POST
-#: to a chat channel that the receiving process does not know (no member there,
-#: never configured there) is answered 200 and published nowhere, even when other
-#: processes have members (channelstream/chat/messages.py MessageRouter.post:
-#: ``if channel is None: continue``). The bench creates the channel on the
-#: posters' process with /channel_config first.
-ENGINE_GAP = ("the posters' process gets the chat channel by /channel_config: a POST to a "
-              "chat channel that process does not know is accepted and published nowhere")
-
-SETUPS = ("local1", "redis1", "redis2", "redis2half", "publish", "probe")
+SETUPS = ("local1", "redis1", "redis2", "redis2half", "engine", "publish", "probe")
 NODES = (1, 2, 4, 8, 16)
 
 
@@ -239,6 +242,158 @@ def us(seconds: float, count: int) -> float | None:
 
 
 # ----------------------------------------------------------------------------------------
+# The kernel's floor of a fan-out pass
+# ----------------------------------------------------------------------------------------
+
+#: A process that reads every byte of its loopback sockets with epoll, then prints
+#: its CPU seconds (the receiving side of :func:`send_floor`).
+_DRAIN = """
+import select, socket, sys, time
+port, count = int(sys.argv[1]), int(sys.argv[2])
+socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+poller, by_fd = select.epoll(), {}
+for s in socks:
+    s.setblocking(False)
+    poller.register(s.fileno(), select.EPOLLIN)
+    by_fd[s.fileno()] = s
+cpu0, left = None, count
+while left:
+    for fd, _ in poller.poll():
+        if cpu0 is None:
+            cpu0 = time.process_time()
+        try:
+            data = by_fd[fd].recv(1 << 16)
+        except BlockingIOError:
+            continue
+        if not data:
+            poller.unregister(fd)
+            left -= 1
+print(time.process_time() - (cpu0 or 0.0), flush=True)
+"""
+
+
+def send_floor(clients: int, frame_bytes: int = 150, passes: int = 200) -> dict[str, Any]:
+    """What one fan-out pass costs the kernel here: a ``frame_bytes`` send to each
+    of ``clients`` loopback TCP sockets (TCP_NODELAY), in plain Python with
+    blocking sockets and nothing else, read by a process draining them with
+    epoll; ``passes`` passes back to back. The least a server pays per write, and
+    its reader per read, on this machine."""
+    import socket
+    import subprocess
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(clients)
+    port = listener.getsockname()[1]
+    drain = subprocess.Popen([sys.executable, "-c", _DRAIN, str(port), str(clients)],
+                             stdout=subprocess.PIPE, text=True)
+    socks = []
+    try:
+        listener.settimeout(30)
+        for _ in range(clients):
+            sock = listener.accept()[0]
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            socks.append(sock)
+        frame = b"x" * frame_bytes
+        for sock in socks:  # warm-up
+            sock.sendall(frame)
+        wall, cpu = time.perf_counter(), time.thread_time()
+        for _ in range(passes):
+            for sock in socks:
+                sock.sendall(frame)
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    finally:
+        for sock in socks:
+            sock.close()
+        listener.close()
+        out, _ = drain.communicate(timeout=60)
+    sends = passes * clients
+    try:
+        reader_us = round(float(out.strip()) * 1e6 / sends, 2)
+    except ValueError:
+        reader_us = None
+    return {"clients": clients, "frame_bytes": frame_bytes, "passes": passes,
+            "us_per_send": round(cpu * 1e6 / sends, 2),
+            "ms_per_pass_wall": round(wall * 1e3 / passes, 2),
+            "reader_us_per_send": reader_us}
+
+
+#: A process woken by each small message on a loopback socket (``plain``: a blocking
+#: ``recv``; ``gevent``: the same under gevent's patched socket, as the servers
+#: read); prints its CPU seconds per message (see :func:`wake_floor`).
+_WOKEN = """
+import sys
+if sys.argv[1] == "gevent":
+    from gevent import monkey
+    monkey.patch_all()
+import socket, time
+count = int(sys.argv[2])
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(1)
+print(listener.getsockname()[1], flush=True)
+conn = listener.accept()[0]
+conn.recv(1)
+cpu, got = time.process_time(), 0
+while got < count:
+    data = conn.recv(65536)
+    if not data:
+        break
+    got += len(data)
+print((time.process_time() - cpu) / max(1, got), flush=True)
+"""
+
+
+def wake_floor(rate: float = 200.0, count: int = 600) -> dict[str, Any]:
+    """What a wake-up costs here: a process reading one small message at a time
+    from a loopback socket, ``rate`` messages/s, its CPU per message (``plain``
+    Python and under gevent). On a VM each wake from idle costs the guest far
+    more than the read itself; a server pays it per event it waits for."""
+    import socket
+    import subprocess
+
+    result: dict[str, Any] = {"rate": rate, "messages": count}
+    for mode in ("plain", "gevent"):
+        woken = subprocess.Popen([sys.executable, "-c", _WOKEN, mode, str(count)],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(woken.stdout.readline())
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.sendall(b"s")
+                time.sleep(0.2)
+                start = time.monotonic()
+                for i in range(count):
+                    sock.sendall(b"m")
+                    delay = start + (i + 1) / rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                out = woken.stdout.readline()
+            result[f"{mode}_us_per_wake"] = round(float(out) * 1e6, 1)
+        except (ValueError, OSError) as err:
+            result[f"{mode}_us_per_wake"] = None
+            result.setdefault("errors", []).append(f"{mode}: {err!r}")
+        finally:
+            woken.wait(timeout=30)
+    return result
+
+
+def floor_bound(floor: dict[str, Any], clients: int, msgs_per_s: float, batch: int,
+                within_ms: float = 10.0) -> dict[str, Any]:
+    """The least CPU a process with ``clients`` websockets spends on its sends to
+    keep every client within ``within_ms`` of each POST, at the floor's cost per
+    send: a pass takes ``clients`` x that; each client needs a write per POST, or
+    at least one every ``within_ms`` less a pass when POSTs come faster."""
+    pass_ms = clients * floor["us_per_send"] / 1000
+    posts_per_s = msgs_per_s / batch
+    if pass_ms >= within_ms:
+        return {"pass_ms": round(pass_ms, 2), "writes_per_client_s": None, "pct_of_core": None}
+    writes = min(posts_per_s, 1000 / (within_ms - pass_ms))
+    return {"pass_ms": round(pass_ms, 2), "writes_per_client_s": round(writes, 1),
+            "pct_of_core": round(clients * writes * floor["us_per_send"] / 1e4, 1)}
+
+
+# ----------------------------------------------------------------------------------------
 # fanout_ws's Bench over several servers: connect/listen on some, post on one
 # ----------------------------------------------------------------------------------------
 
@@ -357,10 +512,9 @@ class ClusterBench(Bench):
     def post_run(self, channel: str, batch: int, posters: int, duration: float,
                  msg_rate: float | None) -> dict[str, Any]:
         self.url = self.post.url
-        if self.post not in self.listen and channel not in self.made:
-            # The posters' process has no member of the channel: it must know the
-            # chat channel, or it accepts the POST and publishes nothing (chat
-            # channels are per process; see ENGINE_GAP).
+        if not self.listen and channel not in self.made:
+            # Nobody follows the channel: it must exist, or a POST to it is echoed
+            # and delivered nowhere (as in channelstream 0.7.1).
             with self.client() as api:
                 api.channel_config({channel: {}})
             self.made.add(channel)
@@ -460,8 +614,10 @@ class ClusterBench(Bench):
             }
             if "psutil_cpu_s" in ra and "psutil_cpu_s" in rb:
                 redis["psutil_cpu_s"] = round(ra["psutil_cpu_s"] - rb["psutil_cpu_s"], 3)
-            # Someone else's scripts ran too (or ours were not all counted).
-            redis["redis_shared"] = self.post.engine == "redis" and evalsha != msgs
+            # Someone else's scripts ran too (or ours were not all counted); the
+            # presence refreshes of the servers' directories run a few scripts too.
+            redis["redis_shared"] = (self.post.engine == "redis"
+                                     and abs(evalsha - msgs) > max(50, msgs // 100))
             result["redis"] = redis
         bus = {}
         for name, status in after["bus"].items():
@@ -502,6 +658,7 @@ class ClusterBench(Bench):
         result["costs"] = self.costs(before, after, result["msgs_posted"], result["posts"],
                                      by_server)
         result["post"] = self.post.name
+        result["processes"] = len(self.listen)
         # fanout_ws counts the other server and Redis as "others": ours does not.
         result["machine_contended"] = result["costs"]["others_pct_of_core"] > 15
         result["config"] = self.label
@@ -639,6 +796,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load_start = os.getloadavg()
     started = time.monotonic()
     redis.measure_idle()
+    # Before any server starts: nothing else on the machine is ours.
+    results["floor"] = send_floor(args.clients)
+    results["wake_floor"] = wake_floor()
     try:
         for server in everyone:
             server.start()
@@ -647,6 +807,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "redis1": ("redis 1p", A, [A]),
             "redis2": ("redis 2p A->B", A, [B]),
             "redis2half": ("redis 2p A->A+B", A, [A, B]),
+            "engine": ("redis 2p engine", A, [A, B]),
         }
         for key in setups:
             if key == "probe":
@@ -667,12 +828,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         results["problems"] += bench.server_problems
                 continue
             label, post, listen = plans[key]
-            bench = ClusterBench(args, label=label, post=post, listen=listen, servers=everyone,
-                                 redis=redis)
+            run_args, clients = args, args.clients
+            if key == "engine":  # every client times every message
+                run_args = argparse.Namespace(**{**vars(args), "sample_every": 1})
+                clients = args.engine_clients
+            bench = ClusterBench(run_args, label=label, post=post, listen=listen,
+                                 servers=everyone, redis=redis)
             try:
                 for batch in args.batches:
-                    name = f"{key}-c{args.clients}-b{batch}-{uuid.uuid4().hex[:4]}"
-                    results["runs"] += bench.fanout_phase(name, args.clients, batch)
+                    name = f"{key}-c{clients}-b{batch}-{uuid.uuid4().hex[:4]}"
+                    results["runs"] += bench.fanout_phase(name, clients, batch)
             finally:
                 bench.stop()
                 results["problems"] += bench.server_problems
@@ -750,7 +915,7 @@ def conditions(args: argparse.Namespace, redis: RedisWatch, prefix: str) -> dict
         "paced_fraction": args.paced_fraction,
         "publish_seconds": args.publish_seconds,
         "probe_posts_per_s": args.probe_posts_per_s,
-        "workaround": ENGINE_GAP,
+        "engine_clients": args.engine_clients,
     }
 
 
@@ -940,6 +1105,40 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
                       f"({run['config']}, b{run['batch']}): p99 {across['p99_ms']} ms "
                       "(target < 10 ms)")
 
+    floor = results.get("floor")
+    if floor:
+        print("\n== latency at half the peak, beside the kernel's floor")
+        print(f"  floor: one {floor['frame_bytes']}-byte send to each of {floor['clients']:,} "
+              f"loopback sockets, plain Python, before the servers started: "
+              f"{floor['us_per_send']} µs of a core per send, a pass {floor['ms_per_pass_wall']}"
+              f" ms; the reader {floor['reader_us_per_send']} µs per read")
+        print(f"  {'setup':18} {'batch':>5} {'msgs/s':>8} {'clients/proc':>12} "
+              f"{'p99 same':>9} {'p99 across':>10} {'floor pass ms':>13} "
+              f"{'floor writes/client/s':>21} {'floor % of core':>15}")
+        for run in results["runs"]:
+            if run["target_msgs_per_s"] == "max":
+                continue
+            per_process = max(1, run["clients"] // max(1, run.get("processes", 1)))
+            bound = floor_bound(floor, per_process, run["msgs_per_s"], run["batch"])
+            lat = run["latency_by_reader"]
+            same = next((v["p99_ms"] for k, v in lat.items() if k.startswith("same")), None)
+            across = next((v["p99_ms"] for k, v in lat.items() if k.startswith("across")), None)
+            print(f"  {run['config']:18} {run['batch']:>5} {run['msgs_per_s']:>8,.0f} "
+                  f"{per_process:>12,} {_fmt(same, 2):>9} {_fmt(across, 2):>10} "
+                  f"{_fmt(bound['pass_ms'], 2):>13} {_fmt(bound['writes_per_client_s']):>21} "
+                  f"{_fmt(bound['pct_of_core']):>15}")
+        wake = results.get("wake_floor") or {}
+        if wake.get("plain_us_per_wake") is not None:
+            print(f"  a wake-up: a process woken by each of {wake['messages']} one-byte messages "
+                  f"on a loopback socket, {wake['rate']:g}/s, spends "
+                  f"{wake['plain_us_per_wake']} µs of CPU per message in plain Python, "
+                  f"{wake['gevent_us_per_wake']} µs under gevent (what a server pays for each "
+                  "event it waits for when it is not saturated)")
+        print("  floor % of core: the least CPU a process would spend on its sends alone to "
+              "write every client within 10 ms of each POST (a pass of clients/proc sends at "
+              "the floor's cost; a write per POST, or one every 10 ms less a pass); its readers "
+              "pay about as much again, on the same two cores")
+
     if results["publish_only"]:
         print("\n== publish only (a channel nobody follows; server = the posters' server)")
         print(f"  {'setup':20} {'batch':>5} {'msgs/s':>9} {'srv µs/publ':>11} "
@@ -1024,6 +1223,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds of posting per fan-out run (peak, then paced)")
     parser.add_argument("--paced-fraction", type=float, default=0.5,
                         help="paced run at this fraction of the peak rate (0 = none)")
+    parser.add_argument("--paced-deliveries", type=float, default=0,
+                        help="paced runs at this many deliveries/s instead (0 = the fraction)")
     parser.add_argument("--publish-seconds", type=float, default=3.0,
                         help="seconds of posting per publish-only run")
     parser.add_argument("--probe-posts-per-s", type=float, default=200.0,
@@ -1042,6 +1243,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the servers' replay_cache_size (signed calls kept per 60 s)")
     parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                         help="keep development.ini's access log (one line per request)")
+    parser.add_argument("--engine-clients", type=int, default=2,
+                        help="websockets of the engine setup, spread over A and B")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--setups", default=",".join(SETUPS),
                         help=f"comma separated, in this order: {', '.join(SETUPS)}")

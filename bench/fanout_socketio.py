@@ -379,11 +379,7 @@ class SioBench(fanout_ws.Bench):
     def run_load(
         self, label: str, channel: str, clients: int, batch: int, msg_rate: float | None
     ) -> dict[str, Any]:
-        """fanout_ws's run, with the door's counters of the run; ``--paced-deliveries``
-        fixes the paced run's rate."""
-        if msg_rate and self.args.paced_deliveries:
-            msg_rate = self.args.paced_deliveries / clients
-            label = f"{label.split(' paced')[0]} paced {self.args.paced_deliveries:,}/s"
+        """fanout_ws's run, with the door's counters of the run."""
         before = self.door()
         result = super().run_load(label, channel, clients, batch, msg_rate)
         server_cpu = result["cpu_pct_of_core"].get("server") or 0
@@ -578,12 +574,7 @@ def main() -> None:
                         help="run the plain python-socketio server beside ours")
     parser.add_argument("--server-key", action="append", default=[], metavar="KEY=VALUE",
                         help="an [app:main] key of our server (repeatable)")
-    parser.add_argument("--paced-deliveries", type=int, default=0,
-                        help="also a paced run of each server at this many deliveries/s "
-                        "(latency at the same load)")
     args = fanout_ws.parse_args(parser)
-    if args.paced_deliveries and not args.paced_fraction:
-        args.paced_fraction = 1.0  # fanout_ws runs a paced run when this is set
     comparison = Comparison(args)
     try:
         comparison.run()

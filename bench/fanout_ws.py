@@ -870,7 +870,12 @@ class Bench:
             peak = self.run_load(f"{name} peak", channel, opened["opened"], batch, None)
             peak["setup"] = setup
             runs = [peak]
-            if args.paced_fraction > 0 and peak["deliveries_per_s"] > 0:
+            fixed = args.paced_deliveries
+            if fixed:  # a rate given in deliveries/s, the same for every setup
+                time.sleep(0.5)
+                runs.append(self.run_load(f"{name} paced at {fixed:g}/s", channel,
+                                          opened["opened"], batch, fixed / clients))
+            elif args.paced_fraction > 0 and peak["deliveries_per_s"] > 0:
                 rate = args.paced_fraction * peak["deliveries_per_s"] / clients
                 time.sleep(0.5)
                 runs.append(self.run_load(f"{name} paced {args.paced_fraction:g}x", channel,
@@ -1025,6 +1030,8 @@ def build_parser(description: str, *, clients: str = "websockets", idle_conns: i
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of posting per run")
     parser.add_argument("--paced-fraction", type=float, default=0.5,
                         help="paced run at this fraction of the peak rate (0 = none)")
+    parser.add_argument("--paced-deliveries", type=float, default=0,
+                        help="paced run at this many deliveries/s instead (0 = the fraction)")
     parser.add_argument("--message-bytes", type=int, default=100,
                         help="size of each message body as compact JSON")
     parser.add_argument("--idle-conns", type=int, default=idle_conns,
