@@ -1,4 +1,4 @@
-"""The chat directory on Redis: presence, user state and connections shared by every process.
+"""The chat directory on Redis: what every process shares about channels, users, connections.
 
 ``hub.engine = redis`` gives the :class:`~channelstream.chat.state.ChatState`
 a :class:`RedisDirectory` (the contract is :mod:`channelstream.chat.directory`):
@@ -14,11 +14,15 @@ a :class:`RedisDirectory` (the contract is :mod:`channelstream.chat.directory`):
   refreshing them expire, and their ``parted`` frames go to the channel
   (reads sweep too, so an expired member is never listed). The users of a
   process killed with SIGKILL thus part within ``redis.presence_ttl``.
-  The same refresh reads the settings of this process's channels and takes
-  those that differ: a ``/channel_config`` broadcast it missed (its control
-  channel was down) reaches it within a refresh; and it writes back (SET NX)
-  the given settings of its channels that Redis lost, so that a process
-  meeting such a channel afterwards still takes them;
+  The same refresh carries the settings' part in its pipeline (below);
+- channel settings are :mod:`.settings` (:class:`SharedSettings`: a key per
+  channel, what a process meeting the channel takes; ``/channel_config`` all
+  or nothing, a join's with SET NX, each told to the other processes over the
+  control channel). The refresh reads the settings of this process's
+  channels and takes those that differ: a ``/channel_config`` broadcast it
+  missed (its control channel was down) reaches it within a refresh; and it
+  writes back (SET NX) the given settings of its channels that Redis lost, so
+  that a process meeting such a channel afterwards still takes them;
 - a transport that attaches here to a connection of another process takes it
   over (:meth:`RedisDirectory.take_over`): the owner, asked over its control
   channel (``handover``), records this process as the owner, drops the
@@ -44,7 +48,6 @@ cannot take answers 503 before any channel changes, here or elsewhere.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -66,12 +69,12 @@ from ..chat.users import User
 from ..errors import Conflict, NotFound, Unavailable
 from ..hub.bus import EngineUnavailable
 from ..serving.doors import DoorState, SupervisedLoop
-from ..strict_json import dumps
 from .control import DOWN, Control, OwnerGone, Refused
 from .history import MessageHistory
 from .presence import Presence
 from .records import Records, StateConflict, Taken
 from .redis import redact
+from .settings import SharedSettings
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +128,9 @@ class RedisDirectory(Directory):
         self.records = Records(key_prefix, presence_ttl, user_ttl)
         self.history = MessageHistory(key_prefix)
         self.control = Control(key_prefix, self.process_id, control_timeout, self.where)
+        self.shared_settings = SharedSettings(
+            key_prefix, self.settings_ttl_ms, self.control, self._redis, self._quietly
+        )
         self.service = DirectoryService(self)
         self._client: redis.Redis | None = None
         self._up = False
@@ -142,14 +148,9 @@ class RedisDirectory(Directory):
         self._handed: dict[str, str] = {}
         #: conn id -> set when this process's take-over of it ends
         self._taking: dict[str, Event] = {}
-        #: settings of this process's channels taken from Redis by the refresh (a
-        #: broadcast this process missed)
-        self.settings_caught_up = 0
-        #: given settings of this process's channels written back by the refresh
-        #: (Redis had lost them)
-        self.settings_restored = 0
-        for op in ("connect", "subscribe", "unsubscribe", "disconnect", "settings", "handover"):
+        for op in ("connect", "subscribe", "unsubscribe", "disconnect", "handover"):
             self.control.handle(op, getattr(self, f"_serve_{op}"))
+        self.control.handle("settings", lambda args: self.shared_settings.serve(self._chat, args))
 
     # -- Redis access ------------------------------------------------------------------
 
@@ -329,13 +330,6 @@ class RedisDirectory(Directory):
         if connection is None:
             return False
         return self._chat.disconnect(conn_id)
-
-    def _serve_settings(self, args: dict[str, Any]) -> Any:
-        """Another process gave a channel settings: a channel here takes them too."""
-        settings = self._parse_settings(dumps(args["settings"]))
-        if settings is not None:
-            self._chat.settings_changed(str(args["channel"]), settings)
-        return None
 
     def _serve_handover(self, args: dict[str, Any]) -> Any:
         """Another process took a transport of a connection of this one: hand it over."""
@@ -522,66 +516,18 @@ class RedisDirectory(Directory):
 
         return sorted(set(self._redis(read)) | set(super().channels_of(user)))
 
-    # -- channel settings -----------------------------------------------------------------
-
-    def _settings_key(self, channel: str) -> str:
-        return f"{self.key_prefix}{{{hub_channel(channel)}}}:settings"
+    # -- channel settings (:mod:`.settings`) -------------------------------------------------
 
     def settings(self, channel: str) -> ChannelSettings | None:
-        key = self._settings_key(channel)
-        raw = self._quietly("reading channel settings", lambda c: c.get(key))
-        if raw is None:
-            return None
-        return self._parse_settings(raw)
-
-    @staticmethod
-    def _parse_settings(raw: bytes) -> ChannelSettings | None:
-        known = {f.name for f in dataclasses.fields(ChannelSettings)}
-        try:
-            return ChannelSettings(**{k: v for k, v in json.loads(raw).items() if k in known})
-        except (ValueError, TypeError, AttributeError) as err:
-            log.error("chat directory: channel settings unreadable: %s", err)
-            return None
+        return self.shared_settings.read(channel)
 
     def save_settings(self, configs: Mapping[str, ChannelSettings]) -> None:
-        """One MULTI sets every channel's key; Redis down -> EngineUnavailable,
-        nothing saved nor told. Then each is broadcast: a process that misses
-        it takes the settings from Redis on its next refresh."""
-        ttl = self.settings_ttl_ms or None
-
-        def write(client: redis.Redis) -> None:
-            pipe = client.pipeline(transaction=True)
-            for name, settings in configs.items():
-                pipe.set(self._settings_key(name), dumps(settings.as_dict()), px=ttl)
-            pipe.execute()
-
-        if not configs:
-            return
-        self._redis(write)
-        for name, settings in configs.items():
-            self._tell(name, settings)
+        """Raises EngineUnavailable, nothing saved nor told (:meth:`SharedSettings.save`)."""
+        self.shared_settings.save(configs)
 
     def save_join_settings(self, channel: str, settings: ChannelSettings) -> None:
-        """Written only if no process gave ``channel`` settings meanwhile (SET NX:
-        as in 0.7.1, a channel that exists keeps its settings; this process then
-        takes them at its next refresh). Not written now (Redis down): the
-        refresh writes them the same way (the channel's settings are given)."""
-        raw = dumps(settings.as_dict())
-        ttl = self.settings_ttl_ms or None
-        written = self._quietly(
-            "saving channel settings",
-            lambda c: c.set(self._settings_key(channel), raw, nx=True, px=ttl),
-        )
-        if written:
-            self._tell(channel, settings)
-
-    def _tell(self, channel: str, settings: ChannelSettings) -> None:
-        """Processes that have ``channel`` take ``settings`` now (those not
-        listening: from Redis, on their next refresh)."""
-        try:
-            self.control.broadcast("settings", {"channel": channel, "settings": settings.as_dict()})
-        except EngineUnavailable as err:
-            log.warning("chat directory: settings of %r not told to others: %s", channel, err)
+        """SET NX, quiet (:meth:`SharedSettings.save_join`)."""
+        self.shared_settings.save_join(channel, settings)
 
     # -- message history (``store_history``) --------------------------------------------------
 
@@ -634,24 +580,16 @@ class RedisDirectory(Directory):
     def refresh(self) -> None:
         """Keep alive what this process owns, then sweep its channels (see the module doc).
 
-        In the same pipeline it reads the settings of this process's channels
-        and takes those that differ (``ChatState.settings_changed``): a
-        ``settings`` broadcast this process missed (its control channel was
-        down) is caught up within a refresh. Settings that changed here while
-        the pipeline was on its way are left to the next refresh.
-
-        Given settings (``ChatChannel.given``) whose key is missing (Redis lost
-        it: a restart without persistence, FLUSHALL; or a join gave them while
-        Redis was down) are written in the same pipeline,
-        with SET NX before the read: of processes doing so at once the first
-        wins, and the read shows the others what it wrote (they take it, as
-        above). Channels that only ever had the defaults get no key: a later
-        join's ``channel_configs`` still sets their settings.
+        One pipeline: the records, the users, per channel with members here its
+        presence, its index entry and the expiry of its settings and history;
+        last the settings' part (:meth:`SharedSettings.write_back_and_read`):
+        given settings Redis lost written back with SET NX, then every
+        channel's read, whose answers :meth:`SharedSettings.refreshed` takes
+        (a channel here takes settings that differ: a ``settings`` broadcast
+        this process missed is caught up within a refresh).
         """
         chat = self._chat
-        held = {name: channel.settings for name, channel in chat.channels.items()}
-        read = list(held)
-        given = [name for name in read if chat.channels[name].given]
+        held = self.shared_settings.held(chat.channels)
         now = self._now_ms()
         snapshot = {
             name: [(conn_id, user) for user, ids in channel.members.items() for conn_id in ids]
@@ -676,23 +614,13 @@ class RedisDirectory(Directory):
                     self.presence.join(pipe, hub_channel(name), slice_, now)
                 pipe.zadd(self._index, {name: now + self.presence.ttl_ms})
                 if self.settings_ttl_ms:
-                    pipe.pexpire(self._settings_key(name), self.settings_ttl_ms)
+                    self.shared_settings.expire(pipe, name)
                     self.history.expire(pipe, hub_channel(name), self.settings_ttl_ms)
-            for name in given:  # back if Redis lost them (a process writing first wins)
-                raw = dumps(held[name].as_dict())
-                pipe.set(self._settings_key(name), raw, nx=True, px=self.settings_ttl_ms or None)
-            for name in read:
-                pipe.get(self._settings_key(name))
+            queued = self.shared_settings.write_back_and_read(pipe, held)
             answers = pipe.execute()
-            return answers[len(answers) - len(given) - len(read) :]
+            return answers[len(answers) - queued :]
 
-        answers = self._redis(write)
-        restored, stored = answers[: len(given)], answers[len(given) :]
-        for name, written in zip(given, restored, strict=True):
-            if written:
-                log.info("chat directory: settings of %r written back to redis", name)
-                self.settings_restored += 1
-        self._catch_up_settings(dict(zip(read, stored, strict=True)), held)
+        self.shared_settings.refreshed(chat, held, self._redis(write))
         # A connection handed over while the pipeline was on its way was written
         # back as ours: its new owner's again (its presence is the new owner's too).
         handed = dict(self._handed)
@@ -715,24 +643,6 @@ class RedisDirectory(Directory):
                     )
         self._sweep(sorted(chat.channels), read=False)
 
-    def _catch_up_settings(
-        self, stored: Mapping[str, bytes | None], held: Mapping[str, ChannelSettings]
-    ) -> None:
-        """Channels here take the settings Redis has for them (read by the
-        refresh) where they differ, unless theirs changed since they were read;
-        either way their settings count as given from then on."""
-        for name, raw in stored.items():
-            channel = self._chat.channels.get(name)
-            if raw is None or channel is None or channel.settings is not held[name]:
-                continue
-            settings = self._parse_settings(raw)
-            if settings is None:
-                continue
-            if settings != channel.settings:
-                log.info("chat directory: channel %r takes the settings found in redis", name)
-                self.settings_caught_up += 1
-            self._chat.settings_changed(name, settings)
-
     def status(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             "directory": "redis",
@@ -743,8 +653,8 @@ class RedisDirectory(Directory):
             "taken_over": self.taken_over,
             "rebuilt": self.rebuilt,
             "handed_over": self.handed_over,
-            "settings_caught_up": self.settings_caught_up,
-            "settings_restored": self.settings_restored,
+            "settings_caught_up": self.shared_settings.caught_up,
+            "settings_restored": self.shared_settings.restored,
         }
         # Flat, so that /metrics shows the numbers (channelstream_door_control_calls...).
         info.update({f"control_{key}": value for key, value in self.control.status().items()})

@@ -397,7 +397,7 @@ def test_the_refresh_writes_join_settings_redis_missed_and_never_undoes_a_change
     directory = RedisDirectory(url, key_prefix=f"cs-dir-set-{uuid.uuid4().hex[:8]}:")
     chat = ChatState(Hub(), directory=directory)
     good = directory._client = redis.Redis.from_url(url)  # (no control channel: not opened)
-    key = directory._settings_key("r")
+    key = directory.shared_settings.key("r")
     try:
         chat.channel_config({"r": ChannelSettings()})
         given = ChannelSettings(notify_presence=True)
@@ -423,10 +423,12 @@ def test_the_refresh_writes_join_settings_redis_missed_and_never_undoes_a_change
         directory.refresh()
         assert chat.channels["r"].settings.history_size == 6  # read before: not taken
         directory.refresh()
-        assert chat.channels["r"].settings.history_size == 6 and directory.settings_caught_up == 0
+        assert chat.channels["r"].settings.history_size == 6
+        assert directory.shared_settings.caught_up == 0
         good.set(key, json.dumps(ChannelSettings(history_size=5).as_dict()))  # a missed one
         directory.refresh()
-        assert chat.channels["r"].settings.history_size == 5 and directory.settings_caught_up == 1
+        assert chat.channels["r"].settings.history_size == 5
+        assert directory.shared_settings.caught_up == 1
     finally:
         delete_keys(url, directory.key_prefix)
 
@@ -436,7 +438,7 @@ def test_a_channel_config_redis_cannot_take_changes_nothing_and_leaves_nothing_t
     directory = RedisDirectory(url, key_prefix=f"cs-dir-cfg-{uuid.uuid4().hex[:8]}:")
     chat = ChatState(Hub(), directory=directory)
     good = directory._client = redis.Redis.from_url(url)  # (no control channel: not opened)
-    key = directory._settings_key("r")
+    key = directory.shared_settings.key("r")
     old, new = ChannelSettings(notify_presence=True), ChannelSettings(history_size=3)
     try:
         chat.channel_config({"r": old})
@@ -449,7 +451,7 @@ def test_a_channel_config_redis_cannot_take_changes_nothing_and_leaves_nothing_t
         directory.refresh()
         assert chat.channels["r"].settings is old
         assert ChannelSettings(**json.loads(good.get(key))) == old
-        assert good.get(directory._settings_key("s")) is None
+        assert good.get(directory.shared_settings.key("s")) is None
         chat.channel_config({"r": new, "s": new})
         assert chat.channels["r"].settings == new == chat.channels["s"].settings
         assert ChannelSettings(**json.loads(good.get(key))) == new
@@ -550,20 +552,22 @@ def test_the_refresh_writes_back_given_settings_with_set_nx_and_never_a_default_
         b.channels["cfg"].configure(ChannelSettings(history_size=7))  # (a broadcast it missed)
         delete_keys(url, prefix)  # Redis lost everything
         one.refresh()
-        assert one.settings_restored == 2
+        assert one.shared_settings.restored == 2
         for name, settings in (("cfg", kept), ("joined", joined)):
-            assert ChannelSettings(**json.loads(engine.get(one._settings_key(name)))) == settings
-        assert engine.get(one._settings_key("plain")) is None
+            stored = engine.get(one.shared_settings.key(name))
+            assert ChannelSettings(**json.loads(stored)) == settings
+        assert engine.get(one.shared_settings.key("plain")) is None
         two.refresh()  # too late: its NX wrote nothing, it takes what the first wrote
-        assert two.settings_restored == 0 and two.settings_caught_up == 1
+        assert two.shared_settings.restored == 0 and two.shared_settings.caught_up == 1
         assert b.channels["cfg"].settings == kept
-        assert ChannelSettings(**json.loads(engine.get(one._settings_key("cfg")))) == kept
+        assert ChannelSettings(**json.loads(engine.get(one.shared_settings.key("cfg")))) == kept
         one.refresh()
-        assert one.settings_restored == 2 and engine.get(one._settings_key("plain")) is None
+        assert one.shared_settings.restored == 2
+        assert engine.get(one.shared_settings.key("plain")) is None
         # The default channel's settings are still for a join to give, as in 0.7.1.
         b.connect("bob", channels=["plain"], channel_configs={"plain": joined})
         assert b.channels["plain"].settings == joined and b.channels["plain"].given
-        assert ChannelSettings(**json.loads(engine.get(one._settings_key("plain")))) == joined
+        assert ChannelSettings(**json.loads(engine.get(one.shared_settings.key("plain")))) == joined
     finally:
         delete_keys(url, prefix)
 
@@ -582,9 +586,9 @@ def test_settings_given_with_a_join_never_replace_those_another_process_gave():
         b.directory.settings = lambda name: None  # (its read came before the other's write)
         b._channel("r", late, 0.0)
         del b.directory.settings
-        assert ChannelSettings(**json.loads(engine.get(one._settings_key("r")))) == first
+        assert ChannelSettings(**json.loads(engine.get(one.shared_settings.key("r")))) == first
         two.refresh()  # the second takes the first's, as in 0.7.1
-        assert b.channels["r"].settings == first and two.settings_caught_up == 1
+        assert b.channels["r"].settings == first and two.shared_settings.caught_up == 1
         # A join while Redis was down, another process's settings given meanwhile.
         two._client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # Redis unreachable
         b._channel("s", late, 0.0)
@@ -592,6 +596,6 @@ def test_settings_given_with_a_join_never_replace_those_another_process_gave():
         two._client = redis.Redis.from_url(url)
         two.refresh()  # its NX writes nothing; it takes what is there
         assert b.channels["s"].settings == first
-        assert ChannelSettings(**json.loads(engine.get(one._settings_key("s")))) == first
+        assert ChannelSettings(**json.loads(engine.get(one.shared_settings.key("s")))) == first
     finally:
         delete_keys(url, prefix)
