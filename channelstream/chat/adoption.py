@@ -4,8 +4,8 @@ A transport that attaches here to a connection of another process takes it
 over (:meth:`ChatState.find_connection
 <channelstream.chat.state.ChatState.find_connection>` ->
 :meth:`Directory.take_over <channelstream.chat.directory.Directory.take_over>`
--> ``ChatState._adopt``), from the state its owner handed over or, the owner
-dead, from the engine's record. ``ChatState._adopt`` makes it in two steps:
+-> :func:`.handover.adopt`), from the state its owner handed over or, the
+owner dead, from the engine's record. :func:`~.handover.adopt` makes it in two steps:
 
 1. :func:`subscribe_all`: a new outbox subscribed to everything the
    connection needs (the user's channel, then each channel's hub channel),
@@ -71,7 +71,7 @@ def subscribe_all(
     new channel). Whatever a subscription raises is raised again, after the
     subscriptions made were cancelled and the outbox closed with
     :data:`REASON_ABANDONED` (it has no close callback yet: nothing else
-    happens). Called by ``ChatState._adopt`` before it writes anything.
+    happens). Called by :func:`.handover.adopt` before it writes anything.
     """
     outbox = hub.open_outbox(name=conn_id)
     try:

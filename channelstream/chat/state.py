@@ -26,23 +26,21 @@ from typing import Any
 
 from ..errors import Conflict, NotFound
 from ..hub import REASON_OVERFLOW, ChannelConfig, Hub, Start, Subscription
-from .adoption import subscribe_all
 from .channels import ChannelSettings, ChatChannel
 from .connections import Connection, Transport
 from .directory import Directory, LocalDirectory, to_wire
 from .frames import PM_RESUME_KEY, presence_frame, user_state_frame
+from .handover import REASON_MOVED, adopt, forward, hand_over
 from .info import Info, channels_info
 from .joins import ClientJoins
 from .messages import MessageRouter
-from .routing import channel_message, hub_channel, resume_key, user_channel
+from .routing import channel_message, hub_channel, user_channel
 from .users import User
 
 log = logging.getLogger(__name__)
 
 #: Reason given to transports of a connection that was collected or closed.
 REASON_GONE = "connection closed"
-#: Reason given to the transport of a connection handed over to another process.
-REASON_MOVED = "connection moved to another process"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +175,7 @@ class ChatState:
         """
         connection = self.connections.get(conn_id)
         if connection is None and conn_id and self.directory.shared:
-            connection = self.directory.take_over(conn_id, self._adopt)
+            connection = self.directory.take_over(conn_id, lambda state: adopt(self, state))
             if connection is None:  # another transport of this process took it meanwhile
                 connection = self.connections.get(conn_id)
         if connection is None:
@@ -185,74 +183,9 @@ class ChatState:
         return connection
 
     def hand_over(self, conn_id: str, to: str) -> dict[str, Any]:
-        """Give connection ``conn_id`` to process ``to``: its state, as JSON.
-
-        The connection closes here without leaving its channels (no parted
-        frame, its shared presence stays: ``to`` takes it over, the same
-        connection id) and its transport is kicked. The state: ``conn_id``,
-        ``username``, ``channels``, ``granted``, ``told`` (see
-        :class:`~channelstream.chat.transport.Positions`) and ``positions``
-        (``resume`` keys -> where the outbox's reader stood: what was queued
-        here is delivered there). Never yields.
-        """
-        connection = self.connection(conn_id)
-        state = {
-            "conn_id": conn_id,
-            "username": connection.user.name,
-            "channels": sorted(connection.channels),
-            "granted": sorted(connection.granted),
-            "told": {key: list(pos) for key, pos in connection.told.items()},
-            "positions": {
-                resume_key(name): list(pos)
-                for name, pos in connection.outbox.positions().items()
-            },
-        }
-        connection.moved_to = to
-        connection.outbox.close(REASON_MOVED, discard=True)  # calls _forget_connection
-        return state
-
-    def _adopt(self, state: Mapping[str, Any]) -> Connection:
-        """Make the connection :meth:`hand_over` (or the engine's record) described.
-
-        All or nothing (:mod:`.adoption`): every stream is subscribed first,
-        each where the previous owner's reader stood (live when not known);
-        if one cannot be (``EngineUnavailable``), nothing was written and the
-        error propagates, the record keeping the connection for the next
-        attach. Then its channels are joined again with the same connection
-        id, which the shared presence still lists (no joined frame), and the
-        directory records it with all of them.
-        """
-        now = self._monotonic()
-        name = str(state["username"])
-        user = self.users.get(name)
-        if user is None:
-            user = self.users[name] = User(name, now)
-            record = self.directory.states([name]).get(name)
-            if record is not None:
-                user.state, user.public_keys = record
-        user.last_active = now
-        conn_id = str(state["conn_id"])
-        channels = sorted(set(state.get("channels") or ()))
-        outbox = subscribe_all(
-            self.hub, conn_id, name, channels, state.get("positions") or {},
-            lambda channel: self._channel(channel, None, now),
-        )
-        connection = Connection(conn_id, user, outbox, now)
-        connection.granted.update(state.get("granted") or ())
-        connection.told.update(
-            {key: (str(pos[0]), int(pos[1])) for key, pos in (state.get("told") or {}).items()}
-        )
-        connection.channels.update(channels)  # before any note: the record lists them all
-        self.connections[conn_id] = connection
-        user.connections[conn_id] = connection
-        self.directory.opened(connection)
-        for channel in channels:
-            self._enter(connection, self._channel(channel, None, now), now)
-        # Last, so that an outbox closed meanwhile (past its hard limit at the
-        # replay, the hub stopping) closes the connection made in full, as ever.
-        outbox.on_close(lambda _outbox: self._forget_connection(connection))
-        log.info("connection %s of %r taken over from another process", conn_id, name)
-        return connection
+        """Give connection ``conn_id`` (404 if not here) to process ``to``; its
+        state, as JSON (:func:`.handover.hand_over`). Never yields."""
+        return hand_over(self.connection(conn_id), to)
 
     def user(self, name: str) -> User:
         user = self.users.get(name)
@@ -368,7 +301,7 @@ class ChatState:
             args = to_wire(
                 conn_id=conn_id, channels=channels, channel_configs=channel_configs, info=info
             )
-            return self._forward("subscribe", args, conn_id)
+            return forward(self.directory, "subscribe", args, conn_id)
         connection = self.connection(conn_id)
         if by_backend:
             connection.granted.update(channels)
@@ -400,7 +333,7 @@ class ChatState:
         """
         if conn_id not in self.connections:
             args = to_wire(conn_id=conn_id, channels=channels, info=info)
-            return self._forward("unsubscribe", args, conn_id)
+            return forward(self.directory, "unsubscribe", args, conn_id)
         connection = self.connection(conn_id)
         if by_backend:
             connection.granted.difference_update(channels)
@@ -424,13 +357,6 @@ class ChatState:
         if channel is None and self.directory.channel_exists(name):
             channel = self._channel(name, None, self._monotonic())
         return channel
-
-    def _forward(self, op: str, args: dict[str, Any], conn_id: str) -> Any:
-        """Run ``op`` on the process that owns ``conn_id``; 404 if none does."""
-        owner = self.directory.owner(conn_id)
-        if owner is None:
-            raise NotFound(f"unknown connection {conn_id}", field="conn_id")
-        return self.directory.forward(owner, op, args, conn_id)
 
     def _channel(self, name: str, settings: ChannelSettings | None, now: float) -> ChatChannel:
         channel = self.channels.get(name)
@@ -727,3 +653,6 @@ class ChatState:
             "messages_posted": self.messages_posted,
             "slow_disconnects": self.slow_disconnects,
         }
+
+
+__all__ = ["REASON_GONE", "REASON_MOVED", "ChatConfig", "ChatState", "Info"]
