@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Conflict, NotFound
-from ..hub import REASON_OVERFLOW, ChannelConfig, Hub, Start, Subscription
+from ..hub import REASON_OVERFLOW, Hub, Start, Subscription
 from .channels import ChannelSettings, ChatChannel
+from .configs import ChannelConfigs
 from .connections import Connection, Transport
 from .directory import Directory, LocalDirectory, to_wire
 from .frames import PM_RESUME_KEY, presence_frame, user_state_frame
@@ -73,6 +74,8 @@ class ChatState:
         #: presence, user state and connections as every process sees them
         self.directory = directory or LocalDirectory()
         self.directory.bind(self)
+        #: the channels' settings and their hub channels (:mod:`.configs`)
+        self.configs = ChannelConfigs(hub, self.directory, self.channels, self.now)
         #: ``POST``/``PATCH``/``DELETE /message`` (:mod:`.messages`)
         self.messages = MessageRouter(hub, self.find_channel, self.directory, self.now)
         #: what clients may join themselves (:mod:`.joins`); a door sets its rules
@@ -353,62 +356,12 @@ class ChatState:
     def find_channel(self, name: str) -> ChatChannel | None:
         """The channel ``name``: this process's, or, if another process has it,
         made here with the settings that process gave it; None if nobody has it."""
-        channel = self.channels.get(name)
-        if channel is None and self.directory.channel_exists(name):
-            channel = self._channel(name, None, self._monotonic())
-        return channel
+        return self.configs.find(name)
 
     def _channel(self, name: str, settings: ChannelSettings | None, now: float) -> ChatChannel:
-        channel = self.channels.get(name)
-        if channel is None:
-            # As in 0.7.1, settings given with a join configure a channel that does
-            # not exist yet: one that another process has keeps the settings it has.
-            known = self.directory.settings(name)
-            if known is not None:
-                settings = known
-            elif settings is not None:
-                self.directory.save_join_settings(name, settings)
-            channel = self._make_channel(name, settings, now)
-        return channel
-
-    def _make_channel(
-        self, name: str, settings: ChannelSettings | None, now: float
-    ) -> ChatChannel:
-        """A new channel here: with ``settings`` (given), else the defaults."""
-        channel = ChatChannel(
-            name, settings or ChannelSettings(), now, given=settings is not None
-        )
-        self.channels[name] = channel
-        self._configure_hub_channel(channel)
-        return channel
-
-    def _configure_hub_channel(self, channel: ChatChannel) -> None:
-        """The hub channel's history: what a reconnecting client can resume from.
-
-        At least ``hub.history_size`` frames; more when the channel is set to
-        keep a longer history (``history_size`` of ``/channel_config``, with
-        ``store_history``): a client may resume as far back as ``/info`` shows.
-        None with ``store_frames = false``. A channel a door made persistent
-        (or local) stays so: the G3 door's channel keeps its metadata frames.
-        """
-        default = self.hub.config.default_channel
-        settings = channel.settings
-        frames = default.history_size
-        if settings.store_history:
-            frames = max(frames, settings.history_limit)
-        if not settings.store_frames:
-            frames = 0
-        name = hub_channel(channel.name)
-        current = self.hub.channel_config(name)
-        self.hub.configure_channel(
-            name,
-            ChannelConfig(
-                history_size=frames,
-                history_seconds=default.history_seconds,
-                persistent=current.persistent,
-                local=current.local,
-            ),
-        )
+        """The channel ``name``, made here if need be (:meth:`ChannelConfigs.channel
+        <channelstream.chat.configs.ChannelConfigs.channel>`)."""
+        return self.configs.channel(name, settings, now)
 
     def _join(
         self,
@@ -512,32 +465,18 @@ class ChatState:
 
     def settings_changed(self, name: str, settings: ChannelSettings) -> None:
         """Another process gave channel ``name`` ``settings``: take them if it is
-        here (given settings, even when they equal the defaults it had)."""
-        channel = self.channels.get(name)
-        if channel is None:
-            return
-        if channel.settings != settings:
-            channel.configure(settings)
-            self._configure_hub_channel(channel)
-        channel.given = True
+        here (:meth:`ChannelConfigs.taken <channelstream.chat.configs.ChannelConfigs.taken>`)."""
+        self.configs.taken(name, settings)
 
     def channel_config(self, configs: Mapping[str, ChannelSettings]) -> dict[str, Any]:
         """``/channel_config``: set (replace) the settings of channels, creating
         them; with a shared directory, on every process that has them.
 
-        All or nothing: the directory saves them first (``save_settings``); if
-        the engine cannot take them (``EngineUnavailable``: 503), no channel
-        changed, here or elsewhere.
+        All or nothing (:meth:`ChannelConfigs.set
+        <channelstream.chat.configs.ChannelConfigs.set>`): if the engine cannot
+        take them (``EngineUnavailable``: 503), no channel changed, here or elsewhere.
         """
-        self.directory.save_settings(configs)
-        now = self._monotonic()
-        for name, settings in configs.items():
-            channel = self.channels.get(name)
-            if channel is None:
-                self._make_channel(name, settings, now)
-            elif channel.settings != settings:
-                channel.configure(settings)
-                self._configure_hub_channel(channel)
+        self.configs.set(configs)
         return self.channels_info(
             Info(channels=tuple(configs), include_history=False, include_users=False)
         )
