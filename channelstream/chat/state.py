@@ -30,11 +30,12 @@ from .channels import ChannelSettings, ChatChannel
 from .configs import ChannelConfigs
 from .connections import Connection, Transport
 from .directory import Directory, LocalDirectory, to_wire
-from .frames import PM_RESUME_KEY, presence_frame, user_state_frame
+from .frames import PM_RESUME_KEY, user_state_frame
 from .handover import REASON_MOVED, adopt, forward, hand_over
 from .info import Info, channels_info
 from .joins import ClientJoins
 from .messages import MessageRouter
+from .presence import Presence
 from .routing import channel_message, hub_channel, user_channel
 from .users import User
 
@@ -76,6 +77,8 @@ class ChatState:
         self.directory.bind(self)
         #: the channels' settings and their hub channels (:mod:`.configs`)
         self.configs = ChannelConfigs(hub, self.directory, self.channels, self.now)
+        #: joined and parted frames (:mod:`.presence`)
+        self.presence = Presence(hub, self.directory, self.channels)
         #: ``POST``/``PATCH``/``DELETE /message`` (:mod:`.messages`)
         self.messages = MessageRouter(hub, self.find_channel, self.directory, self.now)
         #: what clients may join themselves (:mod:`.joins`); a door sets its rules
@@ -386,7 +389,7 @@ class ChatState:
         channel.touch(now)
         first = self.directory.joined(name, user, connection.id)
         if first and channel.settings.notify_presence:
-            self._presence(channel, connection.user, "joined")
+            self.presence.tell(channel, connection.user, "joined")
 
     def _leave(
         self, connection: Connection, name: str, now: float, *, quiet: bool = False
@@ -411,47 +414,13 @@ class ChatState:
         if quiet:
             return
         if self.directory.parted(name, user, connection.id) and channel.settings.notify_presence:
-            self._presence(channel, connection.user, "parted")
-
-    def _presence(self, channel: ChatChannel, user: User | str, action: str) -> None:
-        """Tell ``channel`` that ``user`` joined or parted (a name: a user of
-        another process, whose state is not sent)."""
-        name = user if isinstance(user, str) else user.name
-        users = (
-            self._member_list(channel)
-            if channel.settings.broadcast_presence_with_user_lists
-            else []
-        )
-        frame = presence_frame(
-            channel=channel.name,
-            user=name,
-            action=action,
-            users=users,
-            state=user.public_state if action == "joined" and not isinstance(user, str) else None,
-        )
-        self.publish_frame(channel.name, frame, excluded=frozenset((name,)))
+            self.presence.tell(channel, connection.user, "parted")
 
     def parted_elsewhere(self, name: str, users: list[str]) -> None:
         """``users`` left channel ``name`` without saying so (their process died
-        and their presence expired): tell the channel, if it wants to know."""
-        channel = self.channels.get(name)
-        if channel is None or not channel.settings.notify_presence:
-            return
-        for user in users:
-            log.info("user %r parted %r: its process stopped refreshing it", user, name)
-            self._presence(channel, user, "parted")
-
-    def _member_list(self, channel: ChatChannel, public: bool = True) -> list[dict[str, Any]]:
-        members = self.directory.members([channel.name]).get(channel.name, {})
-        states = self.directory.states(members)
-        listed = []
-        for name in sorted(members):
-            if name in states:
-                state, keys = states[name]
-                if public:
-                    state = {key: state[key] for key in keys if key in state}
-                listed.append({"user": name, "state": state})
-        return listed
+        and their presence expired): tell the channel, if it wants to know
+        (:meth:`.presence.Presence.parted_elsewhere`)."""
+        self.presence.parted_elsewhere(name, users)
 
     def publish_frame(
         self,
