@@ -534,68 +534,76 @@ def test_settings_redis_lost_are_written_back_and_a_process_meeting_the_channel_
     assert {k: info[k] for k in kept} == kept
 
 
-def test_the_refresh_writes_back_given_settings_with_set_nx_and_never_a_default_channels():
+TwoChats = tuple[redis.Redis, RedisDirectory, RedisDirectory, ChatState, ChatState]
+
+
+@pytest.fixture
+def two_chats() -> Iterator[TwoChats]:
+    """Two ChatStates in this process on one Redis prefix, as two processes would be
+    (no control channels: nothing is broadcast); the prefix's keys deleted after."""
     url = require_redis()
-    prefix = f"cs-dir-back-{uuid.uuid4().hex[:8]}:"
+    prefix = f"cs-dir-two-{uuid.uuid4().hex[:8]}:"
     engine = redis.Redis.from_url(url)
     one, two = RedisDirectory(url, key_prefix=prefix), RedisDirectory(url, key_prefix=prefix)
     a, b = ChatState(Hub(), directory=one), ChatState(Hub(), directory=two)
-    one._client, two._client = engine, redis.Redis.from_url(url)  # (no control channels)
+    one._client, two._client = engine, redis.Redis.from_url(url)
+    try:
+        yield engine, one, two, a, b
+    finally:
+        delete_keys(url, prefix)
+
+
+def stored_settings(engine: redis.Redis, directory: RedisDirectory, name: str) -> ChannelSettings:
+    return ChannelSettings(**json.loads(engine.get(directory.shared_settings.key(name))))
+
+
+def test_the_refresh_writes_back_given_settings_with_set_nx_and_never_a_default_channels(
+    two_chats,
+):
+    engine, one, two, a, b = two_chats
     kept, joined = ChannelSettings(store_history=True, history_size=5), ChannelSettings(True)
-    try:
-        a.channel_config({"cfg": kept})
-        a.connect("ann", channels=["joined"], channel_configs={"joined": joined})
-        a.connect("ann", channels=["plain"])
-        b.connect("bob", channels=["cfg"])  # takes them from Redis
-        assert a.channels["cfg"].given and a.channels["joined"].given and b.channels["cfg"].given
-        assert not a.channels["plain"].given
-        b.channels["cfg"].configure(ChannelSettings(history_size=7))  # (a broadcast it missed)
-        delete_keys(url, prefix)  # Redis lost everything
-        one.refresh()
-        assert one.shared_settings.restored == 2
-        for name, settings in (("cfg", kept), ("joined", joined)):
-            stored = engine.get(one.shared_settings.key(name))
-            assert ChannelSettings(**json.loads(stored)) == settings
-        assert engine.get(one.shared_settings.key("plain")) is None
-        two.refresh()  # too late: its NX wrote nothing, it takes what the first wrote
-        assert two.shared_settings.restored == 0 and two.shared_settings.caught_up == 1
-        assert b.channels["cfg"].settings == kept
-        assert ChannelSettings(**json.loads(engine.get(one.shared_settings.key("cfg")))) == kept
-        one.refresh()
-        assert one.shared_settings.restored == 2
-        assert engine.get(one.shared_settings.key("plain")) is None
-        # The default channel's settings are still for a join to give, as in 0.7.1.
-        b.connect("bob", channels=["plain"], channel_configs={"plain": joined})
-        assert b.channels["plain"].settings == joined and b.channels["plain"].given
-        assert ChannelSettings(**json.loads(engine.get(one.shared_settings.key("plain")))) == joined
-    finally:
-        delete_keys(url, prefix)
+    a.channel_config({"cfg": kept})
+    a.connect("ann", channels=["joined"], channel_configs={"joined": joined})
+    a.connect("ann", channels=["plain"])
+    b.connect("bob", channels=["cfg"])  # takes them from Redis
+    assert a.channels["cfg"].given and a.channels["joined"].given and b.channels["cfg"].given
+    assert not a.channels["plain"].given
+    b.channels["cfg"].configure(ChannelSettings(history_size=7))  # (a broadcast it missed)
+    delete_keys(require_redis(), one.key_prefix)  # Redis lost everything
+    one.refresh()
+    assert one.shared_settings.restored == 2
+    for name, settings in (("cfg", kept), ("joined", joined)):
+        assert stored_settings(engine, one, name) == settings
+    assert engine.get(one.shared_settings.key("plain")) is None
+    two.refresh()  # too late: its NX wrote nothing, it takes what the first wrote
+    assert two.shared_settings.restored == 0 and two.shared_settings.caught_up == 1
+    assert b.channels["cfg"].settings == kept == stored_settings(engine, one, "cfg")
+    one.refresh()
+    assert one.shared_settings.restored == 2
+    assert engine.get(one.shared_settings.key("plain")) is None
+    # The default channel's settings are still for a join to give, as in 0.7.1.
+    b.connect("bob", channels=["plain"], channel_configs={"plain": joined})
+    assert b.channels["plain"].settings == joined and b.channels["plain"].given
+    assert stored_settings(engine, one, "plain") == joined
 
 
-def test_settings_given_with_a_join_never_replace_those_another_process_gave():
+def test_settings_given_with_a_join_never_replace_those_another_process_gave(two_chats):
+    engine, one, two, a, b = two_chats
     url = require_redis()
-    prefix = f"cs-dir-join-{uuid.uuid4().hex[:8]}:"
-    engine = redis.Redis.from_url(url)
-    one, two = RedisDirectory(url, key_prefix=prefix), RedisDirectory(url, key_prefix=prefix)
-    a, b = ChatState(Hub(), directory=one), ChatState(Hub(), directory=two)
-    one._client, two._client = engine, redis.Redis.from_url(url)  # (no control channels)
     first, late = ChannelSettings(store_history=True, history_size=4), ChannelSettings(True)
-    try:
-        # Two joins make the channel at once: each found no settings before writing.
-        a._channel("r", first, 0.0)
-        b.directory.settings = lambda name: None  # (its read came before the other's write)
-        b._channel("r", late, 0.0)
-        del b.directory.settings
-        assert ChannelSettings(**json.loads(engine.get(one.shared_settings.key("r")))) == first
-        two.refresh()  # the second takes the first's, as in 0.7.1
-        assert b.channels["r"].settings == first and two.shared_settings.caught_up == 1
-        # A join while Redis was down, another process's settings given meanwhile.
-        two._client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # Redis unreachable
-        b._channel("s", late, 0.0)
-        a.channel_config({"s": first})
-        two._client = redis.Redis.from_url(url)
-        two.refresh()  # its NX writes nothing; it takes what is there
-        assert b.channels["s"].settings == first
-        assert ChannelSettings(**json.loads(engine.get(one.shared_settings.key("s")))) == first
-    finally:
-        delete_keys(url, prefix)
+    # Two joins make the channel at once: each found no settings before writing.
+    a._channel("r", first, 0.0)
+    b.directory.settings = lambda name: None  # (its read came before the other's write)
+    b._channel("r", late, 0.0)
+    del b.directory.settings
+    assert stored_settings(engine, one, "r") == first
+    two.refresh()  # the second takes the first's, as in 0.7.1
+    assert b.channels["r"].settings == first and two.shared_settings.caught_up == 1
+    # A join while Redis was down, another process's settings given meanwhile.
+    two._client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # Redis unreachable
+    b._channel("s", late, 0.0)
+    a.channel_config({"s": first})
+    two._client = redis.Redis.from_url(url)
+    two.refresh()  # its NX writes nothing; it takes what is there
+    assert b.channels["s"].settings == first
+    assert stored_settings(engine, one, "s") == first
