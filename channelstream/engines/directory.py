@@ -263,13 +263,24 @@ class RedisDirectory(Directory):
             return None
         done = self._taking[conn_id] = Event()
         try:
-            state = self._take_over(conn_id)
-            return None if state is None else adopt(state)
+            found = self._take_over(conn_id)
+            if found is None:
+                return None
+            state, handed = found
+            connection = adopt(state)
+            # Counted once the connection is made here (adopt may refuse: 503).
+            if handed:
+                self.taken_over += 1
+            else:
+                self.rebuilt += 1
+            return connection
         finally:
             del self._taking[conn_id]
             done.set()
 
-    def _take_over(self, conn_id: str) -> dict[str, Any] | None:
+    def _take_over(self, conn_id: str) -> tuple[dict[str, Any], bool] | None:
+        """The connection's state, and whether its owner handed it over (else
+        it is rebuilt from its record); None if nobody has it."""
         found = self._redis(lambda c: self.records.owner(c, conn_id))
         if found is None:
             return None
@@ -280,8 +291,7 @@ class RedisDirectory(Directory):
                     owner, "handover", {"conn_id": conn_id, "to": self.process_id},
                     f"connection {conn_id}",
                 )
-                self.taken_over += 1
-                return state
+                return state, True
             except OwnerGone:
                 log.info("connection %s: its process %s is gone; rebuilt here", conn_id, owner)
             except Refused as err:
@@ -303,8 +313,7 @@ class RedisDirectory(Directory):
                 lambda c: self.records.disown(c, conn_id, self.process_id),
             )
             return None
-        self.rebuilt += 1
-        return record
+        return record, False
 
     # -- what other processes ask of this one (the control channel) -------------------------
 

@@ -73,6 +73,12 @@ def process_id(server: RunningServer) -> str:
     return health["doors"]["chat-redis"]["control_process_id"]
 
 
+def moves(server: RunningServer) -> dict[str, int]:
+    """The connections the server took over (handed over) and rebuilt, so far."""
+    door = requests.get(server.url + "/healthz", timeout=10).json()["doors"]["chat-redis"]
+    return {key: door[key] for key in ("taken_over", "rebuilt")}
+
+
 def connections(server: RunningServer, channels: list[str]) -> dict[str, dict]:
     info = api(server).info(channels=channels, include_connections=True)
     return {name: info["channels"][name]["connections"] for name in channels}
@@ -96,11 +102,13 @@ def test_a_failed_take_over_leaves_the_record_whole_and_a_retry_rebuilds_every_c
         watcher.wait(lambda f, c=channel: presence(mover, "joined")(f) and f["channel"] == c)
     everyone = {mover: [conn_id], f"watcher-{name}": [watcher_id]}
     refuse(second, channels[1])  # the user's channel and the first one go through
+    before = {server.url: moves(server) for server in (first, second)}
     try:
         with pytest.raises(websocket.WebSocketBadStatusException) as failed:
             Socket(second, conn_id)  # the first hands it over; the second cannot follow b
         assert failed.value.status_code == 503
         assert "redis" in json.loads(failed.value.resp_body)["error"]
+        assert moves(second) == before[second.url]  # not counted: nothing was taken over
         # Kept whole: every channel recorded, owned by the second, present everywhere.
         assert record(prefix, conn_id) == {
             "owner": process_id(second), "channels": channels, "granted": channels
@@ -114,6 +122,8 @@ def test_a_failed_take_over_leaves_the_record_whole_and_a_retry_rebuilds_every_c
     retry = (first, second)[retry_on]
     ws = Socket(retry, conn_id)  # rebuilt from the record
     try:
+        counted = before[retry.url]
+        assert moves(retry) == {**counted, "rebuilt": counted["rebuilt"] + 1}
         for n, channel in enumerate(channels, 1):
             api(first).message({"channel": channel, "user": "poster", "message": {"n": n}})
             ws.wait(lambda f, n=n: f.get("message") == {"n": n})
