@@ -392,71 +392,76 @@ def test_settings_a_process_missed_are_taken_from_redis_by_its_refresh(trio):
     assert not settings(first)["notify_presence"]
 
 
-def test_the_refresh_writes_join_settings_redis_missed_and_never_undoes_a_change_made_meanwhile():
+@pytest.fixture
+def lone_chat() -> Iterator[tuple[redis.Redis, RedisDirectory, ChatState]]:
+    """A ChatState in this process on a Redis directory of its own prefix (no
+    control channel: not opened), its client, and the prefix's keys deleted after."""
     url = require_redis()
-    directory = RedisDirectory(url, key_prefix=f"cs-dir-set-{uuid.uuid4().hex[:8]}:")
+    directory = RedisDirectory(url, key_prefix=f"cs-dir-one-{uuid.uuid4().hex[:8]}:")
     chat = ChatState(Hub(), directory=directory)
-    good = directory._client = redis.Redis.from_url(url)  # (no control channel: not opened)
-    key = directory.shared_settings.key("r")
+    good = directory._client = redis.Redis.from_url(url)
     try:
-        chat.channel_config({"r": ChannelSettings()})
-        given = ChannelSettings(notify_presence=True)
-        directory._client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # Redis unreachable
-        del chat.channels["r"]  # (collected here, another process has it:) a join makes it
-        chat._channel("r", given, 0.0)  # with settings Redis cannot take: deferred
-        good.delete(key)  # (no process has settings for it: the join's are written)
-        directory._client = good
-        directory.refresh()
-        assert chat.channels["r"].settings == given  # written, not undone by the old ones
-        assert ChannelSettings(**json.loads(good.get(key))) == given
-        good.set(key, json.dumps(ChannelSettings(history_size=5).as_dict()))
-        real, raced = directory._redis, []
-
-        def racing(work):  # /channel_config here while the refresh's pipeline is on its way
-            answer = real(work)
-            if not raced:
-                raced.append(True)
-                chat.channel_config({"r": ChannelSettings(history_size=6)})
-            return answer
-
-        directory._redis = racing
-        directory.refresh()
-        assert chat.channels["r"].settings.history_size == 6  # read before: not taken
-        directory.refresh()
-        assert chat.channels["r"].settings.history_size == 6
-        assert directory.shared_settings.caught_up == 0
-        good.set(key, json.dumps(ChannelSettings(history_size=5).as_dict()))  # a missed one
-        directory.refresh()
-        assert chat.channels["r"].settings.history_size == 5
-        assert directory.shared_settings.caught_up == 1
+        yield good, directory, chat
     finally:
         delete_keys(url, directory.key_prefix)
 
 
-def test_a_channel_config_redis_cannot_take_changes_nothing_and_leaves_nothing_to_the_refresh():
-    url = require_redis()
-    directory = RedisDirectory(url, key_prefix=f"cs-dir-cfg-{uuid.uuid4().hex[:8]}:")
-    chat = ChatState(Hub(), directory=directory)
-    good = directory._client = redis.Redis.from_url(url)  # (no control channel: not opened)
+def test_the_refresh_writes_join_settings_redis_missed_and_never_undoes_a_change_made_meanwhile(
+    lone_chat,
+):
+    good, directory, chat = lone_chat
     key = directory.shared_settings.key("r")
+    chat.channel_config({"r": ChannelSettings()})
+    given = ChannelSettings(notify_presence=True)
+    directory._client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # Redis unreachable
+    del chat.channels["r"]  # (collected here, another process has it:) a join makes it
+    chat._channel("r", given, 0.0)  # with settings Redis cannot take: deferred
+    good.delete(key)  # (no process has settings for it: the join's are written)
+    directory._client = good
+    directory.refresh()
+    assert chat.channels["r"].settings == given  # written, not undone by the old ones
+    assert stored_settings(good, directory, "r") == given
+    good.set(key, json.dumps(ChannelSettings(history_size=5).as_dict()))
+    real, raced = directory._redis, []
+
+    def racing(work):  # /channel_config here while the refresh's pipeline is on its way
+        answer = real(work)
+        if not raced:
+            raced.append(True)
+            chat.channel_config({"r": ChannelSettings(history_size=6)})
+        return answer
+
+    directory._redis = racing
+    directory.refresh()
+    assert chat.channels["r"].settings.history_size == 6  # read before: not taken
+    directory.refresh()
+    assert chat.channels["r"].settings.history_size == 6
+    assert directory.shared_settings.caught_up == 0
+    good.set(key, json.dumps(ChannelSettings(history_size=5).as_dict()))  # a missed one
+    directory.refresh()
+    assert chat.channels["r"].settings.history_size == 5
+    assert directory.shared_settings.caught_up == 1
+
+
+def test_a_channel_config_redis_cannot_take_changes_nothing_and_leaves_nothing_to_the_refresh(
+    lone_chat,
+):
+    good, directory, chat = lone_chat
     old, new = ChannelSettings(notify_presence=True), ChannelSettings(history_size=3)
-    try:
-        chat.channel_config({"r": old})
-        directory._client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # Redis unreachable
-        with pytest.raises(EngineUnavailable) as refused:
-            chat.channel_config({"r": new, "s": new})
-        assert "redis at" in str(refused.value)
-        assert chat.channels["r"].settings is old and "s" not in chat.channels
-        directory._client = good
-        directory.refresh()
-        assert chat.channels["r"].settings is old
-        assert ChannelSettings(**json.loads(good.get(key))) == old
-        assert good.get(directory.shared_settings.key("s")) is None
+    chat.channel_config({"r": old})
+    directory._client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # Redis unreachable
+    with pytest.raises(EngineUnavailable) as refused:
         chat.channel_config({"r": new, "s": new})
-        assert chat.channels["r"].settings == new == chat.channels["s"].settings
-        assert ChannelSettings(**json.loads(good.get(key))) == new
-    finally:
-        delete_keys(url, directory.key_prefix)
+    assert "redis at" in str(refused.value)
+    assert chat.channels["r"].settings is old and "s" not in chat.channels
+    directory._client = good
+    directory.refresh()
+    assert chat.channels["r"].settings is old
+    assert stored_settings(good, directory, "r") == old
+    assert good.get(directory.shared_settings.key("s")) is None
+    chat.channel_config({"r": new, "s": new})
+    assert chat.channels["r"].settings == new == chat.channels["s"].settings
+    assert stored_settings(good, directory, "r") == new
 
 
 def test_a_channel_config_while_redis_is_down_is_refused_and_applied_nowhere(
