@@ -139,6 +139,7 @@ class ChannelConfigs:
                 self.make(name, settings, now)
             else:
                 self._reconfigure(channel, settings)
+                channel.given = True  # (even when they equal the defaults it had)
 
     def _reconfigure(self, channel: ChatChannel, settings: ChannelSettings) -> None:
         if channel.settings != settings:

@@ -347,3 +347,6 @@ def test_a_channel_knows_whether_its_settings_were_given_or_are_the_defaults(cha
     chat.settings_changed("later", ChannelSettings())  # another process's, equal to these
     chat.channel_config({"plain": PRESENCE})
     assert chat.channels["later"].given and chat.channels["plain"].given
+    chat.connect("ann", channels=["kept"])
+    chat.channel_config({"kept": ChannelSettings()})  # the defaults it had, now given
+    assert chat.channels["kept"].given
